@@ -1,0 +1,117 @@
+"""2-D convolution in two formulations with identical results.
+
+* ``"xla"``: ``lax.conv_general_dilated``. Fast on GPU/TPU, and on CPU when the
+  step is compiled with ``scnn_jax.backend.compiler_options()`` (XLA CPU then
+  routes convs through YNNPACK). Without those options XLA CPU's conv runs at
+  ~15 GFLOP/s here, and inside a rolled ``lax.scan`` its backward falls to
+  ~2.4 GFLOP/s (see BENCHMARKS.md).
+* ``"matmul"``: patch extraction (im2col) followed by one matmul. The matmul
+  stays on XLA CPU's fast path even inside a rolled ``lax.scan``, so this is
+  the formulation for per-step execution on CPU.
+
+Arrays are NHWC, kernels HWIO (the Flax convention). These functions know
+nothing about time: fold ``[T, B]`` into the batch before calling them.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+IMPLS = ("xla", "matmul")
+Padding = str | int | Sequence[tuple[int, int]]
+
+
+def _pairs(value, name) -> tuple[int, int]:
+  if isinstance(value, int):
+    return (value, value)
+  value = tuple(value)
+  if len(value) != 2:
+    raise ValueError(f"{name} must be an int or a pair, got {value!r}")
+  return value
+
+
+def explicit_padding(padding: Padding, in_hw, kernel_hw, strides):
+  """((top, bottom), (left, right)) for "SAME", "VALID", an int or pairs."""
+  if isinstance(padding, str):
+    if padding.upper() not in ("SAME", "VALID"):
+      raise ValueError(f"padding must be 'SAME', 'VALID', an int or pairs, "
+                       f"got {padding!r}")
+    return tuple(lax.padtype_to_pads(in_hw, kernel_hw, strides,
+                                     padding.upper()))
+  if isinstance(padding, int):
+    return ((padding, padding), (padding, padding))
+  return tuple(_pairs(p, "padding") for p in padding)
+
+
+def conv2d(x, kernel, *, strides=1, padding: Padding = "SAME", impl="xla",
+           precision=None):
+  """Cross-correlation of ``x [N, H, W, Cin]`` with ``kernel [kh, kw, Cin, Cout]``.
+
+  ``impl`` chooses the formulation (module docstring); both give the same
+  numbers up to float rounding order.
+  """
+  if impl not in IMPLS:
+    raise ValueError(f"unknown conv impl {impl!r}; allowed: {', '.join(IMPLS)}")
+  if x.ndim != 4:
+    raise ValueError(f"conv2d expects x of shape [N, H, W, C], got {x.shape}")
+  kh, kw, cin, cout = kernel.shape
+  if x.shape[-1] != cin:
+    raise ValueError(f"input has {x.shape[-1]} channels, kernel expects {cin}")
+  strides = _pairs(strides, "strides")
+  pads = explicit_padding(padding, x.shape[1:3], (kh, kw), strides)
+  if impl == "xla":
+    return lax.conv_general_dilated(
+        x, kernel, strides, pads, dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        precision=precision)
+  return _conv2d_matmul(x, kernel, strides, pads, precision)
+
+
+def _conv2d_matmul(x, kernel, strides, pads, precision):
+  kh, kw, cin, cout = kernel.shape
+  n, h, w, _ = x.shape
+  (pt, pb), (pl, pr) = pads
+  sh, sw = strides
+  ho = (h + pt + pb - kh) // sh + 1
+  wo = (w + pl + pr - kw) // sw + 1
+  xp = jnp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
+  # Channel order (i, j, c) matches kernel.reshape(kh * kw * cin, cout).
+  cols = [
+      lax.slice(xp, (0, i, j, 0),
+                (n, i + (ho - 1) * sh + 1, j + (wo - 1) * sw + 1, cin),
+                (1, sh, sw, 1))
+      for i in range(kh) for j in range(kw)
+  ]
+  patches = jnp.concatenate(cols, axis=-1) if len(cols) > 1 else cols[0]
+  out = jnp.dot(patches.reshape(n * ho * wo, kh * kw * cin),
+                kernel.reshape(kh * kw * cin, cout), precision=precision)
+  return out.reshape(n, ho, wo, cout)
+
+
+def output_hw(in_hw, kernel_hw, strides, padding: Padding) -> tuple[int, int]:
+  """Spatial output size of ``conv2d`` for an input of size ``in_hw``."""
+  strides = _pairs(strides, "strides")
+  pads = explicit_padding(padding, in_hw, kernel_hw, strides)
+  return tuple((size + lo + hi - k) // s + 1 for size, (lo, hi), k, s in
+               zip(in_hw, pads, kernel_hw, strides))
+
+
+def flops(batch, out_hw, kernel_hw, cin, cout) -> int:
+  """Multiply-adds x 2 of one forward conv (for GFLOP/s and SynOp figures)."""
+  return 2 * batch * out_hw[0] * out_hw[1] * kernel_hw[0] * kernel_hw[1] * cin * cout
+
+
+def default_impl(order: str, platform: str | None = None) -> str:
+  """The faster formulation for an execution order on a backend.
+
+  Measured on XLA CPU (BENCHMARKS.md): inside a rolled scan ("step") only the
+  matmul form is fast; folded over T*B ("fold") the YNNPACK conv wins. On
+  GPU/TPU the native conv wins everywhere.
+  """
+  platform = platform or jax.default_backend()
+  if platform == "cpu" and order == "step":
+    return "matmul"
+  return "xla"

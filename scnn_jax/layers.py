@@ -1,0 +1,338 @@
+"""Flax NNX spiking layers. SEQUENCES ARE TIME-MAJOR: ``[T, B, H, W, C]``.
+
+Every spiking module obeys one per-step contract and offers a sequence call
+built on it:
+
+* ``init_state(shape)`` -> the neuron state for one step's input ``shape``;
+* ``step(state, x_t)`` -> ``(state, spikes_t)`` advances ONE time step;
+* ``__call__(x)`` runs the whole ``[T, ...]`` sequence (a ``lax.scan``).
+
+Neuron parameters live in the module state: LIF's ``beta`` / ``threshold`` and
+every surrogate slope are ``NeuronParam`` variables (not trained, but stacked
+and swept by vmap ablations); ALIF's tau (through ``tau = 1/sigmoid(w)``) and
+threshold are ``nnx.Param`` (trained, as in paper B). Spike rates are sown as
+``SpikeRate`` intermediates; collect them with ``nnx.capture(model, SpikeRate)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from scnn_jax import conv as conv_lib
+from scnn_jax import neurons
+from scnn_jax import surrogate as surrogate_lib
+from scnn_jax.variables import NeuronParam, SpikeRate
+# Encoders and decoders are part of the layer API; they live in small modules.
+from scnn_jax.decoders import (DECODERS, FixedDecayDecoder, MembraneReadout,  # noqa: F401
+                               RateDecoder, TAID, make_decoder)
+from scnn_jax.encoders import (ENCODERS, DirectEncoder, RateEncoder,  # noqa: F401
+                               make_encoder)
+
+NEURONS = ("lif", "alif")
+ORDERS = ("fold", "step")
+NOISE_MODES = ("multiplicative", "additive")
+
+
+def _full(shape, value, dtype=jnp.float32):
+  return jnp.full(shape, value, dtype)
+
+
+class _Neuron(nnx.Module):
+  """Shared sequence call and rate recording of the neuron modules."""
+
+  def __call__(self, currents):
+    """Spikes ``[T, ...]`` for currents ``[T, ...]`` (time on axis 0)."""
+    spikes, _ = self.scan(currents)
+    self.record_rate(spikes)
+    return spikes
+
+  def record_rate(self, spikes):
+    # Only under nnx.capture: outside it, sow would add a variable to the
+    # module (changing its graph between calls) and is deprecated.
+    if hasattr(self, "__captures__"):
+      self.sow(SpikeRate, "rate", jnp.mean(spikes.astype(jnp.float32)))
+
+
+class LIF(_Neuron):
+  """Leaky integrate-and-fire neurons (``neurons.lif_scan``).
+
+  Args:
+    beta: decay per step (default 0.9); or give ``tau`` (steps) instead.
+    threshold: firing threshold.
+    shape: parameter shape, broadcast against one step's input: ``()`` for one
+      value per layer, ``(C,)`` per channel.
+    trainable: make beta and threshold ``nnx.Param`` instead of
+      ``NeuronParam``.
+    reset, surrogate, surrogate_param, detach_reset, remat, unroll: see
+      ``neurons.lif_scan``.
+  """
+
+  def __init__(self, *, beta=None, tau=None, threshold=1.0, reset="subtract",
+               surrogate="fast_sigmoid", surrogate_param=None,
+               detach_reset=False, shape=(), trainable=False, remat=False,
+               unroll=1):
+    if beta is not None and tau is not None:
+      raise ValueError("LIF takes beta= or tau=, not both")
+    if tau is not None:
+      beta = float(neurons.beta_from_tau(tau))
+    beta = 0.9 if beta is None else beta
+    if reset not in neurons.RESETS:
+      raise ValueError(f"unknown reset {reset!r}; allowed: "
+                       f"{', '.join(neurons.RESETS)}")
+    surrogate_lib.check_kind(surrogate)
+    var = nnx.Param if trainable else NeuronParam
+    self.beta = var(_full(shape, beta))
+    self.threshold = var(_full(shape, threshold))
+    if surrogate_param is None:
+      surrogate_param = surrogate_lib.DEFAULT_PARAM[surrogate]
+    self.surrogate_param = NeuronParam(_full((), surrogate_param))
+    self.reset = reset
+    self.surrogate = surrogate
+    self.detach_reset = detach_reset
+    self.remat = remat
+    self.unroll = unroll
+
+  def _kwargs(self):
+    return dict(beta=self.beta[...], threshold=self.threshold[...],
+                reset=self.reset, surrogate=self.surrogate,
+                surrogate_param=self.surrogate_param[...],
+                detach_reset=self.detach_reset)
+
+  def scan(self, currents, state=None):
+    """``(spikes, membrane)`` over ``currents [T, ...]``; see ``lif_scan``."""
+    return neurons.lif_scan(currents, v0=state, remat=self.remat,
+                            unroll=self.unroll, **self._kwargs())
+
+  def init_state(self, shape, dtype=jnp.float32):
+    return jnp.zeros(shape, neurons.state_dtype(dtype))
+
+  def step(self, state, current):
+    return neurons.lif_step(state, current, **self._kwargs())
+
+
+class ALIF(_Neuron):
+  """Paper B's adaptive LIF: learnable time constant and threshold.
+
+  ``tau = 1 / sigmoid(w)`` with ``w`` an ``nnx.Param`` initialised so that tau
+  starts at ``tau`` (paper B: 2, i.e. w = 0); ``threshold`` is an
+  ``nnx.Param`` (paper B init 0.5). ``adaptation`` (an ``neurons.Adaptation``)
+  adds the spike-triggered rising threshold; its fields are ``NeuronParam``.
+  """
+
+  def __init__(self, *, tau=2.0, threshold=0.5, v_reset=0.0, adaptation=None,
+               surrogate="atan", surrogate_param=None, detach_reset=True,
+               shape=(), learn_tau=True, learn_threshold=True, remat=False,
+               unroll=1):
+    if not tau > 1.0:
+      raise ValueError(f"ALIF tau must be > 1 (tau = 1/sigmoid(w)), got {tau}")
+    surrogate_lib.check_kind(surrogate)
+    self.w = (nnx.Param if learn_tau else NeuronParam)(
+        _full(shape, -math.log(tau - 1.0)))
+    self.threshold = (nnx.Param if learn_threshold else NeuronParam)(
+        _full(shape, threshold))
+    self.v_reset = NeuronParam(_full((), v_reset))
+    if surrogate_param is None:
+      surrogate_param = surrogate_lib.DEFAULT_PARAM[surrogate]
+    self.surrogate_param = NeuronParam(_full((), surrogate_param))
+    if adaptation is not None:
+      adaptation = neurons.Adaptation(*adaptation)
+      self.adapt_tau = NeuronParam(_full(shape, adaptation.tau))
+      self.adapt_increment = NeuronParam(_full(shape, adaptation.increment))
+    self.adaptive = adaptation is not None
+    self.surrogate = surrogate
+    self.detach_reset = detach_reset
+    self.remat = remat
+    self.unroll = unroll
+
+  @property
+  def tau(self):
+    return 1.0 / jax.nn.sigmoid(self.w[...])
+
+  def _kwargs(self):
+    adaptation = None
+    if self.adaptive:
+      adaptation = neurons.Adaptation(self.adapt_tau[...],
+                                      self.adapt_increment[...])
+    return dict(tau=self.tau, threshold=self.threshold[...],
+                v_reset=self.v_reset[...], surrogate=self.surrogate,
+                surrogate_param=self.surrogate_param[...],
+                detach_reset=self.detach_reset, adaptation=adaptation)
+
+  def scan(self, currents, state=None):
+    v0, a0 = (None, None) if state is None else state
+    return neurons.alif_scan(currents, v0=v0, a0=a0, remat=self.remat,
+                             unroll=self.unroll, **self._kwargs())
+
+  def init_state(self, shape, dtype=jnp.float32):
+    dtype = neurons.state_dtype(dtype)
+    return (jnp.broadcast_to(self.v_reset[...].astype(dtype), shape),
+            jnp.zeros(shape, dtype))
+
+  def step(self, state, x):
+    return neurons.alif_step(state, x, **self._kwargs())
+
+
+def make_neuron(kind: str, **kwargs) -> LIF | ALIF:
+  """``LIF(**kwargs)`` or ``ALIF(**kwargs)`` by name."""
+  if kind == "lif":
+    return LIF(**kwargs)
+  if kind == "alif":
+    return ALIF(**kwargs)
+  raise ValueError(f"unknown neuron {kind!r}; allowed: {', '.join(NEURONS)}")
+
+
+class Conv2d(nnx.Module):
+  """2-D conv over any leading axes: ``[..., H, W, Cin] -> [..., H', W', Cout]``.
+
+  Leading axes (time and batch of a sequence) are folded into one batch axis,
+  so calling it on ``[T, B, H, W, C]`` convolves all T steps at once.
+  ``impl`` picks the formulation (``scnn_jax.conv``): "xla", "matmul", or
+  "auto" (the measured default for this backend).
+  """
+
+  def __init__(self, in_features, out_features, kernel_size=3, *, strides=1,
+               padding="SAME", use_bias=True, impl="auto", dtype=None,
+               param_dtype=jnp.float32,
+               kernel_init=nnx.initializers.lecun_normal(),
+               bias_init=nnx.initializers.zeros_init(), rngs: nnx.Rngs):
+    kh, kw = conv_lib._pairs(kernel_size, "kernel_size")
+    self.kernel = nnx.Param(kernel_init(rngs.params(),
+                                        (kh, kw, in_features, out_features),
+                                        param_dtype))
+    self.bias = (nnx.Param(bias_init(rngs.params(), (out_features,),
+                                     param_dtype)) if use_bias else None)
+    self.impl = conv_lib.default_impl("fold") if impl == "auto" else impl
+    if self.impl not in conv_lib.IMPLS:
+      raise ValueError(f"unknown conv impl {impl!r}; allowed: auto, "
+                       f"{', '.join(conv_lib.IMPLS)}")
+    self.strides = strides
+    self.padding = padding
+    self.dtype = dtype
+    self.in_features = in_features
+    self.out_features = out_features
+
+  def __call__(self, x):
+    lead = x.shape[:-3]
+    dtype = self.dtype or x.dtype
+    kernel = self.kernel[...].astype(dtype)
+    y = conv_lib.conv2d(x.reshape((-1,) + x.shape[-3:]).astype(dtype), kernel,
+                        strides=self.strides, padding=self.padding,
+                        impl=self.impl)
+    if self.bias is not None:
+      y = y + self.bias[...].astype(dtype)
+    return y.reshape(lead + y.shape[1:])
+
+
+class SpikingConv2d(nnx.Module):
+  """Paper A's SNNConv2d: conv, training noise, spiking neurons.
+
+  Input ``x``: ``[T, B, H, W, Cin]``, TIME-MAJOR. Output: spikes
+  ``[T, B, H', W', Cout]`` in the input dtype (or ``dtype``).
+
+  Two execution orders give the same result:
+
+  * ``order="fold"``: the conv runs once over all ``T*B`` images, then the
+    neuron ``lax.scan`` runs over T. The default: on CPU with
+    ``scnn_jax.backend`` options and on GPU/TPU it is the fastest.
+  * ``order="step"``: conv and neuron update both inside the scan body; needs
+    only one step's currents in memory. On CPU pair it with
+    ``conv_impl="matmul"`` ("auto" does).
+
+  Noise (paper A): while training (``deterministic=False``), the conv output
+  ``I`` becomes ``I * (1 + std * N(0, 1))`` ("multiplicative", paper A's text)
+  or ``I + std * N(0, 1)`` ("additive"). ``noise_std=None`` disables it; a
+  number (paper A: 0.1) is stored as a sweepable ``NeuronParam``. Training-mode
+  noise needs ``rngs=nnx.Rngs(noise=key)`` at call time.
+
+  ``remat=True`` checkpoints the whole layer: only its input is kept for the
+  backward pass; conv and scan are recomputed.
+  """
+
+  def __init__(self, in_features, out_features, kernel_size=3, *, strides=1,
+               padding="SAME", use_bias=True, neuron="lif",
+               neuron_kwargs=None, noise_std=None,
+               noise_mode="multiplicative", order="fold", conv_impl="auto",
+               remat=False, dtype=None, param_dtype=jnp.float32,
+               kernel_init=nnx.initializers.lecun_normal(), rngs: nnx.Rngs):
+    if order not in ORDERS:
+      raise ValueError(f"unknown order {order!r}; allowed: {', '.join(ORDERS)}")
+    if noise_mode not in NOISE_MODES:
+      raise ValueError(f"unknown noise_mode {noise_mode!r}; allowed: "
+                       f"{', '.join(NOISE_MODES)}")
+    impl = conv_lib.default_impl(order) if conv_impl == "auto" else conv_impl
+    self.conv = Conv2d(in_features, out_features, kernel_size, strides=strides,
+                       padding=padding, use_bias=use_bias, impl=impl,
+                       dtype=dtype, param_dtype=param_dtype,
+                       kernel_init=kernel_init, rngs=rngs)
+    self.neuron = (neuron if isinstance(neuron, nnx.Module)
+                   else make_neuron(neuron, **(neuron_kwargs or {})))
+    self.noise_std = None if noise_std is None else NeuronParam(
+        _full((), noise_std))
+    self.noise_mode = noise_mode
+    self.order = order
+    self.remat = remat
+    self.deterministic = False
+
+  # -- per-step contract -------------------------------------------------
+  def init_state(self, in_shape, dtype=jnp.float32):
+    """Neuron state for one step's input of shape ``[B, H, W, Cin]``."""
+    hw = conv_lib.output_hw(in_shape[-3:-1], self.conv.kernel.shape[:2],
+                            self.conv.strides, self.conv.padding)
+    return self.neuron.init_state(
+        tuple(in_shape[:-3]) + hw + (self.conv.out_features,), dtype)
+
+  def step(self, state, x_t, key=None):
+    """One time step: ``x_t [B, H, W, Cin]`` -> ``(state, spikes_t)``."""
+    return self.neuron.step(state, self._noisy(self.conv(x_t), key))
+
+  # -- sequence call -----------------------------------------------------
+  def __call__(self, x, *, rngs: nnx.Rngs | None = None,
+               deterministic: bool | None = None):
+    if x.ndim != 5:
+      raise ValueError("SpikingConv2d expects a time-major sequence "
+                       f"[T, B, H, W, C], got shape {x.shape}")
+    deterministic = (self.deterministic if deterministic is None
+                     else deterministic)
+    key = None
+    if self.noise_std is not None and not deterministic:
+      if rngs is None:
+        raise ValueError(
+            "SpikingConv2d adds training noise (noise_std is set): call it "
+            "with rngs=nnx.Rngs(noise=key), or switch to inference with "
+            "model.eval() / deterministic=True")
+      key = rngs.noise()
+    forward = nnx.remat(type(self)._forward) if self.remat else type(
+        self)._forward
+    spikes = forward(self, x, key)
+    self.neuron.record_rate(spikes)
+    return spikes
+
+  def _forward(self, x, key):
+    if self.order == "fold":
+      spikes, _ = self.neuron.scan(self._noisy(self.conv(x), key))
+      return spikes
+    out_dtype = self.conv.dtype or x.dtype
+    keys = (jax.random.split(key, x.shape[0]) if key is not None
+            else jnp.zeros((x.shape[0],)))
+
+    def body(state, inputs):
+      x_t, k_t = inputs
+      state, s_t = self.step(state, x_t, None if key is None else k_t)
+      return state, s_t.astype(out_dtype)
+
+    state0 = self.init_state(x.shape[1:], x.dtype)
+    _, spikes = jax.lax.scan(body, state0, (x, keys))
+    return spikes
+
+  def _noisy(self, current, key):
+    if key is None:
+      return current
+    eps = jax.random.normal(key, current.shape, current.dtype)
+    std = self.noise_std[...].astype(current.dtype)
+    if self.noise_mode == "multiplicative":
+      return current * (1.0 + std * eps)
+    return current + std * eps

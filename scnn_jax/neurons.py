@@ -1,0 +1,244 @@
+"""Neuron dynamics as pure functions. TIME IS AXIS 0 of every sequence here.
+
+Two layers of API:
+
+* ``lif_step`` / ``alif_step``: one time step, ``step(state, input_t) ->
+  (new_state, spikes_t)``. This is the per-step contract every neuron obeys;
+  a whole network can be advanced one step at a time with it.
+* ``lif_scan`` / ``alif_scan``: ``jax.lax.scan`` of the step over a sequence
+  ``currents[T, ...]``; return spikes ``[T, ...]`` and the membrane trace.
+
+Neuron parameters (``beta``, ``tau``, ``threshold``, surrogate ``param``...) are
+*arrays*: a scalar, per channel (shape ``[C]``) or per neuron, broadcast against
+``currents.shape[1:]``. They are never baked into the trace as Python floats, so
+``jax.vmap`` (ablations), ``jax.grad`` (ALIF learns tau and threshold) and
+sweeps go straight through them.
+
+Membrane state is kept in float32 (float64 if the currents are float64) even
+when the currents are bfloat16: long leaky sums lose too much in 8 mantissa
+bits. Spikes come out in the currents' dtype (0 and 1 are exact in any float).
+
+Paper A's LIF, from its ODE ``C dV/dt = I - V/R`` (``tau = RC``): the exact
+solution over one step ``dt`` with the current held constant is
+``V_t = exp(-dt/tau) V_{t-1} + (1 - exp(-dt/tau)) R I_t``. The input gain
+``(1 - exp(-dt/tau)) R`` is absorbed into the weights of the conv producing
+``I``, which leaves ``v_t = beta v_{t-1} + I_t`` with ``beta = exp(-dt/tau)``:
+tau 40 ms at dt 1 ms gives beta = exp(-1/40) = 0.9753. Paper A's 1 ms
+refractory period at dt = 1 ms is the reset step itself.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from scnn_jax import surrogate as surrogate_lib
+
+RESETS = ("subtract", "zero")
+
+
+class Adaptation(NamedTuple):
+  """Spike-triggered threshold adaptation for ``alif_scan``.
+
+  The threshold seen at step t is ``threshold + a_{t-1}`` with
+  ``a_t = exp(-1/tau) a_{t-1} + increment * s_t``: each spike raises it by
+  ``increment``, and it decays back with time constant ``tau`` (in steps).
+  Both fields may be arrays (per channel / per neuron) or traced values.
+  """
+  tau: jax.Array | float = 20.0
+  increment: jax.Array | float = 0.1
+
+
+def beta_from_tau(tau, dt=1.0):
+  """Per-step decay ``exp(-dt/tau)`` of a leaky membrane with time constant tau."""
+  return jnp.exp(-jnp.asarray(dt) / jnp.asarray(tau))
+
+
+def tau_from_beta(beta, dt=1.0):
+  """Inverse of ``beta_from_tau``."""
+  return -jnp.asarray(dt) / jnp.log(jnp.asarray(beta))
+
+
+def state_dtype(dtype) -> jnp.dtype:
+  """Membrane dtype for currents of ``dtype``: float32, or float64 for float64."""
+  return jnp.dtype(jnp.float64 if jnp.dtype(dtype) == jnp.float64
+                   else jnp.float32)
+
+
+def _check_sequence(currents) -> jax.Array:
+  currents = jnp.asarray(currents)
+  if currents.ndim < 1:
+    raise ValueError("currents must have a leading time axis [T, ...], got a "
+                     "scalar")
+  if currents.shape[0] < 1:
+    raise ValueError("currents must hold at least one time step (T >= 1), "
+                     f"got shape {currents.shape}")
+  if not jnp.issubdtype(currents.dtype, jnp.floating):
+    raise TypeError(f"currents must be floating point, got {currents.dtype}")
+  return currents
+
+
+def _initial(value, shape, dtype, default=0.0):
+  value = default if value is None else value
+  return jnp.broadcast_to(jnp.asarray(value, dtype), shape)
+
+
+# ----------------------------------------------------------------------------
+# LIF
+# ----------------------------------------------------------------------------
+
+
+def lif_step(v, current, *, beta, threshold, reset="subtract",
+             surrogate="fast_sigmoid", surrogate_param=None,
+             detach_reset=False):
+  """One LIF step: ``(v_{t-1}, I_t) -> (v_t, s_t)``.
+
+  ``u = beta v_{t-1} + I_t``; ``s_t = spike(u - threshold)``; then reset in the
+  same step: ``v_t = u - s_t threshold`` ("subtract") or ``u (1 - s_t)``
+  ("zero"). ``detach_reset`` stops the gradient through the reset term.
+  """
+  u = beta * v + current.astype(v.dtype)
+  s = surrogate_lib.spike(u - threshold, surrogate, surrogate_param)
+  r = lax.stop_gradient(s) if detach_reset else s
+  if reset == "subtract":
+    v = u - r * threshold
+  elif reset == "zero":
+    v = u * (1.0 - r)
+  else:
+    raise ValueError(f"unknown reset {reset!r}; allowed: {', '.join(RESETS)}")
+  return v, s
+
+
+def lif_scan(currents, *, beta=None, tau=None, dt=1.0, threshold=1.0,
+             reset="subtract", surrogate="fast_sigmoid", surrogate_param=None,
+             detach_reset=False, v0=None, remat=False, unroll=1):
+  """Leaky integrate-and-fire over time.
+
+  Args:
+    currents: input currents ``[T, ...]``, TIME ON AXIS 0.
+    beta: membrane decay per step, array broadcastable to
+      ``currents.shape[1:]``. Give either ``beta`` or ``tau``.
+    tau: membrane time constant in units of ``dt``; ``beta = exp(-dt/tau)``.
+    threshold: firing threshold (array, broadcast like ``beta``).
+    reset: "subtract" (v -= threshold on a spike) or "zero" (v = 0).
+    surrogate, surrogate_param: spike surrogate kind and its width / slope
+      (see ``scnn_jax.surrogate``).
+    detach_reset: stop the gradient through the reset.
+    v0: initial membrane ``[...]`` (default 0). Pass ``membrane[-1]`` of the
+      previous chunk to continue a long sequence.
+    remat: recompute the scan in the backward pass (``jax.checkpoint``): only
+      the inputs are kept for backprop; gradients are identical.
+    unroll: ``lax.scan`` unroll factor.
+
+  Returns:
+    ``(spikes, membrane)``, both ``[T, ...]``. ``membrane`` is the state after
+    the reset of each step, so ``membrane[-1]`` is the final state.
+  """
+  currents = _check_sequence(currents)
+  if reset not in RESETS:
+    raise ValueError(f"unknown reset {reset!r}; allowed: {', '.join(RESETS)}")
+  surrogate_lib.check_kind(surrogate)
+  if (beta is None) == (tau is None):
+    raise ValueError("lif_scan needs exactly one of beta= or tau=")
+  dtype = state_dtype(currents.dtype)
+  beta = beta_from_tau(tau, dt) if beta is None else beta
+  beta = jnp.asarray(beta, dtype)
+  threshold = jnp.asarray(threshold, dtype)
+  sp = None if surrogate_param is None else jnp.asarray(surrogate_param, dtype)
+  v0 = _initial(v0, currents.shape[1:], dtype)
+
+  def run(currents, beta, threshold, sp, v0):
+    def body(v, i):
+      v, s = lif_step(v, i, beta=beta, threshold=threshold, reset=reset,
+                      surrogate=surrogate, surrogate_param=sp,
+                      detach_reset=detach_reset)
+      return v, (s.astype(currents.dtype), v)
+    _, out = lax.scan(body, v0, currents, unroll=unroll)
+    return out
+
+  if remat:
+    run = jax.checkpoint(run)
+  return run(currents, beta, threshold, sp, v0)
+
+
+# ----------------------------------------------------------------------------
+# ALIF (paper B)
+# ----------------------------------------------------------------------------
+
+
+def alif_step(state, x, *, tau, threshold, v_reset=0.0, surrogate="atan",
+              surrogate_param=None, detach_reset=True, adaptation=None):
+  """One ALIF step: ``((v_{t-1}, a_{t-1}), X_t) -> ((v_t, a_t), S_t)``.
+
+  Paper B: ``H_t = V_{t-1} + (1/tau)(X_t - (V_{t-1} - v_reset))``;
+  ``S_t = spike(H_t - threshold - a_{t-1})``; hard reset
+  ``V_t = (1 - S_t) H_t + S_t v_reset``. ``a`` is the adaptive threshold
+  offset (always 0 without ``adaptation``).
+  """
+  v, a = state
+  h = v + (x.astype(v.dtype) - (v - v_reset)) / tau
+  s = surrogate_lib.spike(h - (threshold + a), surrogate, surrogate_param)
+  r = lax.stop_gradient(s) if detach_reset else s
+  v = (1.0 - r) * h + r * v_reset
+  if adaptation is not None:
+    a = jnp.exp(-1.0 / adaptation.tau) * a + adaptation.increment * s
+  return (v, a), s
+
+
+def alif_scan(currents, *, tau, threshold, v_reset=0.0, adaptation=None,
+              surrogate="atan", surrogate_param=None, detach_reset=True,
+              v0=None, a0=None, remat=False, unroll=1,
+              return_adaptation=False):
+  """Adaptive LIF of paper B over time (PLIF-style, learnable tau/threshold).
+
+  Args:
+    currents: ``X`` of shape ``[T, ...]``, TIME ON AXIS 0.
+    tau: membrane time constant (> 1 for a leak in (0, 1)); paper B learns it
+      as ``tau = 1 / sigmoid(w)``, which ``layers.ALIF`` does. Array,
+      broadcast against ``currents.shape[1:]``.
+    threshold: firing threshold (paper B: learnable, init 0.5).
+    v_reset: reset potential; also the default initial membrane.
+    adaptation: ``Adaptation(tau, increment)`` for a spike-triggered rising
+      threshold, or None for paper B's neuron.
+    surrogate: paper B uses ATan with alpha 2 (the default).
+    detach_reset: paper B detaches the reset from the graph (default True).
+    v0, a0: initial membrane and threshold offset (chunked sequences).
+    remat, unroll: as in ``lif_scan``.
+    return_adaptation: also return the threshold-offset trace ``a``.
+
+  Returns:
+    ``(spikes, membrane)`` (plus ``adaptation_trace`` if asked), each
+    ``[T, ...]``; ``membrane`` is post-reset, so ``membrane[-1]`` is the final
+    state.
+  """
+  currents = _check_sequence(currents)
+  surrogate_lib.check_kind(surrogate)
+  dtype = state_dtype(currents.dtype)
+  tau = jnp.asarray(tau, dtype)
+  threshold = jnp.asarray(threshold, dtype)
+  v_reset = jnp.asarray(v_reset, dtype)
+  sp = None if surrogate_param is None else jnp.asarray(surrogate_param, dtype)
+  if adaptation is not None:
+    adaptation = Adaptation(jnp.asarray(adaptation.tau, dtype),
+                            jnp.asarray(adaptation.increment, dtype))
+  shape = currents.shape[1:]
+  state0 = (_initial(v0, shape, dtype, v_reset), _initial(a0, shape, dtype))
+
+  def run(currents, tau, threshold, v_reset, sp, adaptation, state0):
+    def body(state, x):
+      state, s = alif_step(state, x, tau=tau, threshold=threshold,
+                           v_reset=v_reset, surrogate=surrogate,
+                           surrogate_param=sp, detach_reset=detach_reset,
+                           adaptation=adaptation)
+      return state, (s.astype(currents.dtype),) + state
+    _, out = lax.scan(body, state0, currents, unroll=unroll)
+    return out
+
+  if remat:
+    run = jax.checkpoint(run)
+  spikes, membrane, a = run(currents, tau, threshold, v_reset, sp, adaptation,
+                            state0)
+  return (spikes, membrane, a) if return_adaptation else (spikes, membrane)

@@ -1,0 +1,180 @@
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from scnn_jax import neurons, surrogate
+
+jax.config.update("jax_enable_x64", False)
+
+
+def _currents(shape=(12, 3, 5), seed=0, scale=0.8):
+  return np.random.default_rng(seed).normal(0.4, scale, shape).astype(np.float32)
+
+
+def lif_loop(I, beta, thr, reset):
+  """Paper-style loop written from the equations, in float64 numpy."""
+  v = np.zeros(I.shape[1:])
+  spikes, mem = [], []
+  for t in range(I.shape[0]):
+    u = beta * v + I[t]
+    s = (u - thr >= 0).astype(np.float64)
+    v = u - s * thr if reset == "subtract" else u * (1 - s)
+    spikes.append(s)
+    mem.append(v)
+  return np.stack(spikes), np.stack(mem)
+
+
+def alif_loop(X, tau, thr, v_reset, adapt=None):
+  v = np.full(X.shape[1:], v_reset, np.float64)
+  a = np.zeros(X.shape[1:])
+  spikes = []
+  for t in range(X.shape[0]):
+    h = v + (1.0 / tau) * (X[t] - (v - v_reset))
+    s = (h - (thr + a) >= 0).astype(np.float64)
+    v = (1 - s) * h + s * v_reset
+    if adapt is not None:
+      a = math.exp(-1.0 / adapt[0]) * a + adapt[1] * s
+    spikes.append(s)
+  return np.stack(spikes)
+
+
+@pytest.mark.parametrize("reset", ["subtract", "zero"])
+def test_lif_forward_matches_loop(reset):
+  I = _currents()
+  beta = np.array([0.5, 0.9, 0.975, 0.99, 1.0], np.float32)  # per channel
+  s, v = neurons.lif_scan(I, beta=beta, threshold=0.7, reset=reset)
+  s_ref, v_ref = lif_loop(I.astype(np.float64), beta, 0.7, reset)
+  np.testing.assert_array_equal(s, s_ref)
+  np.testing.assert_allclose(v, v_ref, rtol=1e-5, atol=1e-5)
+  assert 0.05 < float(s.mean()) < 0.95  # the comparison is not vacuous
+
+
+def test_tau_gives_beta_exp_minus_dt_over_tau():
+  np.testing.assert_allclose(neurons.beta_from_tau(40.0), math.exp(-1 / 40), rtol=1e-6)
+  np.testing.assert_allclose(neurons.tau_from_beta(neurons.beta_from_tau(40.0)), 40.0,
+                             rtol=1e-5)
+  I = _currents()
+  a = neurons.lif_scan(I, tau=40.0, threshold=1.0)
+  b = neurons.lif_scan(I, beta=math.exp(-1 / 40), threshold=1.0)
+  np.testing.assert_array_equal(a[0], b[0])
+  with pytest.raises(ValueError, match="exactly one of beta= or tau="):
+    neurons.lif_scan(I, beta=0.9, tau=10.0)
+
+
+@pytest.mark.parametrize("adapt", [None, (5.0, 0.3)])
+def test_alif_forward_matches_loop(adapt):
+  X = _currents(scale=1.5)
+  tau = np.array([1.5, 2.0, 3.0, 8.0, 30.0], np.float32)
+  adaptation = None if adapt is None else neurons.Adaptation(*adapt)
+  s, _ = neurons.alif_scan(X, tau=tau, threshold=0.5, v_reset=-0.1,
+                           adaptation=adaptation)
+  np.testing.assert_array_equal(
+      s, alif_loop(X.astype(np.float64), tau, 0.5, -0.1, adapt))
+  assert 0.05 < float(s.mean()) < 0.95
+
+
+def test_adaptation_lowers_the_firing_rate():
+  X = np.full((40, 4), 0.9, np.float32)
+  s0, _ = neurons.alif_scan(X, tau=2.0, threshold=0.5)
+  s1, _, a = neurons.alif_scan(X, tau=2.0, threshold=0.5,
+                               adaptation=neurons.Adaptation(20.0, 0.5),
+                               return_adaptation=True)
+  assert float(s1.mean()) < float(s0.mean())
+  assert float(a.max()) > 0
+
+
+@pytest.mark.parametrize("detach", [False, True])
+def test_bptt_gradient_equals_hand_derivation(detach):
+  # T = 2, one neuron, subtract reset; L = s1 + s2.
+  beta, th, I1, I2 = 0.8, 1.0, 1.3, 0.2
+  g = lambda x: surrogate.derivative(x, "fast_sigmoid", 25.0)
+  grad = jax.grad(lambda I: neurons.lif_scan(
+      I, beta=beta, threshold=th, detach_reset=detach)[0].sum())(
+          jnp.array([I1, I2]))
+  u1 = I1
+  u2 = beta * (u1 - th * 1.0) + I2
+  g1, g2 = float(g(u1 - th)), float(g(u2 - th))
+  dv1_du1 = 1.0 if detach else 1.0 - th * g1
+  np.testing.assert_allclose(grad, [g1 + g2 * beta * dv1_du1, g2], rtol=1e-5)
+
+
+def test_alif_gradients_reach_tau_and_threshold_and_are_finite():
+  X = jnp.asarray(_currents(scale=1.5))
+
+  def loss(w, thr):
+    s, _ = neurons.alif_scan(X, tau=1.0 / jax.nn.sigmoid(w), threshold=thr)
+    return jnp.mean((s - 0.3) ** 2)
+
+  gw, gth = jax.grad(loss, argnums=(0, 1))(0.0, 0.5)
+  assert np.isfinite(gw) and np.isfinite(gth)
+  assert gw != 0 and gth != 0
+
+
+def test_vmap_over_parameters_equals_loop():
+  I = jnp.asarray(_currents())
+  betas = jnp.array([0.6, 0.8, 0.95])
+  ths = jnp.array([0.5, 1.0, 1.5])
+  f = lambda b, t: neurons.lif_scan(I, beta=b, threshold=t)[0]
+  batched = jax.vmap(f)(betas, ths)
+  for k in range(3):
+    np.testing.assert_array_equal(batched[k], f(betas[k], ths[k]))
+  gb = jax.vmap(jax.grad(lambda b: f(b, 1.0).sum()))(betas)
+  for k in range(3):
+    np.testing.assert_allclose(gb[k], jax.grad(lambda b: f(b, 1.0).sum())(betas[k]),
+                               rtol=1e-6)
+
+
+def test_chunked_sequence_equals_whole():
+  I = _currents((20, 4))
+  s, v = neurons.lif_scan(I, beta=0.9, threshold=1.0)
+  s1, v1 = neurons.lif_scan(I[:7], beta=0.9, threshold=1.0)
+  s2, v2 = neurons.lif_scan(I[7:], beta=0.9, threshold=1.0, v0=v1[-1])
+  np.testing.assert_array_equal(np.concatenate([s1, s2]), s)
+  np.testing.assert_allclose(np.concatenate([v1, v2]), v, rtol=1e-6)
+  a = neurons.Adaptation(4.0, 0.2)
+  s, v, ad = neurons.alif_scan(I, tau=3.0, threshold=0.5, adaptation=a,
+                               return_adaptation=True)
+  s1, v1, a1 = neurons.alif_scan(I[:9], tau=3.0, threshold=0.5, adaptation=a,
+                                 return_adaptation=True)
+  s2, _ = neurons.alif_scan(I[9:], tau=3.0, threshold=0.5, adaptation=a,
+                            v0=v1[-1], a0=a1[-1])
+  np.testing.assert_array_equal(np.concatenate([s1, s2]), s)
+
+
+@pytest.mark.parametrize("scan", ["lif", "alif"])
+def test_remat_gives_identical_gradients(scan):
+  I = jnp.asarray(_currents())
+
+  def loss(I, remat):
+    if scan == "lif":
+      s, v = neurons.lif_scan(I, beta=0.9, threshold=0.8, remat=remat)
+    else:
+      s, v = neurons.alif_scan(I, tau=2.5, threshold=0.5, remat=remat)
+    return jnp.sum(s * jnp.arange(s.shape[-1])) + 0.1 * jnp.sum(v ** 2)
+
+  g0 = jax.jit(jax.grad(loss), static_argnums=1)(I, False)
+  g1 = jax.jit(jax.grad(loss), static_argnums=1)(I, True)
+  # Equal up to float rounding: XLA may fuse the recomputed forward differently.
+  np.testing.assert_allclose(g0, g1, rtol=1e-6, atol=1e-7)
+  assert np.all(np.isfinite(g0)) and np.any(g0 != 0)
+
+
+def test_bfloat16_currents_keep_float32_state():
+  I = _currents()
+  s, v = neurons.lif_scan(jnp.asarray(I, jnp.bfloat16), beta=0.9, threshold=1.0)
+  assert s.dtype == jnp.bfloat16 and v.dtype == jnp.float32
+  s32, _ = neurons.lif_scan(jnp.asarray(I, jnp.bfloat16).astype(jnp.float32),
+                            beta=0.9, threshold=1.0)
+  np.testing.assert_array_equal(s.astype(jnp.float32), s32)
+
+
+def test_bad_inputs_are_named():
+  with pytest.raises(ValueError, match="reset 'hard'.*subtract, zero"):
+    neurons.lif_scan(jnp.zeros((2, 3)), beta=0.9, reset="hard")
+  with pytest.raises(ValueError, match="T >= 1"):
+    neurons.lif_scan(jnp.zeros((0, 3)), beta=0.9)
+  with pytest.raises(ValueError, match="surrogate kind"):
+    neurons.alif_scan(jnp.zeros((2, 3)), tau=2.0, threshold=0.5, surrogate="x")
