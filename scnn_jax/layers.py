@@ -41,6 +41,20 @@ def _full(shape, value, dtype=jnp.float32):
   return jnp.full(shape, value, dtype)
 
 
+# Measured on XLA CPU (BENCHMARKS.md, "neuron scan"): a fully unrolled scan
+# lets XLA fuse the whole elementwise recurrence (2.2x faster than rolled at
+# T=8), but partial unrolling and full unrolling beyond ~12 steps are slower
+# than the rolled loop. GPU/TPU are not sensitive to it at these sizes.
+AUTO_UNROLL_MAX_T = 8
+
+
+def resolve_unroll(unroll, T: int):
+  """``"auto"`` -> full unroll for ``T <= AUTO_UNROLL_MAX_T``, else rolled."""
+  if unroll == "auto":
+    return True if T <= AUTO_UNROLL_MAX_T else 1
+  return unroll
+
+
 class _Neuron(nnx.Module):
   """Shared sequence call and rate recording of the neuron modules."""
 
@@ -67,14 +81,15 @@ class LIF(_Neuron):
       value per layer, ``(C,)`` per channel.
     trainable: make beta and threshold ``nnx.Param`` instead of
       ``NeuronParam``.
-    reset, surrogate, surrogate_param, detach_reset, remat, unroll: see
+    reset, surrogate, surrogate_param, detach_reset, remat: see
       ``neurons.lif_scan``.
+    unroll: ``lax.scan`` unroll; "auto" picks by T (``resolve_unroll``).
   """
 
   def __init__(self, *, beta=None, tau=None, threshold=1.0, reset="subtract",
                surrogate="fast_sigmoid", surrogate_param=None,
                detach_reset=False, shape=(), trainable=False, remat=False,
-               unroll=1):
+               unroll="auto"):
     if beta is not None and tau is not None:
       raise ValueError("LIF takes beta= or tau=, not both")
     if tau is not None:
@@ -105,7 +120,8 @@ class LIF(_Neuron):
   def scan(self, currents, state=None):
     """``(spikes, membrane)`` over ``currents [T, ...]``; see ``lif_scan``."""
     return neurons.lif_scan(currents, v0=state, remat=self.remat,
-                            unroll=self.unroll, **self._kwargs())
+                            unroll=resolve_unroll(self.unroll, len(currents)),
+                            **self._kwargs())
 
   def init_state(self, shape, dtype=jnp.float32):
     return jnp.zeros(shape, neurons.state_dtype(dtype))
@@ -126,7 +142,7 @@ class ALIF(_Neuron):
   def __init__(self, *, tau=2.0, threshold=0.5, v_reset=0.0, adaptation=None,
                surrogate="atan", surrogate_param=None, detach_reset=True,
                shape=(), learn_tau=True, learn_threshold=True, remat=False,
-               unroll=1):
+               unroll="auto"):
     if not tau > 1.0:
       raise ValueError(f"ALIF tau must be > 1 (tau = 1/sigmoid(w)), got {tau}")
     surrogate_lib.check_kind(surrogate)
@@ -165,7 +181,8 @@ class ALIF(_Neuron):
   def scan(self, currents, state=None):
     v0, a0 = (None, None) if state is None else state
     return neurons.alif_scan(currents, v0=v0, a0=a0, remat=self.remat,
-                             unroll=self.unroll, **self._kwargs())
+                             unroll=resolve_unroll(self.unroll, len(currents)),
+                             **self._kwargs())
 
   def init_state(self, shape, dtype=jnp.float32):
     dtype = neurons.state_dtype(dtype)
