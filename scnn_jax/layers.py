@@ -263,7 +263,10 @@ class SpikingConv2d(nnx.Module):
   ``I`` becomes ``I * (1 + std * N(0, 1))`` ("multiplicative", paper A's text)
   or ``I + std * N(0, 1)`` ("additive"). ``noise_std=None`` disables it; a
   number (paper A: 0.1) is stored as a sweepable ``NeuronParam``. Training-mode
-  noise needs ``rngs=nnx.Rngs(noise=key)`` at call time.
+  noise needs ``rngs=nnx.Rngs(noise=key)`` at call time. With
+  ``example_ids`` (int ``[B]``, e.g. positions in the global batch) the noise
+  of example i is drawn from ``fold_in(key, example_ids[i])``, so it does not
+  depend on how a batch is split over devices or hosts.
 
   ``remat=True`` checkpoints the whole layer: only its input is kept for the
   backward pass; conv and scan are recomputed.
@@ -302,13 +305,14 @@ class SpikingConv2d(nnx.Module):
     return self.neuron.init_state(
         tuple(in_shape[:-3]) + hw + (self.conv.out_features,), dtype)
 
-  def step(self, state, x_t, key=None):
+  def step(self, state, x_t, key=None, example_ids=None):
     """One time step: ``x_t [B, H, W, Cin]`` -> ``(state, spikes_t)``."""
-    return self.neuron.step(state, self._noisy(self.conv(x_t), key))
+    return self.neuron.step(
+        state, self._noisy(self.conv(x_t), key, example_ids, batch_axis=0))
 
   # -- sequence call -----------------------------------------------------
   def __call__(self, x, *, rngs: nnx.Rngs | None = None,
-               deterministic: bool | None = None):
+               deterministic: bool | None = None, example_ids=None):
     if x.ndim != 5:
       raise ValueError("SpikingConv2d expects a time-major sequence "
                        f"[T, B, H, W, C], got shape {x.shape}")
@@ -324,13 +328,14 @@ class SpikingConv2d(nnx.Module):
       key = rngs.noise()
     forward = nnx.remat(type(self)._forward) if self.remat else type(
         self)._forward
-    spikes = forward(self, x, key)
+    spikes = forward(self, x, key, example_ids)
     self.neuron.record_rate(spikes)
     return spikes
 
-  def _forward(self, x, key):
+  def _forward(self, x, key, example_ids):
     if self.order == "fold":
-      spikes, _ = self.neuron.scan(self._noisy(self.conv(x), key))
+      spikes, _ = self.neuron.scan(
+          self._noisy(self.conv(x), key, example_ids, batch_axis=1))
       return spikes
     out_dtype = self.conv.dtype or x.dtype
     keys = (jax.random.split(key, x.shape[0]) if key is not None
@@ -338,17 +343,25 @@ class SpikingConv2d(nnx.Module):
 
     def body(state, inputs):
       x_t, k_t = inputs
-      state, s_t = self.step(state, x_t, None if key is None else k_t)
+      state, s_t = self.step(state, x_t, None if key is None else k_t,
+                             example_ids)
       return state, s_t.astype(out_dtype)
 
     state0 = self.init_state(x.shape[1:], x.dtype)
     _, spikes = jax.lax.scan(body, state0, (x, keys))
     return spikes
 
-  def _noisy(self, current, key):
+  def _noisy(self, current, key, example_ids=None, batch_axis=0):
     if key is None:
       return current
-    eps = jax.random.normal(key, current.shape, current.dtype)
+    if example_ids is None:
+      eps = jax.random.normal(key, current.shape, current.dtype)
+    else:
+      shape = current.shape[:batch_axis] + current.shape[batch_axis + 1:]
+      eps = jax.vmap(
+          lambda i: jax.random.normal(jax.random.fold_in(key, i), shape,
+                                      current.dtype),
+          out_axes=batch_axis)(jnp.asarray(example_ids))
     std = self.noise_std[...].astype(current.dtype)
     if self.noise_mode == "multiplicative":
       return current * (1.0 + std * eps)

@@ -197,3 +197,17 @@ def test_lif_module_tau_and_trainable_switch():
   assert isinstance(layers.LIF(trainable=True).beta, nnx.Param)
   I = jnp.asarray(np.random.default_rng(0).normal(0.5, 1, (6, 3)), jnp.float32)
   np.testing.assert_array_equal(lif(I), neurons.lif_scan(I, tau=40.0)[0])
+
+
+@pytest.mark.parametrize("order", ["fold", "step"])
+def test_per_example_noise_does_not_depend_on_the_batch_split(order):
+  x = _seq(B=4)
+  lyr = layers.SpikingConv2d(3, 4, noise_std=0.5, order=order, rngs=nnx.Rngs(0),
+                             neuron_kwargs=dict(threshold=0.3))
+  ids = jnp.arange(4) + 100
+  whole = lyr(x, rngs=nnx.Rngs(noise=7), example_ids=ids)
+  halves = [lyr(x[:, sl], rngs=nnx.Rngs(noise=7), example_ids=ids[sl])
+            for sl in (slice(0, 2), slice(2, 4))]
+  np.testing.assert_array_equal(whole, jnp.concatenate(halves, axis=1))
+  lyr.eval()
+  assert not np.array_equal(whole, lyr(x))  # the noise did change spikes
