@@ -1,0 +1,209 @@
+"""The grain input pipeline: shuffle, decode + crop + mask, host slice, batch.
+
+Every training example is a pure function of ``(config.seed, global example
+position)``: position ``i`` belongs to global batch ``i // G`` (``G`` = global
+batch size), row ``i % G``. Its source item is ``order[i]`` where ``order`` is
+a seeded ``grain`` shuffle of the source, reshuffled every epoch (infinite
+repeat); its random crop and its mask are drawn from generators seeded with
+``(seed, i)``. Hence
+
+* resuming is free: ``train_iterator(start_step=k)`` starts reading at
+  position ``k * G`` and yields exactly the batches an uninterrupted run
+  yields from step ``k`` on;
+* the global batch does not depend on the number of processes: with ``P``
+  processes, process ``p`` reads rows ``[p * G/P, (p + 1) * G/P)`` of every
+  global batch, and concatenating the host slices gives the ``P = 1`` batch
+  (images, masks and labels alike);
+* the batch size is part of the stream: a run resumed with a different global
+  batch size sees different data (the trainer keeps it fixed).
+
+Reading runs in ``grain`` threads (``data.num_threads``) that keep
+``data.prefetch`` batches ahead of the consumer.
+
+Batches are dicts of numpy arrays (``b`` = host-local batch size):
+
+``image``       float32 ``[b, H, W, C]`` in [0, 1]
+``mask``        float32 ``[b, H, W, 1]``, 1 = hole (missing), 0 = known
+``label``       int32 ``[b]`` (zeros if the dataset has no labels)
+``valid``       float32 ``[b]``: 1 for real examples, 0 for eval padding
+``example_id``  int32 ``[b]``: global example position modulo 2**31 (train) or
+                eval index (eval); e.g. ``SpikingConv2d(example_ids=...)`` so
+                per-example noise does not depend on the device split.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Iterator
+
+import grain
+import numpy as np
+
+from scnn_jax.config_lib import ConfigError, check_int
+from scnn_jax.masks import MaskGenerator
+
+TRAIN_CROP_STREAM = 0x7472636B   # "trck": training crops
+SHUFFLE_STREAM = 0x73687566      # "shuf": the order of the source
+
+
+def _check_hosts(batch_size, process_index, process_count, batch_field):
+  check_int(batch_field, batch_size, minimum=1)
+  if isinstance(process_count, bool) or not isinstance(process_count, int) \
+      or process_count < 1:
+    raise ValueError(f"process_count must be an integer >= 1, got {process_count!r}")
+  if isinstance(process_index, bool) or not isinstance(process_index, int) \
+      or not 0 <= process_index < process_count:
+    raise ValueError(f"process_index must be in [0, {process_count}), "
+                     f"got {process_index!r}")
+  if batch_size % process_count:
+    raise ConfigError(batch_field, batch_size,
+                      f"must be divisible by the process count ({process_count})")
+  return batch_size // process_count
+
+
+class _HostRows(grain.MapDataset):
+  """Host ``p``'s rows of every global batch, in order.
+
+  Element ``k`` (host-local step ``k // b``, row ``k % b``) is element
+  ``step * G + p * b + row`` of the global example stream.
+  """
+
+  def __init__(self, parent: grain.MapDataset, global_batch: int,
+               process_index: int, process_count: int):
+    super().__init__(parent)
+    self._global = global_batch
+    self._local = global_batch // process_count
+    self._offset = process_index * self._local
+    self._length = min(len(parent) // global_batch * self._local, sys.maxsize)
+
+  def __len__(self) -> int:
+    return self._length
+
+  def __str__(self) -> str:
+    return f"_HostRows(global={self._global}, local={self._local}, offset={self._offset})"
+
+  def __getitem__(self, index):
+    if isinstance(index, slice):
+      return self.slice(index)
+    step, row = divmod(index, self._local)
+    return self._parent[step * self._global + self._offset + row]
+
+
+class Dataset:
+  """What ``data.build(config)`` returns. See the module docstring."""
+
+  def __init__(self, source, masks: MaskGenerator, *, seed: int,
+               prefetch: int = 2, num_threads: int = 2, name: str = ""):
+    self.source = source
+    self.masks = masks
+    self.seed = int(seed)
+    self.prefetch = int(prefetch)
+    self.num_threads = int(num_threads)
+    self.name = name
+    self.image_shape = tuple(source.image_shape)
+    self.num_classes = source.num_classes
+    shuffle_seed = int(np.random.SeedSequence(
+        [self.seed, SHUFFLE_STREAM]).generate_state(1)[0])
+    # order[i] = source item of global example position i (reshuffled every
+    # epoch by grain: the per-epoch seed is folded with the epoch number).
+    self._order = grain.MapDataset.range(source.num_train).shuffle(
+        seed=shuffle_seed).repeat()
+    self._examples = self._order.map_with_index(self._make_train_example)
+    self._eval_cache = None
+
+  def __repr__(self) -> str:
+    return (f"Dataset({self.name}, image_shape={self.image_shape}, "
+            f"num_classes={self.num_classes}, num_train={self.source.num_train})")
+
+  # -- training ------------------------------------------------------------
+  def _make_train_example(self, position: int, index: int) -> dict:
+    rng = np.random.default_rng([self.seed, position, TRAIN_CROP_STREAM])
+    image, label = self.source.train_example(int(index), rng)
+    return {
+        "image": image.astype(np.float32) * np.float32(1.0 / 255.0),
+        "mask": self.masks.train(self.seed, position),
+        "label": np.int32(label),
+        "valid": np.float32(1.0),
+        "example_id": np.int32(position % 2**31),
+    }
+
+  def train_example(self, position: int) -> dict:
+    """Global training example ``position`` (a pure function of it)."""
+    return self._examples[position]
+
+  def _host_batches(self, batch_size, process_index, process_count,
+                    batch_field) -> grain.MapDataset:
+    local = _check_hosts(batch_size, process_index, process_count, batch_field)
+    rows = _HostRows(self._examples, batch_size, process_index, process_count)
+    return rows.batch(local, drop_remainder=True)
+
+  def train_batch(self, step: int, batch_size: int, process_index: int = 0,
+                  process_count: int = 1, *, batch_field: str = "train.batch_size") -> dict:
+    """The host slice of global batch ``step``, read directly (no threads)."""
+    check_int("start_step", step, minimum=0)
+    return self._host_batches(batch_size, process_index, process_count,
+                              batch_field)[step]
+
+  def train_iterator(self, start_step: int, batch_size: int,
+                     process_index: int = 0, process_count: int = 1, *,
+                     batch_field: str = "train.batch_size") -> Iterator[dict]:
+    """Infinite iterator of host-local batches from global step ``start_step``.
+
+    ``batch_size`` is the GLOBAL batch size; each batch holds
+    ``batch_size // process_count`` rows (ConfigError naming ``batch_field``
+    if it does not divide). Batches are prefetched by ``data.num_threads``
+    threads, ``data.prefetch`` batches ahead.
+    """
+    check_int("start_step", start_step, minimum=0)
+    batches = self._host_batches(batch_size, process_index, process_count,
+                                 batch_field)[start_step:]
+    read = grain.ReadOptions(num_threads=self.num_threads,
+                             prefetch_buffer_size=self.prefetch)
+    it_ds = batches.to_iter_dataset(read)
+    if self.num_threads == 0 and self.prefetch > 0:
+      # No reader threads: still prepare batches ahead in one background thread.
+      it_ds = grain.experimental.ThreadPrefetchIterDataset(
+          it_ds, prefetch_buffer_size=self.prefetch)
+    return iter(it_ds)
+
+  # -- evaluation ------------------------------------------------------------
+  def eval_set(self) -> dict:
+    """The whole fixed eval set (computed once): uint8 images, uint8 masks."""
+    if self._eval_cache is None:
+      images, labels = self.source.eval_set()
+      masks = np.stack([self.masks.eval(k) for k in range(len(images))])
+      self._eval_cache = {"image": images, "mask": masks.astype(np.uint8),
+                          "label": np.asarray(labels, np.int32)}
+    return self._eval_cache
+
+  @property
+  def num_eval(self) -> int:
+    return len(self.eval_set()["image"])
+
+  def eval_batches(self, batch_size: int, process_index: int = 0,
+                   process_count: int = 1, *,
+                   batch_field: str = "train.eval_batch_size") -> list[dict]:
+    """Host-local batches covering the FIXED eval set, in order.
+
+    ``batch_size`` is the global eval batch size. The last global batch is
+    padded with copies of eval example 0 marked ``valid = 0`` (finite values,
+    so masked metrics stay finite before weighting). Identical on every call
+    and for every ``config.seed``; masks come from ``masks.eval_seed``.
+    """
+    local = _check_hosts(batch_size, process_index, process_count, batch_field)
+    ev = self.eval_set()
+    n = len(ev["image"])
+    out = []
+    for start in range(0, n, batch_size):
+      rows = np.arange(start + process_index * local,
+                       start + (process_index + 1) * local)
+      valid = rows < n
+      src = np.where(valid, rows, 0)
+      out.append({
+          "image": ev["image"][src].astype(np.float32) * np.float32(1.0 / 255.0),
+          "mask": ev["mask"][src].astype(np.float32),
+          "label": ev["label"][src],
+          "valid": valid.astype(np.float32),
+          "example_id": rows.astype(np.int32),
+      })
+    return out
