@@ -120,7 +120,7 @@ class Dataset:
     rng = np.random.default_rng([self.seed, position, TRAIN_CROP_STREAM])
     image, label = self.source.train_example(int(index), rng)
     return {
-        "image": image.astype(np.float32) * np.float32(1.0 / 255.0),
+        "image": image.astype(np.float32) / np.float32(255.0),
         "mask": self.masks.train(self.seed, position),
         "label": np.int32(label),
         "valid": np.float32(1.0),
@@ -200,7 +200,7 @@ class Dataset:
       valid = rows < n
       src = np.where(valid, rows, 0)
       out.append({
-          "image": ev["image"][src].astype(np.float32) * np.float32(1.0 / 255.0),
+          "image": ev["image"][src].astype(np.float32) / np.float32(255.0),
           "mask": ev["mask"][src].astype(np.float32),
           "label": ev["label"][src],
           "valid": valid.astype(np.float32),

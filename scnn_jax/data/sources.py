@@ -426,8 +426,11 @@ def list_images(folder, field: str) -> list[epath.Path]:
   root = epath.Path(folder)
   if not root.is_dir():
     raise ConfigError(field, str(folder), "folder does not exist")
-  files = sorted((p for p in root.rglob("*")
-                  if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()),
+  # ``walk`` works on every epath backend (``rglob`` is refused on GCS).
+  files = sorted((dirpath / name
+                  for dirpath, _, names in root.walk()
+                  for name in names
+                  if epath.Path(name).suffix.lower() in IMAGE_SUFFIXES),
                  key=str)
   if not files:
     raise ConfigError(field, str(folder), "contains no .png/.jpg/.jpeg file")
