@@ -261,8 +261,14 @@ def test_tfds_through_mock_data_without_tensorflow():
 
 
 def test_tfds_missing_dataset_is_a_config_error(tmp_path):
-  with pytest.raises(ConfigError, match=r"config\.data\.name = 'mnist'.*array_record"):
+  # Never downloads by default: a clear error naming the field instead.
+  with pytest.raises(ConfigError, match=r"(?s)^config\.data\.name = 'mnist': "
+                     r"cannot open TFDS split 'train'.*tfds build mnist"):
     data.build(make_config(data__source="tfds", data__name="mnist",
+                           data__data_dir=str(tmp_path)))
+  with pytest.raises(ConfigError, match=r"(?s)config\.data\.name = 'no_such_ds_x'"
+                     r".*DatasetNotFoundError"):
+    data.build(make_config(data__source="tfds", data__name="no_such_ds_x",
                            data__data_dir=str(tmp_path)))
 
 
@@ -370,6 +376,8 @@ def test_wrongly_shaped_array_is_a_clear_error():
      "data.eval_split", "non-empty string"),
     ({"data__source": "tfds", "data__name": "mnist", "data__data_dir": 3},
      "data.data_dir", "non-empty string or None"),
+    ({"data__source": "tfds", "data__name": "mnist", "data__tfds_download": 1},
+     "data.tfds_download", "must be True or False"),
     ({"masks__kind": "circle"}, "masks.kind", "must be one of box, center, stroke, pixels"),
     ({"masks__ratio_min": 0.0}, "masks.ratio_min", "must be in (0.0, 1.0)"),
     ({"masks__ratio_max": 1.5}, "masks.ratio_max", "must be in (0.0, 1.0)"),

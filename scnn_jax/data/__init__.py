@@ -24,6 +24,8 @@ Config fields read here (``configs/base.py`` defines them)::
   config.data.channels             1 | 3
   config.data.train_split / eval_split    TFDS split names (tfds only)
   config.data.data_dir             TFDS data_dir or None
+  config.data.tfds_download        optional bool, default False: let tfds
+                                   download + prepare (array_record) if missing
   config.data.folder / eval_folder folder source; eval_folder optional
   config.data.num_eval             int >= 1, size of the fixed eval set
   config.data.prefetch             int >= 0, batches read ahead
@@ -115,6 +117,9 @@ def validate_config(config) -> None:
     _check_str("data.train_split", d("train_split"))
     _check_str("data.eval_split", d("eval_split"))
     _check_str("data.data_dir", d("data_dir", None), allow_none=True)
+    if not isinstance(d("tfds_download", False), bool):
+      raise ConfigError("data.tfds_download", d("tfds_download", False),
+                        "must be True or False")
   else:
     _check_folder("data.folder", d("folder", None))
     eval_folder = d("eval_folder", None)
@@ -141,7 +146,8 @@ def build(config) -> Dataset:
   elif source_kind == "tfds":
     src = sources.TfdsSource(
         data.name, data.train_split, data.eval_split, _get(data, "data_dir", None),
-        size, channels, num_eval, eval_seed, train_crop)
+        size, channels, num_eval, eval_seed, train_crop,
+        download=bool(_get(data, "tfds_download", False)))
     name = f"tfds:{data.name}"
   else:
     src = sources.FolderSource(data.folder, _get(data, "eval_folder", None),

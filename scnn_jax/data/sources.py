@@ -31,7 +31,12 @@ Sources
   4,000 train (400 per digit) / 1,000 validation (100 per digit).
 ``tfds``: ``tfds.data_source(name, split=..., data_dir=...)`` (array_record
   files, no TensorFlow). Needs the dataset prepared in array_record format
-  (``tfds build NAME --file_format=array_record``).
+  (``tfds build NAME --file_format=array_record``). It never downloads unless
+  ``config.data.tfds_download = True`` (optional field, default False):
+  preparing a dataset needs extra packages and network, and must not run on
+  every host of a pod at once. Images are read with ``example["image"]`` (or
+  the first Image feature); labels from a ``label`` ClassLabel feature if
+  there is one (``num_classes`` from it), else zeros and ``num_classes=None``.
 ``folder``: PNG/JPEG files under a directory (recursive, extensions
   .png/.jpg/.jpeg in any case; other files are ignored), read with
   ``etils.epath`` so ``gs://`` paths work. Images are cropped at their own
@@ -352,8 +357,10 @@ class TfdsSource(_IndexedImages):
   def __init__(self, name: str, train_split: str, eval_split: str,
                data_dir: str | None, size: int, channels: int, num_eval: int,
                eval_seed: int, train_crop: str = "random",
-               image_key: str | None = None, label_key: str | None = None):
+               image_key: str | None = None, label_key: str | None = None,
+               download: bool = False):
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+    self._download = download
     self._train = self._open(tfds, name, train_split, data_dir, "train_split")
     self._eval = self._open(tfds, name, eval_split, data_dir, "eval_split")
     features = self._train.dataset_info.features
@@ -375,17 +382,24 @@ class TfdsSource(_IndexedImages):
                         f" (the size of {name} split {eval_split!r})")
     self._eval_idx = _pick_eval(len(self._eval), num_eval, eval_seed)
 
-  @staticmethod
-  def _open(tfds, name, split, data_dir, field):
+  def _open(self, tfds, name, split, data_dir, field):
+    kwargs = {"download": self._download}
+    if self._download:
+      kwargs["builder_kwargs"] = {"file_format": "array_record"}
     try:
-      return tfds.data_source(name, split=split, data_dir=data_dir)
+      return tfds.data_source(name, split=split, data_dir=data_dir, **kwargs)
     except Exception as e:  # tfds raises several kinds; keep the cause
+      cause = str(e).split("\nAvailable datasets")[0].strip()
+      if len(cause) > 600:
+        cause = cause[:600] + " [...]"
       raise ConfigError(
           "data.name", name,
           f"cannot open TFDS split {split!r} (config.data.{field}) with "
-          f"data_dir={data_dir!r}: {type(e).__name__}: {e}. The dataset must "
+          f"data_dir={data_dir!r}: {type(e).__name__}: {cause}. The dataset must "
           "be prepared in array_record format, e.g. `tfds build "
-          f"{name} --file_format=array_record`") from e
+          f"{name} --file_format=array_record` (or set "
+          "config.data.tfds_download = True to let tfds prepare it, on one "
+          "host)") from e
 
   @staticmethod
   def _find_image_key(tfds, features, name):
