@@ -389,7 +389,7 @@ class TfdsSource(_IndexedImages):
     try:
       return tfds.data_source(name, split=split, data_dir=data_dir, **kwargs)
     except Exception as e:  # tfds raises several kinds; keep the cause
-      cause = str(e).split("\nAvailable datasets")[0].strip()
+      cause = str(e).split("\nAvailable datasets")[0].strip().rstrip(".")
       if len(cause) > 600:
         cause = cause[:600] + " [...]"
       raise ConfigError(
