@@ -240,7 +240,7 @@ class Conv2d(nnx.Module):
                         strides=self.strides, padding=self.padding,
                         impl=self.impl)
     if self.bias is not None:
-      y = y + self.bias[...].astype(dtype)
+      y = conv_lib.add_bias(y, self.bias[...].astype(dtype))
     return y.reshape(lead + y.shape[1:])
 
 
@@ -347,7 +347,11 @@ class SpikingConv2d(nnx.Module):
                              example_ids)
       return state, s_t.astype(out_dtype)
 
-    state0 = self.init_state(x.shape[1:], x.dtype)
+    # zeros [B, 1, 1, 1] from the input: makes the state vary over the same
+    # shard_map axes as the data (see neurons._initial).
+    like = jnp.zeros_like(x[0, :, :1, :1, :1], neurons.state_dtype(x.dtype))
+    state0 = jax.tree.map(lambda s: s + like,
+                          self.init_state(x.shape[1:], x.dtype))
     _, spikes = jax.lax.scan(body, state0, (x, keys))
     return spikes
 
