@@ -81,9 +81,15 @@ def _check_sequence(currents) -> jax.Array:
   return currents
 
 
-def _initial(value, shape, dtype, default=0.0):
+def _initial(value, like, dtype, default=0.0):
+  """Initial state shaped like one step ``like``, filled with ``value``.
+
+  Built as ``zeros_like(like) + value`` rather than ``broadcast_to``: inside
+  ``shard_map`` the state must vary over the same mesh axes as the currents,
+  or ``lax.scan`` rejects the carry.
+  """
   value = default if value is None else value
-  return jnp.broadcast_to(jnp.asarray(value, dtype), shape)
+  return jnp.zeros_like(like, dtype) + jnp.asarray(value, dtype)
 
 
 # ----------------------------------------------------------------------------
@@ -148,7 +154,7 @@ def lif_scan(currents, *, beta=None, tau=None, dt=1.0, threshold=1.0,
   beta = jnp.asarray(beta, dtype)
   threshold = jnp.asarray(threshold, dtype)
   sp = None if surrogate_param is None else jnp.asarray(surrogate_param, dtype)
-  v0 = _initial(v0, currents.shape[1:], dtype)
+  v0 = _initial(v0, currents[0], dtype)
 
   def run(currents, beta, threshold, sp, v0):
     def body(v, i):
@@ -224,8 +230,8 @@ def alif_scan(currents, *, tau, threshold, v_reset=0.0, adaptation=None,
   if adaptation is not None:
     adaptation = Adaptation(jnp.asarray(adaptation.tau, dtype),
                             jnp.asarray(adaptation.increment, dtype))
-  shape = currents.shape[1:]
-  state0 = (_initial(v0, shape, dtype, v_reset), _initial(a0, shape, dtype))
+  state0 = (_initial(v0, currents[0], dtype, v_reset),
+            _initial(a0, currents[0], dtype))
 
   def run(currents, tau, threshold, v_reset, sp, adaptation, state0):
     def body(state, x):

@@ -1,0 +1,89 @@
+"""python train.py --config configs/base.py    (about 8 minutes on 2 CPU cores)
+
+Paper A's SC-NN (one SpikingConv2d with LIF neurons, then five Conv2d; all
+3x3, stride 1) inpainting 32x32 natural-image patches from the embedded
+dataset shipped with the repo: no download, CPU is enough. Masks are 1-2
+boxes covering 5-20 % of the patch. Every field can be overridden, e.g.
+``--config.model.name=cnn`` for the baseline or ``--config.train.steps=200``.
+
+Choices paper A leaves open, made here: width 32 (paper: not given), T = 8
+steps with direct encoding, rate decoding of the spikes (mean over T), the
+mask as an extra input channel, a sigmoid output for [0, 1] images, LIF with
+tau 40 steps (paper: tau_m 40 ms at dt 1 ms, i.e. beta = exp(-1/40)),
+threshold 1 and reset to zero (paper's V_reset 0), multiplicative training
+noise N(1, 0.1), fast-sigmoid surrogate of slope 25 (paper names none).
+"""
+
+from ml_collections import config_dict
+
+
+def get_config():
+  c = config_dict.ConfigDict()
+  c.task = "inpaint"
+  c.seed = 0
+
+  c.model = m = config_dict.ConfigDict()
+  m.name = "scnn"                 # scnn | cnn (same net, spiking layer -> Conv2d+ReLU)
+  m.width = 32
+  m.num_layers = 6                # 1 spiking + 5 ordinary convs (paper A)
+  m.T = 8
+  m.neuron = "lif"                # lif | alif
+  m.tau = 40.0                    # LIF membrane time constant in steps
+  m.beta = config_dict.placeholder(float)  # set to override tau: decay per step
+  m.threshold = 1.0
+  m.reset = "zero"                # zero | subtract
+  m.detach_reset = False
+  m.surrogate = "fast_sigmoid"    # fast_sigmoid | atan | sigmoid | triangle | rectangular
+  m.surrogate_param = config_dict.placeholder(float)  # None: the kind's default
+  m.alif_tau = 2.0                # ALIF initial tau (paper B)
+  m.adaptation_tau = 20.0         # ALIF threshold adaptation (off while increment = 0)
+  m.adaptation_increment = 0.0
+  m.noise_std = 0.1               # paper A; 0 disables
+  m.noise_mode = "multiplicative"
+  m.encoder = "direct"            # direct | rate
+  m.decoder = "rate"              # rate | fixed_decay | taid | membrane
+  m.mask_channel = True           # paper A feeds the masked image only (False)
+  m.output_activation = "sigmoid"
+  m.order = "fold"                # fold | step (execution order of the spiking layer)
+  m.conv_impl = "auto"            # auto | xla | matmul
+  m.remat = False
+  m.dtype = "float32"             # float32 | bfloat16 (convs; membranes stay float32)
+
+  c.data = d = config_dict.ConfigDict()
+  d.source = "embedded"           # embedded | tfds | folder
+  d.name = "natural"              # embedded: natural | mnist5k; tfds: dataset name
+  d.image_size = 32
+  d.channels = 3
+  d.train_split = "train"
+  d.eval_split = "test"
+  d.data_dir = config_dict.placeholder(str)
+  d.folder = config_dict.placeholder(str)
+  d.eval_folder = config_dict.placeholder(str)
+  d.num_eval = 256
+  d.prefetch = 4
+  d.num_threads = 2
+
+  c.masks = k = config_dict.ConfigDict()
+  k.kind = "box"                  # box | center | stroke | pixels
+  k.ratio_min = 0.05
+  k.ratio_max = 0.2
+  k.max_boxes = 2
+  k.eval_seed = 1234
+
+  c.train = t = config_dict.ConfigDict()
+  t.steps = 3000
+  t.batch_size = 32               # global; per device = batch_size / devices
+  t.optimizer = "adam"            # paper A: Adam, lr 1e-3
+  t.learning_rate = 1e-3
+  t.schedule = "constant"         # constant | cosine
+  t.warmup_steps = 0
+  t.grad_clip = 0.0               # global-norm clipping; 0 = off
+  t.weight_decay = 0.0
+  t.log_every = 100
+  t.eval_every = 1000
+  t.eval_batch_size = 64
+  t.checkpoint_every = 500
+  t.keep_checkpoints = 3
+  t.num_sample_images = 8
+  t.nan_policy = "stop"           # stop | skip
+  return c

@@ -1,0 +1,3 @@
+"""Model definitions (Flax NNX). Spiking sequences inside are time-major."""
+
+from scnn_jax.models.inpainting import CNN, SCNN  # noqa: F401

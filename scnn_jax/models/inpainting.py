@@ -1,0 +1,89 @@
+"""Inpainting networks: paper A's SC-NN and its same-size CNN baseline.
+
+Both map an input ``[B, H, W, C_in]`` (the masked image, plus the mask as an
+extra channel unless disabled) to a restored image ``[B, H, W, C_out]`` in
+[0, 1]. Every conv is 3x3, stride 1, padding 1 (paper A, Fig. 1): the spatial
+size never changes, so any image size works, but the receptive field of six
+layers is only 13 px: hole pixels further than 6 px from any known pixel see no
+context.
+
+Inside the SC-NN, the spiking layer runs over a TIME-MAJOR sequence
+``[T, B, H, W, C]``; a decoder (default: rate, the mean over T) turns its spike
+train back into one feature map for the five ordinary convs.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from scnn_jax import layers
+
+OUTPUT_ACTIVATIONS = {
+    "sigmoid": jax.nn.sigmoid,
+    "clip": lambda x: jnp.clip(x, 0.0, 1.0),
+}
+
+
+def _conv_stack(width, out_channels, n, impl, dtype, rngs):
+  convs = [layers.Conv2d(width, width, 3, impl=impl, dtype=dtype, rngs=rngs)
+           for _ in range(n - 1)]
+  convs.append(layers.Conv2d(width, out_channels, 3, impl=impl, dtype=dtype,
+                             rngs=rngs))
+  return nnx.List(convs)
+
+
+def _head(convs, h, output_activation):
+  for conv in convs[:-1]:
+    h = jax.nn.relu(conv(h))
+  return OUTPUT_ACTIVATIONS[output_activation](convs[-1](h).astype(jnp.float32))
+
+
+class SCNN(nnx.Module):
+  """Paper A: one SpikingConv2d (conv + LIF) then ``num_layers - 1`` Conv2d.
+
+  ``x [B, H, W, C_in]`` is encoded to ``[T, B, H, W, C_in]`` (direct: the
+  same image at every step), the spiking layer emits ``[T, B, H, W, width]``
+  spikes, the decoder reduces them over T, and ReLU convs follow; the last
+  conv has ``output_activation`` (sigmoid: paper A's ReLU output is not
+  bounded to [0, 1]).
+  """
+
+  def __init__(self, in_channels, out_channels, *, width=32, T=8,
+               num_layers=6, neuron="lif", neuron_kwargs=None,
+               noise_std=0.1, noise_mode="multiplicative", encoder="direct",
+               decoder="rate", output_activation="sigmoid", order="fold",
+               conv_impl="auto", remat=False, dtype=None, rngs: nnx.Rngs):
+    self.encoder = layers.make_encoder(encoder, T)
+    self.spiking = layers.SpikingConv2d(
+        in_channels, width, 3, neuron=neuron, neuron_kwargs=neuron_kwargs,
+        noise_std=noise_std, noise_mode=noise_mode, order=order,
+        conv_impl=conv_impl, remat=remat, dtype=dtype, rngs=rngs)
+    self.decoder = layers.make_decoder(decoder, T, rngs=rngs)
+    self.convs = _conv_stack(width, out_channels, num_layers - 1, conv_impl,
+                             dtype, rngs)
+    self.output_activation = output_activation
+
+  def __call__(self, x, *, rngs: nnx.Rngs | None = None, example_ids=None):
+    seq = self.encoder(x, rngs=rngs)
+    spikes = self.spiking(seq, rngs=rngs, example_ids=example_ids)
+    return _head(self.convs, self.decoder(spikes), self.output_activation)
+
+
+class CNN(nnx.Module):
+  """The baseline: the same network with the spiking layer a Conv2d + ReLU."""
+
+  def __init__(self, in_channels, out_channels, *, width=32, num_layers=6,
+               output_activation="sigmoid", conv_impl="auto", dtype=None,
+               rngs: nnx.Rngs, **unused_spiking_options):
+    del unused_spiking_options  # same config as SCNN; the rest is spiking-only
+    self.first = layers.Conv2d(in_channels, width, 3, impl=conv_impl,
+                               dtype=dtype, rngs=rngs)
+    self.convs = _conv_stack(width, out_channels, num_layers - 1,
+                             conv_impl, dtype, rngs)
+    self.output_activation = output_activation
+
+  def __call__(self, x, *, rngs=None, example_ids=None):
+    del rngs, example_ids
+    return _head(self.convs, jax.nn.relu(self.first(x)), self.output_activation)

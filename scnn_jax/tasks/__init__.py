@@ -1,0 +1,14 @@
+"""Tasks the trainer can run, by ``config.task``."""
+
+from __future__ import annotations
+
+from scnn_jax.config_lib import check_choice
+from scnn_jax.tasks.base import Task
+from scnn_jax.tasks.inpaint import InpaintTask
+
+TASKS: dict[str, type[Task]] = {"inpaint": InpaintTask}
+
+
+def get(config) -> Task:
+  check_choice("task", config.task, TASKS)
+  return TASKS[config.task](config)

@@ -1,0 +1,63 @@
+"""The contract between the generic trainer and a task (inpaint, classify, ...).
+
+The trainer owns the loop, sharding, checkpoints and files; a task owns what
+is specific to it. All model-facing methods run INSIDE the jitted per-device
+step on this device's rows of the batch; they must be pure JAX.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any
+
+from flax import nnx
+
+
+class Task(abc.ABC):
+  """Built once per run as ``TaskClass(config)``."""
+  name: str = ""
+
+  def __init__(self, config):
+    del config
+
+  @abc.abstractmethod
+  def validate(self, config) -> None:
+    """Checks the task's own config fields (``config.model``...); ConfigError."""
+
+  @abc.abstractmethod
+  def build_model(self, config, dataset, rngs: nnx.Rngs) -> nnx.Module:
+    """The model for ``dataset`` (``dataset.image_shape``, ``num_classes``)."""
+
+  @abc.abstractmethod
+  def loss(self, model, batch: dict, *, rngs: nnx.Rngs, example_ids):
+    """Training loss as LOCAL sums: ``(numerator, denominator, aux)``.
+
+    The step divides ``numerator`` by the ``denominator`` summed over all
+    devices, so the result equals the single-device loss of the global batch.
+    ``aux`` maps metric names to ``(numerator, denominator)`` pairs treated
+    the same way.
+    """
+
+  @abc.abstractmethod
+  def predict(self, model, batch: dict) -> dict[str, Any]:
+    """Deterministic eval outputs, each with the batch on axis 0."""
+
+  @abc.abstractmethod
+  def new_accumulator(self):
+    """A host-side metric accumulator with ``result() -> dict``."""
+
+  @abc.abstractmethod
+  def accumulate(self, acc, host_batch: dict, host_outputs: dict) -> None:
+    """Adds one eval batch (numpy, whole global batch) to ``acc``."""
+
+  def samples(self, host_batch: dict, host_outputs: dict, n: int):
+    """Rows of images ``[n, H, W, C]`` for the sample grid, or None."""
+    return None
+
+  def baselines(self, eval_batches: list[dict]) -> dict[str, dict]:
+    """Non-learned baselines scored on the same eval set (name -> metrics)."""
+    return {}
+
+  def summary_keys(self) -> tuple[str, ...]:
+    """Eval metrics shown in progress lines and results.md, in order."""
+    return ()

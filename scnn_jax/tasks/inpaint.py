@@ -1,0 +1,139 @@
+"""Image inpainting (paper A): restore the hole pixels of a masked image.
+
+Batch: ``image`` [B, H, W, C] in [0, 1], ``mask`` [B, H, W, 1] with 1 = hole,
+``valid`` [B] (0 marks padding rows of the last eval batch). The model sees
+the masked image (holes set to 0) plus, unless ``model.mask_channel`` is
+False (paper A), the mask as an extra channel. The loss is the MSE over hole
+pixels (``metrics.masked_se_sums``); metrics are computed on the composite
+(known pixels from the input, hole pixels from the model).
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+from flax import nnx
+
+from scnn_jax import decoders, encoders, layers, metrics, neurons, surrogate
+from scnn_jax.config_lib import check_choice, check_int, check_number
+from scnn_jax.models import inpainting
+from scnn_jax.tasks.base import Task
+
+MODELS = ("scnn", "cnn")
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def validate_neuron(m, prefix="model") -> None:
+  """Checks the neuron fields shared by every spiking model config."""
+  check_int(f"{prefix}.T", m.T, 1)
+  check_choice(f"{prefix}.neuron", m.neuron, layers.NEURONS)
+  check_number(f"{prefix}.threshold", m.threshold, low=0, low_open=True)
+  check_choice(f"{prefix}.surrogate", m.surrogate, surrogate.KINDS)
+  if m.surrogate_param is not None:
+    check_number(f"{prefix}.surrogate_param", m.surrogate_param, low=0,
+                 low_open=True)
+  if m.neuron == "lif":
+    check_choice(f"{prefix}.reset", m.reset, neurons.RESETS)
+    if m.beta is not None:
+      check_number(f"{prefix}.beta", m.beta, low=0, high=1, low_open=True)
+    else:
+      check_number(f"{prefix}.tau", m.tau, low=0, low_open=True)
+  else:
+    check_number(f"{prefix}.alif_tau", m.alif_tau, low=1, low_open=True)
+    if m.adaptation_increment:
+      check_number(f"{prefix}.adaptation_tau", m.adaptation_tau, low=0,
+                   low_open=True)
+  check_number(f"{prefix}.noise_std", m.noise_std, low=0)
+  check_choice(f"{prefix}.noise_mode", m.noise_mode, layers.NOISE_MODES)
+  check_choice(f"{prefix}.order", m.order, layers.ORDERS)
+  check_choice(f"{prefix}.conv_impl", m.conv_impl, ("auto", "xla", "matmul"))
+  check_choice(f"{prefix}.dtype", m.dtype, DTYPES)
+
+
+def neuron_kwargs(m) -> dict:
+  """``config.model`` -> keyword arguments of ``layers.LIF`` / ``layers.ALIF``."""
+  common = dict(threshold=m.threshold, surrogate=m.surrogate,
+                surrogate_param=m.surrogate_param)
+  if m.neuron == "lif":
+    timing = dict(beta=m.beta) if m.beta is not None else dict(tau=m.tau)
+    return dict(common, reset=m.reset, detach_reset=m.detach_reset, **timing)
+  adaptation = None
+  if m.adaptation_increment:
+    adaptation = neurons.Adaptation(m.adaptation_tau, m.adaptation_increment)
+  return dict(common, tau=m.alif_tau, adaptation=adaptation)
+
+
+class InpaintTask(Task):
+  name = "inpaint"
+
+  def __init__(self, config):
+    self.mask_channel = config.model.mask_channel
+
+  def validate(self, config) -> None:
+    m = config.model
+    check_choice("model.name", m.name, MODELS)
+    check_int("model.width", m.width, 1)
+    check_int("model.num_layers", m.num_layers, 2)
+    check_choice("model.output_activation", m.output_activation,
+                 inpainting.OUTPUT_ACTIVATIONS)
+    check_choice("model.encoder", m.encoder, encoders.ENCODERS)
+    check_choice("model.decoder", m.decoder, decoders.DECODERS)
+    validate_neuron(m)
+
+  def build_model(self, config, dataset, rngs):
+    m = config.model
+    channels = dataset.image_shape[-1]
+    in_channels = channels + (1 if m.mask_channel else 0)
+    common = dict(width=m.width, num_layers=m.num_layers,
+                  output_activation=m.output_activation,
+                  conv_impl=m.conv_impl, dtype=DTYPES[m.dtype], rngs=rngs)
+    if m.name == "cnn":
+      return inpainting.CNN(in_channels, channels, **common)
+    return inpainting.SCNN(
+        in_channels, channels, T=m.T, neuron=m.neuron,
+        neuron_kwargs=neuron_kwargs(m),
+        noise_std=m.noise_std if m.noise_std > 0 else None,
+        noise_mode=m.noise_mode, encoder=m.encoder, decoder=m.decoder,
+        order=m.order, remat=m.remat, **common)
+
+  def inputs(self, batch):
+    masked = batch["image"] * (1.0 - batch["mask"])
+    if self.mask_channel:
+      return jnp.concatenate([masked, batch["mask"]], axis=-1)
+    return masked
+
+  def loss(self, model, batch, *, rngs, example_ids):
+    pred = model(self.inputs(batch), rngs=rngs, example_ids=example_ids)
+    se, count = metrics.masked_se_sums(pred, batch["image"], batch["mask"],
+                                       batch.get("valid"))
+    return se, count, {}
+
+  def predict(self, model, batch):
+    pred = model(self.inputs(batch))
+    return {"pred": pred,
+            "composite": metrics.composite(pred, batch["image"], batch["mask"])}
+
+  def new_accumulator(self):
+    return metrics.InpaintingAccumulator()
+
+  def accumulate(self, acc, host_batch, host_outputs):
+    acc.update(host_outputs["pred"], host_batch["image"], host_batch["mask"],
+               host_batch.get("valid"))
+
+  def samples(self, host_batch, host_outputs, n):
+    image, mask = host_batch["image"][:n], host_batch["mask"][:n]
+    masked = image * (1.0 - mask) + mask * 0.5  # holes shown grey
+    return [masked, host_outputs["pred"][:n], host_outputs["composite"][:n],
+            image]
+
+  def baselines(self, eval_batches):
+    out = {}
+    for name in ("mean_fill", "biharmonic"):
+      acc = metrics.InpaintingAccumulator()
+      for b in eval_batches:
+        pred = metrics.baseline_predictions(name, b["image"], b["mask"])
+        acc.update(pred, b["image"], b["mask"], b.get("valid"))
+      out[name] = acc.result()
+    return out
+
+  def summary_keys(self):
+    return ("masked_mse", "full_mse", "psnr", "hole_psnr", "ssim")

@@ -1,0 +1,102 @@
+"""The data-parallel step gives the same result on 1 and 8 devices."""
+
+import types
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import base
+from scnn_jax import optim, parallel, trainer
+
+
+def _tiny_config(**model):
+  c = base.get_config()
+  c.model.width, c.model.T, c.train.batch_size = 8, 4, 16
+  c.model.update(model)
+  return c
+
+
+def _batches(n, b=16, hw=12, seed=0):
+  rng = np.random.default_rng(seed)
+  for _ in range(n):
+    mask = np.zeros((b, hw, hw, 1), np.float32)
+    mask[:, 3:8, 2:9] = 1.0
+    yield {"image": rng.uniform(size=(b, hw, hw, 3)).astype(np.float32),
+           "mask": mask, "valid": np.ones((b,), np.float32)}
+
+
+def _run(config, devices, steps=3):
+  task = trainer.validate(config)
+  ds = types.SimpleNamespace(image_shape=(12, 12, 3), num_classes=None)
+  tx = optim.build(config.train)
+  state, graphs = trainer.create_state(config, task, ds, tx)
+  mesh = parallel.make_mesh(jax.devices()[:devices])
+  state = parallel.replicate(mesh, state)
+  train_fn, _ = trainer.compile_steps(task, graphs, tx, mesh, "stop")
+  key = parallel.replicate(mesh, jax.random.key(0))
+  losses = []
+  for batch in _batches(steps):
+    state, m = train_fn(state, parallel.global_batch(mesh, batch), key)
+    losses.append(float(m["loss"]))
+  return losses, jax.device_get(state["params"])
+
+
+@pytest.mark.parametrize("model", ["scnn", "cnn"])
+def test_one_and_eight_devices_agree(model):
+  # Training noise is on (noise_std 0.1): per-example noise keys make it
+  # independent of the split.
+  config = _tiny_config(name=model)
+  l1, p1 = _run(config, 1)
+  l8, p8 = _run(config, 8)
+  np.testing.assert_allclose(l1, l8, rtol=1e-5)
+  assert l1[-1] < l1[0]  # it trains
+  for a, b in zip(jax.tree.leaves(p1), jax.tree.leaves(p8)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_gradient_is_not_scaled_by_the_device_count():
+  # SGD is not scale-invariant like Adam: a gradient summed once too often
+  # over devices shows up here as an n-times larger step.
+  config = _tiny_config(name="cnn")
+  config.train.optimizer = "sgd"
+  l1, p1 = _run(config, 1)
+  l8, p8 = _run(config, 8)
+  np.testing.assert_allclose(l1, l8, rtol=1e-5)
+  for a, b in zip(jax.tree.leaves(p1), jax.tree.leaves(p8)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-8)
+
+def test_nonfinite_step_is_not_applied():
+  config = _tiny_config()
+  task = trainer.validate(config)
+  ds = types.SimpleNamespace(image_shape=(12, 12, 3), num_classes=None)
+  tx = optim.build(config.train)
+  state, graphs = trainer.create_state(config, task, ds, tx)
+  mesh = parallel.make_mesh(jax.devices()[:2])
+  state = parallel.replicate(mesh, state)
+  train_fn, _ = trainer.compile_steps(task, graphs, tx, mesh, "stop")
+  key = parallel.replicate(mesh, jax.random.key(0))
+  good, bad = list(_batches(2))
+  bad["image"][0, 0, 0, 0] = np.nan
+  bad["mask"][0, 0, 0, 0] = 1.0
+  state, _ = train_fn(state, parallel.global_batch(mesh, good), key)
+  before = jax.device_get(state["params"])
+  state, m = train_fn(state, parallel.global_batch(mesh, bad), key)
+  assert not bool(m["finite"])
+  assert int(state["first_nonfinite"]) == 1 and int(state["nonfinite"]) == 1
+  for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(state["params"])):
+    np.testing.assert_array_equal(a, b)
+  # "stop" freezes the state even for the good batches that follow.
+  state, m = train_fn(state, parallel.global_batch(mesh, good), key)
+  assert bool(m["finite"])
+  for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(state["params"])):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_batch_not_divisible_by_devices_is_a_config_error():
+  config = _tiny_config()
+  config.train.batch_size = 12
+  with pytest.raises(ValueError, match=r"config.train.batch_size = 12: must be "
+                     r"divisible by the number of devices \(8\)"):
+    trainer.validate(config)

@@ -1,0 +1,42 @@
+"""Trains a scnn_jax model.
+
+    python train.py --config configs/base.py [--workdir runs/base] \
+        [--config.train.steps=500 ...]
+
+The workdir defaults to runs/<config file stem>; running the same command
+again resumes from its latest checkpoint.
+"""
+
+import sys
+
+from absl import app, flags, logging
+from etils import epath
+from ml_collections import config_flags
+
+from scnn_jax import distributed, trainer
+from scnn_jax.config_lib import ConfigError
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file(
+    "config", None, "Config file (a .py with get_config()).", lock_config=True)
+flags.DEFINE_string("workdir", None,
+                    "Output directory (default: runs/<config file stem>).")
+distributed.define_flags()
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  distributed.initialize_from_flags()
+  workdir = FLAGS.workdir or f"runs/{epath.Path(FLAGS['config'].config_filename).stem}"
+  logging.info("workdir: %s", workdir)
+  try:
+    trainer.train_and_evaluate(FLAGS.config, workdir)
+  except (ConfigError, trainer.NonFiniteLossError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+
+
+if __name__ == "__main__":
+  flags.mark_flags_as_required(["config"])
+  app.run(main)
