@@ -108,3 +108,24 @@ def test_cli_runs_and_rejects_bad_overrides(tmp_path):
   unknown = _cli(*common, "--config.model.surrogate=relu")
   assert unknown.returncode != 0
   assert "config.model.surrogate = 'relu': must be one of fast_sigmoid" in unknown.stderr
+
+
+def test_inference_load_restores_the_trained_model(tmp_path):
+  from scnn_jax import data, inference
+  config = tiny_config()
+  config.train.update(steps=3, eval_every=3, checkpoint_every=3)
+  summary = trainer.train_and_evaluate(config, tmp_path)
+  loaded = inference.load(tmp_path)
+  assert loaded.step == 3 and loaded.config.model.T == 4
+  acc = loaded.task.new_accumulator()
+  for b in data.build(config).eval_batches(16):
+    loaded.task.accumulate(acc, b, loaded.task.predict(loaded.model, b))
+  assert acc.result()["masked_mse"] == pytest.approx(
+      summary["eval"]["masked_mse"], rel=1e-5)
+  with pytest.raises(FileNotFoundError, match="config.json not found"):
+    inference.load(tmp_path / "nowhere")
+  (tmp_path / "empty").mkdir()
+  (tmp_path / "empty" / "config.json").write_text(
+      (tmp_path / "config.json").read_text())
+  with pytest.raises(FileNotFoundError, match="no checkpoint in"):
+    inference.load(tmp_path / "empty")
