@@ -110,7 +110,10 @@ def make_train_step(task, graph: nnx.GraphDef, tx, nan_policy: str):
 
     def loss_fn(params):
       # Rngs count draws: build it inside the traced function that uses it.
-      rngs = nnx.Rngs(noise=step_key, encoder=jax.random.fold_in(step_key, 1))
+      # Named streams for the library's layers; "default" serves any other
+      # name a model asks for (nnx.Rngs falls back to it).
+      rngs = nnx.Rngs(noise=step_key, encoder=jax.random.fold_in(step_key, 1),
+                      default=jax.random.fold_in(step_key, 2))
       model = nnx.merge(graph, params, state["rest"])
       (num, den, aux), captured = nnx.capture(
           lambda m: task.loss(m, batch, rngs=rngs, example_ids=ids),
