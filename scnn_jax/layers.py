@@ -55,12 +55,29 @@ def resolve_unroll(unroll, T: int):
   return unroll
 
 
+def checkpointed(module: nnx.Module, method, *args):
+  """``method(module, *args)`` under ``jax.checkpoint`` (rematerialised).
+
+  A pure function of the module's split state, rather than ``nnx.remat``:
+  works the same inside jax transforms over ``nnx.merge``-d modules (the
+  trainer's ``nnx.split`` / ``nnx.merge`` step), where ``nnx.remat``'s
+  write-back of unchanged variables fails with a trace-level error. The
+  method must not mutate the module.
+  """
+  graphdef, state = nnx.split(module)
+
+  def pure(state, *args):
+    return method(nnx.merge(graphdef, state), *args)
+
+  return jax.checkpoint(pure)(state, *args)
+
+
 class _Neuron(nnx.Module):
   """Shared sequence call and rate recording of the neuron modules."""
 
   def __call__(self, currents):
     """Spikes ``[T, ...]`` for currents ``[T, ...]`` (time on axis 0)."""
-    spikes, _ = self.scan(currents)
+    spikes, _ = self.run(currents)
     self.record_rate(spikes)
     return spikes
 
@@ -123,6 +140,12 @@ class LIF(_Neuron):
                             unroll=resolve_unroll(self.unroll, len(currents)),
                             **self._kwargs())
 
+  def run(self, currents, state=None):
+    """``(spikes, final_state)``: the scan without a membrane trace."""
+    return neurons.lif_scan(currents, v0=state, remat=self.remat,
+                            unroll=resolve_unroll(self.unroll, len(currents)),
+                            return_final_state=True, **self._kwargs())
+
   def init_state(self, shape, dtype=jnp.float32):
     return jnp.zeros(shape, neurons.state_dtype(dtype))
 
@@ -183,6 +206,13 @@ class ALIF(_Neuron):
     return neurons.alif_scan(currents, v0=v0, a0=a0, remat=self.remat,
                              unroll=resolve_unroll(self.unroll, len(currents)),
                              **self._kwargs())
+
+  def run(self, currents, state=None):
+    """``(spikes, (v_T, a_T))``: the scan without traces."""
+    v0, a0 = (None, None) if state is None else state
+    return neurons.alif_scan(currents, v0=v0, a0=a0, remat=self.remat,
+                             unroll=resolve_unroll(self.unroll, len(currents)),
+                             return_final_state=True, **self._kwargs())
 
   def init_state(self, shape, dtype=jnp.float32):
     dtype = neurons.state_dtype(dtype)
@@ -306,9 +336,13 @@ class SpikingConv2d(nnx.Module):
         tuple(in_shape[:-3]) + hw + (self.conv.out_features,), dtype)
 
   def step(self, state, x_t, key=None, example_ids=None):
-    """One time step: ``x_t [B, H, W, Cin]`` -> ``(state, spikes_t)``."""
+    """One time step: ``x_t [B, H, W, Cin]`` -> ``(state, spikes_t)``.
+
+    ``key`` is this step's noise key (``step_keys(key, T)[t]`` reproduces
+    the sequence call).
+    """
     return self.neuron.step(
-        state, self._noisy(self.conv(x_t), key, example_ids, batch_axis=0))
+        state, self._noisy(self.conv(x_t), key, example_ids))
 
   # -- sequence call -----------------------------------------------------
   def __call__(self, x, *, rngs: nnx.Rngs | None = None,
@@ -316,56 +350,86 @@ class SpikingConv2d(nnx.Module):
     if x.ndim != 5:
       raise ValueError("SpikingConv2d expects a time-major sequence "
                        f"[T, B, H, W, C], got shape {x.shape}")
-    deterministic = (self.deterministic if deterministic is None
-                     else deterministic)
-    key = None
-    if self.noise_std is not None and not deterministic:
-      if rngs is None:
-        raise ValueError(
-            "SpikingConv2d adds training noise (noise_std is set): call it "
-            "with rngs=nnx.Rngs(noise=key), or switch to inference with "
-            "model.eval() / deterministic=True")
-      key = rngs.noise()
-    forward = nnx.remat(type(self)._forward) if self.remat else type(
-        self)._forward
-    spikes = forward(self, x, key, example_ids)
+    keys = self.step_keys(self.noise_key(rngs, deterministic), x.shape[0])
+    spikes, _ = self.run(x, None, keys, example_ids)
     self.neuron.record_rate(spikes)
     return spikes
 
-  def _forward(self, x, key, example_ids):
-    if self.order == "fold":
-      spikes, _ = self.neuron.scan(
-          self._noisy(self.conv(x), key, example_ids, batch_axis=1))
-      return spikes
-    out_dtype = self.conv.dtype or x.dtype
-    keys = (jax.random.split(key, x.shape[0]) if key is not None
-            else jnp.zeros((x.shape[0],)))
+  def run(self, x, state=None, keys=None, example_ids=None):
+    """``(spikes, final_state)`` for a chunk ``x [T, B, H, W, Cin]``.
 
-    def body(state, inputs):
-      x_t, k_t = inputs
-      state, s_t = self.step(state, x_t, None if key is None else k_t,
-                             example_ids)
-      return state, s_t.astype(out_dtype)
+    Starts from ``state`` (``init_state`` if None) and returns the state
+    after the last step, so a long sequence can run chunk by chunk
+    (``scnn_jax.sequential``) with the same result as one call. ``keys``
+    (``[T]`` keys, the chunk's slice of ``step_keys``) turns the training
+    noise on. Honours ``remat``; records no spike rate.
+    """
+    if self.remat:
+      return checkpointed(self, type(self)._forward, x, state, keys,
+                          example_ids)
+    return self._forward(x, state, keys, example_ids)
 
+  def noise_key(self, rngs: nnx.Rngs | None, deterministic=None):
+    """The call's noise key, or None when no noise is drawn."""
+    deterministic = (self.deterministic if deterministic is None
+                     else deterministic)
+    if self.noise_std is None or deterministic:
+      return None
+    if rngs is None:
+      raise ValueError(
+          "SpikingConv2d adds training noise (noise_std is set): call it "
+          "with rngs=nnx.Rngs(noise=key), or switch to inference with "
+          "model.eval() / deterministic=True")
+    return rngs.noise()
+
+  @staticmethod
+  def step_keys(key, T: int):
+    """Per-step noise keys ``[T]`` (None stays None).
+
+    Step t's noise comes from ``keys[t]`` in every execution order (fold,
+    step, chunked), so they all draw the same numbers.
+    """
+    return None if key is None else jax.random.split(key, T)
+
+  def _initial_state(self, x):
     # zeros [B, 1, 1, 1] from the input: makes the state vary over the same
     # shard_map axes as the data (see neurons._initial).
     like = jnp.zeros_like(x[0, :, :1, :1, :1], neurons.state_dtype(x.dtype))
-    state0 = jax.tree.map(lambda s: s + like,
-                          self.init_state(x.shape[1:], x.dtype))
-    _, spikes = jax.lax.scan(body, state0, (x, keys))
-    return spikes
+    return jax.tree.map(lambda s: s + like,
+                        self.init_state(x.shape[1:], x.dtype))
 
-  def _noisy(self, current, key, example_ids=None, batch_axis=0):
+  def _forward(self, x, state, keys, example_ids):
+    if state is None:
+      state = self._initial_state(x)
+    if self.order == "fold":
+      current = self.conv(x)
+      if keys is not None:
+        current = jax.vmap(
+            lambda c, k: self._noisy(c, k, example_ids))(current, keys)
+      return self.neuron.run(current, state)
+    out_dtype = self.conv.dtype or x.dtype
+    xs = (x, keys if keys is not None else jnp.zeros((x.shape[0],)))
+
+    def body(state, inputs):
+      x_t, k_t = inputs
+      state, s_t = self.step(state, x_t, None if keys is None else k_t,
+                             example_ids)
+      return state, s_t.astype(out_dtype)
+
+    state, spikes = jax.lax.scan(body, state, xs)
+    return spikes, state
+
+  def _noisy(self, current, key, example_ids=None):
+    """Noise on one step's current ``[B, ...]`` from that step's ``key``."""
     if key is None:
       return current
     if example_ids is None:
       eps = jax.random.normal(key, current.shape, current.dtype)
     else:
-      shape = current.shape[:batch_axis] + current.shape[batch_axis + 1:]
       eps = jax.vmap(
-          lambda i: jax.random.normal(jax.random.fold_in(key, i), shape,
-                                      current.dtype),
-          out_axes=batch_axis)(jnp.asarray(example_ids))
+          lambda i: jax.random.normal(jax.random.fold_in(key, i),
+                                      current.shape[1:], current.dtype)
+      )(jnp.asarray(example_ids))
     std = self.noise_std[...].astype(current.dtype)
     if self.noise_mode == "multiplicative":
       return current * (1.0 + std * eps)

@@ -120,7 +120,8 @@ def lif_step(v, current, *, beta, threshold, reset="subtract",
 
 def lif_scan(currents, *, beta=None, tau=None, dt=1.0, threshold=1.0,
              reset="subtract", surrogate="fast_sigmoid", surrogate_param=None,
-             detach_reset=False, v0=None, remat=False, unroll=1):
+             detach_reset=False, v0=None, remat=False, unroll=1,
+             return_final_state=False):
   """Leaky integrate-and-fire over time.
 
   Args:
@@ -138,6 +139,9 @@ def lif_scan(currents, *, beta=None, tau=None, dt=1.0, threshold=1.0,
     remat: recompute the scan in the backward pass (``jax.checkpoint``): only
       the inputs are kept for backprop; gradients are identical.
     unroll: ``lax.scan`` unroll factor.
+    return_final_state: return ``(spikes, v_T)`` instead of the membrane
+      trace: the scan then writes no ``[T, ...]`` membrane output (chunked
+      execution, ``scnn_jax.sequential``).
 
   Returns:
     ``(spikes, membrane)``, both ``[T, ...]``. ``membrane`` is the state after
@@ -161,9 +165,11 @@ def lif_scan(currents, *, beta=None, tau=None, dt=1.0, threshold=1.0,
       v, s = lif_step(v, i, beta=beta, threshold=threshold, reset=reset,
                       surrogate=surrogate, surrogate_param=sp,
                       detach_reset=detach_reset)
+      if return_final_state:
+        return v, s.astype(currents.dtype)
       return v, (s.astype(currents.dtype), v)
-    _, out = lax.scan(body, v0, currents, unroll=unroll)
-    return out
+    v, out = lax.scan(body, v0, currents, unroll=unroll)
+    return (out, v) if return_final_state else out
 
   if remat:
     run = jax.checkpoint(run)
@@ -197,7 +203,7 @@ def alif_step(state, x, *, tau, threshold, v_reset=0.0, surrogate="atan",
 def alif_scan(currents, *, tau, threshold, v_reset=0.0, adaptation=None,
               surrogate="atan", surrogate_param=None, detach_reset=True,
               v0=None, a0=None, remat=False, unroll=1,
-              return_adaptation=False):
+              return_adaptation=False, return_final_state=False):
   """Adaptive LIF of paper B over time (PLIF-style, learnable tau/threshold).
 
   Args:
@@ -214,6 +220,7 @@ def alif_scan(currents, *, tau, threshold, v_reset=0.0, adaptation=None,
     v0, a0: initial membrane and threshold offset (chunked sequences).
     remat, unroll: as in ``lif_scan``.
     return_adaptation: also return the threshold-offset trace ``a``.
+    return_final_state: return ``(spikes, (v_T, a_T))`` and no traces.
 
   Returns:
     ``(spikes, membrane)`` (plus ``adaptation_trace`` if asked), each
@@ -239,12 +246,16 @@ def alif_scan(currents, *, tau, threshold, v_reset=0.0, adaptation=None,
                            v_reset=v_reset, surrogate=surrogate,
                            surrogate_param=sp, detach_reset=detach_reset,
                            adaptation=adaptation)
+      if return_final_state:
+        return state, s.astype(currents.dtype)
       return state, (s.astype(currents.dtype),) + state
-    _, out = lax.scan(body, state0, currents, unroll=unroll)
-    return out
+    state, out = lax.scan(body, state0, currents, unroll=unroll)
+    return (out, state) if return_final_state else out
 
   if remat:
     run = jax.checkpoint(run)
+  if return_final_state:
+    return run(currents, tau, threshold, v_reset, sp, adaptation, state0)
   spikes, membrane, a = run(currents, tau, threshold, v_reset, sp, adaptation,
                             state0)
   return (spikes, membrane, a) if return_adaptation else (spikes, membrane)

@@ -1,0 +1,118 @@
+"""A stack of spiking and stateless layers run through time, whole or in chunks.
+
+SEQUENCES ARE TIME-MAJOR: ``[T, B, H, W, C]``.
+
+``SpikingSequential([...])`` holds spiking layers (anything with
+``run(x, state, keys, example_ids) -> (y, state)``, e.g.
+``layers.SpikingConv2d``) and stateless ones (``layers.Conv2d``,
+``Upsample2d``, any callable on ``[T, B, ...]``). Two ways to run it, with the
+same outputs and gradients (tests/test_perf_features.py):
+
+* ``chunk=None``: layer by layer over the whole sequence. Each spiking layer
+  convolves all ``T*B`` images at once ("fold") and then runs its neuron
+  ``lax.scan`` over T. Fastest; backprop memory grows linearly with T.
+* ``chunk=C``: the whole network advances ``C`` steps at a time, carrying
+  every layer's neuron state from chunk to chunk. With ``remat=True`` each
+  chunk is a ``jax.checkpoint``: the backward pass keeps only the chunk
+  inputs and the neuron states at chunk boundaries and recomputes one chunk
+  at a time, so the activation memory is that of ``C`` steps plus one state
+  per chunk, nearly independent of T. Costs one extra forward pass.
+
+Why chunks in fold order rather than a ``lax.scan`` over single steps with a
+checkpointed body: on XLA CPU a conv inside a while loop falls off its fast
+path (its weight gradient runs at ~2 GFLOP/s, BENCHMARKS.md), so the chunk
+loop is a Python loop (one traced copy per chunk: keep ``T / C`` small, e.g.
+<= 16 chunks) and the convs of a chunk run folded over ``C*B`` images.
+
+Training noise: each spiking layer draws step t's noise from
+``step_keys(key, T)[t]`` whatever the chunking, so chunked and whole runs see
+the same noise. Spike rates are not recorded in chunked mode.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from scnn_jax.layers import checkpointed
+
+
+def upsample_nearest(x, factor: int = 2):
+  """Nearest-neighbour upsampling of the two axes before the channel axis."""
+  x = jnp.repeat(x, factor, axis=-3)
+  return jnp.repeat(x, factor, axis=-2)
+
+
+class Upsample2d(nnx.Module):
+  """Nearest upsampling ``[..., H, W, C] -> [..., f*H, f*W, C]``."""
+
+  def __init__(self, factor: int = 2):
+    self.factor = factor
+
+  def __call__(self, x):
+    return upsample_nearest(x, self.factor)
+
+
+class Lambda(nnx.Module):
+  """A stateless function as a layer (applied to the whole chunk)."""
+
+  def __init__(self, fn: Callable):
+    self.fn = fn
+
+  def __call__(self, x):
+    return self.fn(x)
+
+
+def _is_spiking(layer) -> bool:
+  return hasattr(layer, "run") and hasattr(layer, "init_state")
+
+
+class SpikingSequential(nnx.Module):
+  """Layers applied in order to a time-major sequence (module docstring).
+
+  Args:
+    layers: modules or callables; spiking ones follow the ``run`` contract.
+    chunk: steps per chunk (None: the whole sequence at once).
+    remat: checkpoint each chunk (with ``chunk``) or the whole stack.
+  """
+
+  def __init__(self, layers: Sequence, *, chunk: int | None = None,
+               remat: bool = False):
+    if chunk is not None and chunk < 1:
+      raise ValueError(f"chunk must be None or >= 1, got {chunk}")
+    self.layers = nnx.List([l if isinstance(l, nnx.Module) else Lambda(l)
+                            for l in layers])
+    self.chunk = chunk
+    self.remat = remat
+
+  def __call__(self, x, *, rngs: nnx.Rngs | None = None,
+               deterministic: bool | None = None, example_ids=None):
+    T = x.shape[0]
+    keys = [l.step_keys(l.noise_key(rngs, deterministic), T)
+            if _is_spiking(l) and hasattr(l, "noise_key") else None
+            for l in self.layers]
+    fn = type(self)._chunk
+    if self.remat:
+      fn = lambda m, *args: checkpointed(m, type(m)._chunk, *args)
+    C = T if self.chunk is None else min(self.chunk, T)
+    states = [None] * len(self.layers)
+    outs = []
+    for start in range(0, T, C):
+      stop = min(start + C, T)
+      chunk_keys = [None if k is None else k[start:stop] for k in keys]
+      y, states = fn(self, x[start:stop], states, chunk_keys, example_ids)
+      outs.append(y)
+    return outs[0] if len(outs) == 1 else jnp.concatenate(outs, axis=0)
+
+  def _chunk(self, x, states, keys, example_ids):
+    new_states = []
+    for layer, state, k in zip(self.layers, states, keys):
+      if _is_spiking(layer):
+        x, state = layer.run(x, state, k, example_ids)
+      else:
+        x = layer(x)
+      new_states.append(state)
+    return x, new_states

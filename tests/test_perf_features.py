@@ -1,0 +1,154 @@
+"""Functional checks of the performance switches: chunked / rematerialised
+execution, mixed precision, the fast bias gradient, host allocator tuning.
+Equality of outputs and gradients only; speed and memory live in
+benchmarks/ (BENCHMARKS.md)."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from scnn_jax import backend, conv, layers, sequential
+
+
+def _net(neuron="lif", noise_std=None, chunk=None, remat=False, order="fold",
+         dtype=None):
+  rngs = nnx.Rngs(0)
+  kw = dict(neuron=neuron, noise_std=noise_std, order=order, dtype=dtype,
+            neuron_kwargs=dict(threshold=0.3) if neuron == "lif" else None)
+  return sequential.SpikingSequential([
+      layers.SpikingConv2d(2, 4, rngs=rngs, **kw),
+      layers.SpikingConv2d(4, 4, strides=2, rngs=rngs, **kw),
+      sequential.Upsample2d(2),
+      layers.Conv2d(4, 1, rngs=rngs, dtype=dtype),
+  ], chunk=chunk, remat=remat)
+
+
+def _x(T=4):
+  return jax.random.uniform(jax.random.PRNGKey(0), (T, 2, 8, 8, 2)) * 2
+
+
+def _loss_and_grads(model, x, noise=False):
+  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+
+  @jax.jit  # one compilation instead of op-by-op dispatch of the scans
+  def f(params, x):
+    def loss(params):
+      m = nnx.merge(graphdef, params, rest)
+      r = nnx.Rngs(noise=7) if noise else None
+      y = m(x, rngs=r)
+      return jnp.mean(jax.nn.sigmoid(jnp.mean(y, 0)) ** 2)
+    return jax.value_and_grad(loss)(params)
+  return f(params, x)
+
+
+@functools.lru_cache(maxsize=None)
+def _reference(neuron, noise):
+  std = 0.2 if noise else None
+  return _loss_and_grads(_net(neuron, std), _x(), noise)
+
+
+@pytest.mark.parametrize("neuron,noise,chunk,remat", [
+    ("lif", True, None, True), ("lif", True, 3, True), ("lif", False, 2, False),
+    ("lif", False, 1, True), ("alif", False, 2, True)])
+def test_chunked_remat_matches_layer_by_layer(neuron, noise, chunk, remat):
+  x = _x()
+  std = 0.2 if noise else None
+  l0, g0 = _reference(neuron, noise)
+  l1, g1 = _loss_and_grads(_net(neuron, std, chunk, remat), x, noise)
+  np.testing.assert_allclose(l1, l0, rtol=1e-6)
+  flat0, flat1 = jax.tree.leaves(g0), jax.tree.leaves(g1)
+  assert len(flat0) == len(flat1)
+  assert sum(float(jnp.abs(a).sum()) for a in flat0) > 0
+  for a, b in zip(flat0, flat1):
+    np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)
+
+
+def test_spikes_of_chunks_equal_the_whole_sequence():
+  x = _x(5)
+  run = lambda m: jax.jit(lambda x: m(x))(x)
+  whole = run(_net())
+  for chunk in (1, 3, 10):
+    np.testing.assert_array_equal(run(_net(chunk=chunk)), whole)
+
+
+def test_fold_and_step_orders_draw_the_same_noise():
+  x = _x(5)[:, :, :, :, :2]
+  a = layers.SpikingConv2d(2, 3, noise_std=0.3, rngs=nnx.Rngs(0),
+                           neuron_kwargs=dict(threshold=0.2))
+  b = layers.SpikingConv2d(2, 3, noise_std=0.3, rngs=nnx.Rngs(0),
+                           neuron_kwargs=dict(threshold=0.2), order="step",
+                           conv_impl="xla")
+  call = lambda m: jax.jit(lambda x: m(x, rngs=nnx.Rngs(noise=3)))(x)
+  ya, yb = call(a), call(b)
+  assert 0 < float(ya.mean()) < 1
+  np.testing.assert_array_equal(ya, yb)
+
+
+def test_layer_remat_and_neuron_remat_keep_gradients():
+  x = _x()
+  _, g0 = _reference("lif", False)
+  m = _net()
+  for l in m.layers:
+    if isinstance(l, layers.SpikingConv2d):
+      l.remat = True
+      l.neuron.remat = True
+  _, g1 = _loss_and_grads(m, x)
+  for a, b in zip(jax.tree.leaves(g0), jax.tree.leaves(g1)):
+    np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-7)
+
+
+def test_mixed_precision_bf16_convs_fp32_state():
+  x = _x()
+  m = _net(dtype=jnp.bfloat16)
+  lyr = m.layers[0]
+  state = lyr.init_state(x.shape[1:], jnp.bfloat16)
+  assert state.dtype == jnp.float32  # membrane stays fp32
+  spikes, final = lyr.run(x.astype(jnp.bfloat16))
+  assert spikes.dtype == jnp.bfloat16 and final.dtype == jnp.float32
+  y = jax.jit(lambda x: m(x))(x)
+  assert y.dtype == jnp.bfloat16
+  _, g = _loss_and_grads(m, x)
+  k = g["layers"][0]["conv"]["kernel"][...]
+  assert k.dtype == jnp.float32 and bool(jnp.all(jnp.isfinite(k)))
+  # close to the fp32 network's output (bf16 conv rounding only)
+  y32 = jax.jit(lambda x: _net()(x))(x)
+  assert float(jnp.mean(jnp.abs(y.astype(jnp.float32) - y32))) < 0.1
+
+
+def test_add_bias_gradient_matches_autodiff():
+  y = jax.random.normal(jax.random.PRNGKey(0), (3, 4, 5, 6))
+  b = jax.random.normal(jax.random.PRNGKey(1), (6,))
+  f = lambda y, b: jnp.sum(jnp.sin(conv.add_bias(y, b)))
+  g = lambda y, b: jnp.sum(jnp.sin(y + b))
+  for a, c in zip(jax.grad(f, (0, 1))(y, b), jax.grad(g, (0, 1))(y, b)):
+    np.testing.assert_allclose(a, c, rtol=1e-5, atol=1e-5)
+  fb = jax.grad(lambda b: jnp.sum(conv.add_bias(y.astype(jnp.bfloat16),
+                                                b.astype(jnp.bfloat16))))(b)
+  assert fb.dtype == jnp.float32
+  # under vmap (ablations stack models)
+  vb = jax.vmap(jax.grad(f, 1), in_axes=(None, 0))(y, jnp.stack([b, b]))
+  np.testing.assert_allclose(vb[0], jax.grad(f, 1)(y, b), rtol=1e-6)
+
+
+def test_final_state_continues_the_sequence():
+  x = _x(4)[..., :2]
+  lyr = layers.SpikingConv2d(2, 3, neuron="alif", rngs=nnx.Rngs(0))
+  run = jax.jit(lambda x, st: lyr.run(x, st))
+  whole, _ = run(x, None)
+  a, st = run(x[:3], None)
+  b, _ = run(x[3:], st)
+  np.testing.assert_array_equal(jnp.concatenate([a, b]), whole)
+
+
+def test_tune_host_allocator_is_harmless():
+  assert backend.tune_host_allocator() in (True, False)
+  assert float(jnp.sum(jnp.ones((1000, 1000)))) == 1e6
+
+
+def test_sequential_errors():
+  with pytest.raises(ValueError, match="chunk must be None or >= 1"):
+    sequential.SpikingSequential([], chunk=0)
