@@ -7,6 +7,7 @@ The workdir defaults to runs/<config file stem>; running the same command
 again resumes from its latest checkpoint.
 """
 
+import logging as pylogging
 import sys
 
 from absl import app, flags, logging
@@ -24,9 +25,16 @@ flags.DEFINE_string("workdir", None,
 distributed.define_flags()
 
 
+def _quiet_library_info(record) -> bool:
+  # Orbax logs every save step at INFO; keep the console to our progress
+  # lines (its warnings and errors still show).
+  return record.levelno >= pylogging.WARNING or "/orbax/" not in record.pathname
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  logging.get_absl_logger().addFilter(_quiet_library_info)
   distributed.initialize_from_flags()
   workdir = FLAGS.workdir or f"runs/{epath.Path(FLAGS['config'].config_filename).stem}"
   logging.info("workdir: %s", workdir)

@@ -20,7 +20,8 @@ from ml_collections import config_dict
 def get_config():
   c = config_dict.ConfigDict()
   c.task = "inpaint"
-  c.seed = 0
+  c.seed = 0                      # data order, masks, noise; and the init...
+  c.init_seed = config_dict.placeholder(int)  # ...unless set here
 
   c.model = m = config_dict.ConfigDict()
   m.name = "scnn"                 # scnn | cnn (same net, spiking layer -> Conv2d+ReLU)
@@ -86,4 +87,11 @@ def get_config():
   t.keep_checkpoints = 3
   t.num_sample_images = 8
   t.nan_policy = "stop"           # stop | skip
+
+  # vmap ablations (configs/ablation.py): lists of values under the config
+  # path they replace, e.g. {"model": {"tau": [5.0, 10.0]}}; empty = one model.
+  c.ablation = config_dict.ConfigDict()
+  c.ablation.grid = config_dict.ConfigDict()
+  c.ablation.mode = "grid"        # grid (cartesian product) | zip
+  c.ablation.share_init = False   # True: every point starts from seed's init
   return c

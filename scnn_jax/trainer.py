@@ -26,7 +26,7 @@ from absl import logging
 from etils import epath
 from flax import nnx
 
-from scnn_jax import backend, data, images, optim, parallel, tasks
+from scnn_jax import ablation, backend, data, images, optim, parallel, tasks
 from scnn_jax.checkpoint import Checkpointer, abstract_like
 from scnn_jax.config_lib import ConfigError, check_choice, check_int
 from scnn_jax.variables import SpikeRate
@@ -43,7 +43,11 @@ def validate(config) -> tasks.Task:
   """Checks every config field before anything is built or compiled."""
   task = tasks.get(config)
   check_int("seed", config.seed, 0)
+  if config.get("init_seed") is not None:
+    check_int("init_seed", config.init_seed, 0)
   task.validate(config)
+  if ablation.enabled(config):
+    ablation.points(config)  # validates the grid
   data.validate_config(config)
   t = config.train
   optim.validate(t)
@@ -75,7 +79,8 @@ class Graphs:
 
 def create_state(config, task, dataset, tx, seed=None):
   """A fresh train state and the model graphdefs."""
-  seed = config.seed if seed is None else seed
+  if seed is None:
+    seed = config.seed if config.get("init_seed") is None else config.init_seed
   model = task.build_model(config, dataset, nnx.Rngs(params=seed))
   model.train()
   graph_train, params, rest = nnx.split(model, nnx.Param, ...)
@@ -172,15 +177,25 @@ def make_eval_step(task, graph: nnx.GraphDef):
   return step
 
 
-def compile_steps(task, graphs: Graphs, tx, mesh, nan_policy: str):
-  """jit(shard_map(step)) for training (state donated) and evaluation."""
+def compile_steps(task, graphs: Graphs, tx, mesh, nan_policy: str,
+                  stacked: bool = False):
+  """jit(shard_map(step)) for training (state donated) and evaluation.
+
+  ``stacked``: the state holds K models on a leading axis (vmap ablations);
+  the per-device steps are vmapped over it, batch and key shared.
+  """
   from jax.sharding import PartitionSpec as P
-  train = parallel.per_device(make_train_step(task, graphs.train, tx,
-                                              nan_policy),
-                              mesh, (P(), P(parallel.AXIS), P()), (P(), P()))
-  evaluate = parallel.per_device(make_eval_step(task, graphs.eval), mesh,
-                                 (P(), P(parallel.AXIS)),
-                                 (P(parallel.AXIS), P()))
+  train = make_train_step(task, graphs.train, tx, nan_policy)
+  evaluate = make_eval_step(task, graphs.eval)
+  out_batch = P(parallel.AXIS)
+  if stacked:
+    train = jax.vmap(train, in_axes=(0, None, None))
+    evaluate = jax.vmap(evaluate, in_axes=(0, None))
+    out_batch = P(None, parallel.AXIS)
+  train = parallel.per_device(train, mesh, (P(), P(parallel.AXIS), P()),
+                              (P(), P()))
+  evaluate = parallel.per_device(evaluate, mesh, (P(), P(parallel.AXIS)),
+                                 (out_batch, P()))
   return (backend.jit(train, donate_argnums=(0,)), backend.jit(evaluate))
 
 
@@ -189,24 +204,41 @@ def compile_steps(task, graphs: Graphs, tx, mesh, nan_policy: str):
 # -----------------------------------------------------------------------------
 
 
-def evaluate(task, eval_fn, state, mesh, eval_batches, num_samples: int = 0):
-  """Metrics over the fixed eval set, spike rates, and sample-grid rows."""
-  acc = task.new_accumulator()
-  rates, samples = [], None
+def evaluate(task, eval_fn, state, mesh, eval_batches, num_samples: int = 0,
+             num_points: int | None = None):
+  """Metrics over the fixed eval set, spike rates, and sample-grid rows.
+
+  Returns ``(result, samples)``; with ``num_points`` (a stacked ablation
+  state) both are lists with one entry per point.
+  """
+  K = num_points or 1
+  accs = [task.new_accumulator() for _ in range(K)]
+  rates = [[] for _ in range(K)]
+  samples = [None] * K
   for i, local in enumerate(eval_batches):
     batch = parallel.global_batch(mesh, local)
     outputs, r = eval_fn(state, batch)
     host_batch = {k: parallel.to_host(v) for k, v in batch.items()}
     host_out = {k: parallel.to_host(v) for k, v in outputs.items()}
-    task.accumulate(acc, host_batch, host_out)
-    rates.append(jax.device_get(r))
-    if i == 0 and num_samples:
-      samples = task.samples(host_batch, host_out, num_samples)
-  result = dict(acc.result())
-  if rates and rates[0]:
-    result["spike_rate"] = {k: float(np.mean([r[k] for r in rates]))
-                            for k in rates[0]}
-  return result, samples
+    r = jax.device_get(r)
+    for k in range(K):
+      pick = (lambda d: {n: v[k] for n, v in d.items()}) if num_points else (
+          lambda d: d)
+      out_k = pick(host_out)
+      task.accumulate(accs[k], host_batch, out_k)
+      rates[k].append(pick(r))
+      if i == 0 and num_samples:
+        samples[k] = task.samples(host_batch, out_k, num_samples)
+  results = []
+  for acc, rs in zip(accs, rates):
+    result = dict(acc.result())
+    if rs and rs[0]:
+      result["spike_rate"] = {n: float(np.mean([x[n] for x in rs]))
+                              for n in rs[0]}
+    results.append(result)
+  if num_points:
+    return results, samples
+  return results[0], samples[0]
 
 
 # -----------------------------------------------------------------------------
@@ -217,7 +249,9 @@ def evaluate(task, eval_fn, state, mesh, eval_batches, num_samples: int = 0):
 def train_and_evaluate(config, workdir) -> dict:
   """Trains ``config`` in ``workdir`` (resuming if it holds a checkpoint).
 
-  Returns the final results dict (also written to ``results.json``).
+  With a ``config.ablation`` grid, trains all K points at once (see
+  ``scnn_jax.ablation``). Returns the final results dict (also written to
+  ``results.json``).
   """
   task = validate(config)
   workdir = epath.Path(workdir)
@@ -227,20 +261,28 @@ def train_and_evaluate(config, workdir) -> dict:
   dataset = data.build(config)
   mesh = parallel.make_mesh()
   tx = optim.build(t)
-  state, graphs = create_state(config, task, dataset, tx)
+  points = None
+  if ablation.enabled(config):
+    points, state, graphs = ablation.create_stacked_state(
+        config, task, dataset, tx, create_state)
+    logging.info("vmap ablation: %d points in one program: %s", len(points),
+                 ", ".join(p.name for p in points))
+  else:
+    state, graphs = create_state(config, task, dataset, tx)
+  K = len(points) if points else None
   state = parallel.replicate(mesh, state)
 
   ckpt = Checkpointer(workdir / "checkpoints", keep=t.keep_checkpoints)
   meta = {"train_time_s": 0.0}
   if ckpt.latest_step() is not None:
     state, meta = ckpt.restore(abstract_like(state))
-    logging.info("resuming from step %d (%s)", int(state["step"]),
-                 ckpt.directory)
-  start = int(jax.device_get(state["step"]))
+    logging.info("resuming from step %d (%s)", _step(state), ckpt.directory)
+  start = _step(state)
   if is_main:
     (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
   writer = MetricWriter(workdir, active=is_main, resume_step=start)
-  train_fn, eval_fn = compile_steps(task, graphs, tx, mesh, t.nan_policy)
+  train_fn, eval_fn = compile_steps(task, graphs, tx, mesh, t.nan_policy,
+                                    stacked=bool(points))
   key = parallel.replicate(mesh, jax.random.key(config.seed))
   pidx, pcount = jax.process_index(), jax.process_count()
   eval_batches = dataset.eval_batches(t.eval_batch_size, pidx, pcount)
@@ -250,14 +292,19 @@ def train_and_evaluate(config, workdir) -> dict:
 
   def run_eval(step):
     result, samples = evaluate(task, eval_fn, state, mesh, eval_batches,
-                               t.num_sample_images)
-    writer.write(step, "eval", result)
-    if is_main and samples is not None:
-      images.save_png(workdir / "samples" / f"step_{step:06d}.png",
-                      images.grid(samples, scale=2))
-    shown = "  ".join(f"{k} {result[k]:.4f}" for k in task.summary_keys()
-                      if k in result)
-    logging.info("eval at step %d: %s", step, shown)
+                               t.num_sample_images, K)
+    named = zip([p.name for p in points], result, samples) if points else [
+        (None, result, samples)]
+    for name, r, smp in named:
+      writer.write(step, "eval", r if name is None else {"point": name, **r})
+      if is_main and smp is not None:
+        sub = workdir / "samples" / name if name else workdir / "samples"
+        images.save_png(sub / f"step_{step:06d}.png",
+                        images.grid(smp, scale=2))
+      shown = "  ".join(f"{k} {r[k]:.4f}" for k in task.summary_keys()
+                        if k in r)
+      logging.info("eval at step %d%s: %s", step,
+                   f" [{name}]" if name else "", shown)
     return result
 
   train_iter = dataset.train_iterator(start, t.batch_size, pidx, pcount)
@@ -275,18 +322,14 @@ def train_and_evaluate(config, workdir) -> dict:
     if done % t.log_every == 0 or done == t.steps:
       host = jax.device_get(pending)
       pending = []
-      _check_finite(state, t.nan_policy, ckpt)
-      losses = [float(m["loss"]) for m in host if m["finite"]]
-      loss = float(np.mean(losses)) if losses else float("nan")
+      _check_finite(state, t.nan_policy, ckpt, points)
       elapsed = time.time() - loop_t0
-      scalars = {"loss": loss, "input_wait_fraction": wait_s / max(elapsed,
-                                                                    1e-9),
-                 "spike_rate": {k: float(np.mean([m["spike_rate"][k]
-                                                  for m in host]))
-                                for k in host[-1]["spike_rate"]}}
+      scalars = _train_scalars(host, points)
+      scalars["input_wait_fraction"] = wait_s / max(elapsed, 1e-9)
       scalars["steps_per_s"] = len(host) / max(elapsed, 1e-9)
       writer.write(done, "train", scalars)
-      logging.info(progress.line(done, loss))
+      logging.info(progress.line(done, scalars["loss"],
+                                 f" (mean of {K} points)" if K else ""))
       wait_s, loop_t0 = 0.0, time.time()
     if done % t.eval_every == 0 or done == t.steps:
       e0 = time.time()
@@ -300,37 +343,62 @@ def train_and_evaluate(config, workdir) -> dict:
     result = run_eval(start)
   meta["train_time_s"] = base_time + time.time() - session_t0 - eval_s
   summary = _finish(task, config, workdir, result, eval_batches, mesh,
-                    t.steps, meta["train_time_s"], is_main)
+                    t.steps, meta["train_time_s"], is_main, points, dataset)
   writer.close()
   ckpt.close()
   return summary
 
 
-def _check_finite(state, nan_policy, ckpt):
-  bad = int(jax.device_get(state["nonfinite"]))
-  if not bad:
+def _step(state) -> int:
+  return int(np.max(jax.device_get(state["step"])))
+
+
+def _train_scalars(host: list[dict], points) -> dict:
+  """Mean loss / spike rates over the logged steps (and over points)."""
+  loss = np.array([np.asarray(m["loss"], float) for m in host])   # [n(, K)]
+  finite = np.array([np.asarray(m["finite"]) for m in host])
+  masked = np.where(finite, loss, np.nan)
+  per_point = np.nanmean(masked, axis=0) if masked.size else masked
+  rates = {k: float(np.mean([np.mean(m["spike_rate"][k]) for m in host]))
+           for k in host[-1]["spike_rate"]}
+  scalars = {"loss": float(np.nanmean(per_point)) if np.isfinite(
+      per_point).any() else float("nan"), "spike_rate": rates}
+  if points:
+    scalars["loss_per_point"] = {p.name: float(v)
+                                 for p, v in zip(points, per_point)}
+  return scalars
+
+
+def _check_finite(state, nan_policy, ckpt, points=None):
+  bad = np.atleast_1d(jax.device_get(state["nonfinite"]))
+  if not bad.any():
     return
-  first = int(jax.device_get(state["first_nonfinite"]))
-  if nan_policy == "stop":
+  first = np.atleast_1d(jax.device_get(state["first_nonfinite"]))
+  if nan_policy == "stop" and (points is None or bad.all()):
     ckpt.wait()
     last = ckpt.latest_step()
+    where = "" if points is None else " in every ablation point"
     raise NonFiniteLossError(
-        f"non-finite loss or gradient at step {first}: training stopped "
-        f"(train.nan_policy='stop'). The last good checkpoint "
+        f"non-finite loss or gradient at step {int(first.max())}{where}: "
+        f"training stopped (train.nan_policy='stop'). The last good "
+        f"checkpoint "
         f"{'is step ' + str(last) if last is not None else 'does not exist'}"
         f" in {ckpt.directory}; lower train.learning_rate, set "
         f"train.grad_clip, or use train.nan_policy='skip'.")
-  logging.warning("%d non-finite steps skipped so far (first at step %d)",
-                  bad, first)
+  names = ([p.name for p in points] if points else ["model"])
+  frozen = ", ".join(f"{n} (step {int(f)})" for n, b, f in
+                     zip(names, bad, first) if b)
+  action = "frozen at their first" if nan_policy == "stop" else "skipping"
+  logging.warning("non-finite loss/gradient, %s non-finite step: %s", action,
+                  frozen)
 
 
 def _finish(task, config, workdir, result, eval_batches, mesh, steps,
-            train_time, is_main):
+            train_time, is_main, points=None, dataset=None):
   host_batches = [{k: parallel.to_host(v) for k, v in
                    parallel.global_batch(mesh, b).items()}
                   for b in eval_batches]
   summary = {
-      "eval": result,
       "baselines": task.baselines(host_batches) if is_main else {},
       "steps": steps,
       "train_time_s": round(train_time, 2),
@@ -339,26 +407,44 @@ def _finish(task, config, workdir, result, eval_batches, mesh, steps,
       "platform": jax.devices()[0].platform,
       "model": config.model.name,
   }
+  image_shape = dataset.image_shape if dataset is not None else None
+  if points:
+    synops = [task.synaptic_ops(p.config, image_shape, r.get("spike_rate", {}))
+              for p, r in zip(points, result)]
+    summary["points"] = [{"index": p.index, "name": p.name, "values": p.values,
+                          "eval": r, "synops": s}
+                         for p, r, s in zip(points, result, synops)]
+  else:
+    summary["eval"] = result
+    synops = task.synaptic_ops(config, image_shape,
+                               result.get("spike_rate", {}))
+    if synops is not None:
+      summary["synops"] = synops
   if is_main:
     (workdir / "results.json").write_text(json.dumps(summary, indent=2))
     (workdir / "results.md").write_text(results_markdown(task, summary))
+    if points:
+      ablation.write_outputs(workdir, points, result, synops)
   return summary
 
 
 def results_markdown(task, summary) -> str:
-  keys = [k for k in task.summary_keys() if k in summary["eval"]]
-  rows = [(summary["model"], summary["eval"])] + list(
-      summary["baselines"].items())
+  rows = ([(p["name"], p["eval"]) for p in summary["points"]]
+          if "points" in summary else [(summary["model"], summary["eval"])])
+  keys = [k for k in task.summary_keys() if k in rows[0][1]]
+  rows += list(summary["baselines"].items())
   lines = [f"| method | {' | '.join(keys)} |",
            "|---" * (len(keys) + 1) + "|"]
   for name, r in rows:
     lines.append(f"| {name} | " + " | ".join(f"{r[k]:.4f}" for k in keys) +
                  " |")
-  rates = summary["eval"].get("spike_rate", {})
   text = "\n".join(lines) + "\n"
+  rates = summary.get("eval", {}).get("spike_rate", {})
   if rates:
     text += "\nSpike rate per layer: " + ", ".join(
         f"{k} {v:.3f}" for k, v in rates.items()) + "\n"
+  if summary.get("synops"):
+    text += (f"\nSynaptic operations per image: {summary['synops']:.3e}\n")
   text += (f"\n{summary['steps']} steps, {summary['train_time_s']:.0f} s of "
            f"training on {summary['devices']} {summary['platform']} device(s)"
            f".\n")

@@ -58,6 +58,10 @@ class Task(abc.ABC):
     """Non-learned baselines scored on the same eval set (name -> metrics)."""
     return {}
 
+  def synaptic_ops(self, config, image_shape, rates: dict) -> float | None:
+    """Estimated synaptic operations per image (``metrics.synaptic_ops``)."""
+    return None
+
   def summary_keys(self) -> tuple[str, ...]:
     """Eval metrics shown in progress lines and results.md, in order."""
     return ()

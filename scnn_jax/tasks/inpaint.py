@@ -135,5 +135,30 @@ class InpaintTask(Task):
       out[name] = acc.result()
     return out
 
+  def synaptic_ops(self, config, image_shape, rates):
+    """SynOps per image of the SC-NN's event-driven part.
+
+    The conv after the spiking layer is linear, so on event-driven hardware
+    it runs on the spikes themselves (T steps, one accumulate per spike and
+    synapse) and the rate decoder after it: that layer counts as SynOps, the
+    spiking layer's own conv (real-valued image input) and the later convs
+    as MACs (``metrics.synaptic_ops``).
+    """
+    m = config.model
+    if m.name != "scnn" or image_shape is None:
+      return None
+    h, w, c = image_shape
+    cin = c + (1 if m.mask_channel else 0)
+    shape = lambda ch: (h, w, ch)
+    specs = [metrics.LayerSpec("spiking", "conv", shape(cin), shape(m.width),
+                               (3, 3), steps=m.T),
+             metrics.LayerSpec("conv1", "conv", shape(m.width),
+                               shape(m.width if m.num_layers > 2 else c),
+                               (3, 3), in_is_spikes=True,
+                               rate_key="spiking/neuron", steps=m.T)]
+    if "spiking/neuron" not in rates:
+      return None
+    return float(metrics.synaptic_ops(specs, rates, timesteps=m.T)["synops"])
+
   def summary_keys(self):
     return ("masked_mse", "full_mse", "psnr", "hole_psnr", "ssim")

@@ -1,0 +1,143 @@
+"""vmap ablations: K models in one program behave like K separate runs."""
+
+import csv
+import json
+import subprocess
+import sys
+import types
+
+import jax
+import numpy as np
+import pytest
+
+from configs import base
+from scnn_jax import ablation, inference, optim, parallel, trainer
+from tests.test_train_integration import REPO, tiny_config
+
+
+def _grid_config(**grid):
+  c = tiny_config()
+  c.ablation.grid = grid or {"model": {"tau": [5.0, 20.0],
+                                       "threshold": [0.5, 1.0]}}
+  return c
+
+
+def test_points_grid_zip_and_seeds():
+  c = _grid_config()
+  pts = ablation.points(c)
+  assert [p.values for p in pts] == [
+      {"model.tau": 5.0, "model.threshold": 0.5},
+      {"model.tau": 5.0, "model.threshold": 1.0},
+      {"model.tau": 20.0, "model.threshold": 0.5},
+      {"model.tau": 20.0, "model.threshold": 1.0}]
+  assert [p.config.init_seed for p in pts] == [0, 1, 2, 3]
+  assert pts[3].config.model.tau == 20.0 and pts[3].config.model.threshold == 1.0
+  assert not ablation.enabled(pts[0].config)  # a point is a single model
+  c.ablation.mode = "zip"
+  assert [p.values for p in ablation.points(c)] == [
+      {"model.tau": 5.0, "model.threshold": 0.5},
+      {"model.tau": 20.0, "model.threshold": 1.0}]
+  c.ablation.share_init = True
+  assert {p.config.init_seed for p in ablation.points(c)} == {0}
+
+
+def test_bad_grids_name_the_field():
+  with pytest.raises(ValueError, match=r"config.ablation.grid.model.width = "
+                     r"\[4, 8\]: cannot be swept.*sweepable: init_seed"):
+    ablation.points(_grid_config(model={"width": [4, 8]}))
+  c = _grid_config(model={"tau": [1.0, 2.0], "threshold": [1.0]})
+  c.ablation.mode = "zip"
+  with pytest.raises(ValueError, match="mode='zip' needs lists of equal"):
+    ablation.points(c)
+  with pytest.raises(ValueError, match="non-empty list"):
+    ablation.points(_grid_config(model={"tau": []}))
+
+
+def _batches(n, b=8, hw=16, seed=0):
+  rng = np.random.default_rng(seed)
+  for _ in range(n):
+    mask = np.zeros((b, hw, hw, 1), np.float32)
+    mask[:, 4:10, 3:12] = 1.0
+    yield {"image": rng.uniform(size=(b, hw, hw, 3)).astype(np.float32),
+           "mask": mask, "valid": np.ones((b,), np.float32)}
+
+
+def _losses(config, stacked, devices=2, steps=3):
+  task = trainer.validate(config)
+  ds = types.SimpleNamespace(image_shape=(16, 16, 3), num_classes=None)
+  tx = optim.build(config.train)
+  if stacked:
+    _, state, graphs = ablation.create_stacked_state(config, task, ds, tx,
+                                                     trainer.create_state)
+  else:
+    state, graphs = trainer.create_state(config, task, ds, tx)
+  mesh = parallel.make_mesh(jax.devices()[:devices])
+  state = parallel.replicate(mesh, state)
+  train_fn, _ = trainer.compile_steps(task, graphs, tx, mesh, "stop",
+                                      stacked=stacked)
+  key = parallel.replicate(mesh, jax.random.key(config.seed))
+  out = []
+  for batch in _batches(steps):
+    state, m = train_fn(state, parallel.global_batch(mesh, batch), key)
+    out.append(np.asarray(m["loss"]))
+  return np.stack(out)
+
+
+def test_point_k_equals_a_separate_single_run():
+  config = _grid_config()
+  vmapped = _losses(config, stacked=True)            # [steps, K]
+  assert vmapped.shape == (3, 4)
+  assert len({tuple(np.round(vmapped[:, k], 6)) for k in range(4)}) == 4
+  for k, point in enumerate(ablation.points(config)):
+    single = _losses(point.config, stacked=False)
+    np.testing.assert_allclose(vmapped[:, k], single, rtol=1e-5, atol=1e-7)
+
+
+def test_structure_changing_values_are_rejected():
+  config = _grid_config(model={"noise_std": [0.0, 0.1]})  # 0 drops the noise
+  task = trainer.validate(config)
+  ds = types.SimpleNamespace(image_shape=(16, 16, 3), num_classes=None)
+  with pytest.raises(ValueError, match="change the model's structure"):
+    ablation.create_stacked_state(config, task, ds, optim.build(config.train),
+                                  trainer.create_state)
+
+
+def test_ablation_run_outputs_resume_and_export(tmp_path):
+  config = _grid_config(model={"tau": [5.0, 20.0], "threshold": [0.5, 1.0]})
+  config.train.update(steps=4, eval_every=4, checkpoint_every=2, log_every=2)
+  run = tmp_path / "run"
+  summary = trainer.train_and_evaluate(config, run)
+  assert [p["name"] for p in summary["points"]] == [
+      "tau=5_threshold=0.5", "tau=5_threshold=1", "tau=20_threshold=0.5",
+      "tau=20_threshold=1"]
+  rows = list(csv.DictReader((run / "ablation.csv").read_text().splitlines()))
+  assert len(rows) == 4 and {"model.tau", "model.threshold", "masked_mse",
+                             "hole_psnr", "ssim", "synops"} <= set(rows[0])
+  assert any(k.startswith("rate:") for k in rows[0])
+  assert all(float(r["synops"]) > 0 for r in rows)
+  assert "| model.tau | model.threshold |" in (run / "ablation.md").read_text()
+  assert (run / "ablation.png").read_bytes()[:4] == b"\x89PNG"
+  for p in summary["points"]:
+    assert (run / "samples" / p["name"] / "step_000004.png").exists()
+
+  config.train.steps = 6
+  resumed = trainer.train_and_evaluate(config, run)
+  assert resumed["steps"] == 6
+
+  out = tmp_path / "point2"
+  ablation.export_point(run, 2, out)
+  loaded = inference.load(out)
+  assert loaded.step == 6
+  assert loaded.config.model.tau == 20.0 and loaded.config.model.threshold == 0.5
+  assert not ablation.enabled(loaded.config)
+  np.testing.assert_allclose(loaded.model.spiking.neuron.threshold[...], 0.5)
+  # The exported point is an ordinary workdir: training it further resumes.
+  single = loaded.config
+  single.train.steps = 7
+  assert trainer.train_and_evaluate(single, out)["steps"] == 7
+
+  cli = subprocess.run(
+      [sys.executable, "-m", "scnn_jax.ablation", "export", "--workdir",
+       str(run), "--point", "9", "--out", str(tmp_path / "x")],
+      capture_output=True, text=True, cwd=REPO, timeout=300)
+  assert cli.returncode != 0 and "out of range" in cli.stderr
