@@ -1,0 +1,289 @@
+"""Issue 6: the reference network in scnn_jax and its peers, side by side.
+
+    python benchmarks/reference_net.py                 # full run, writes BENCHMARKS.md
+    python benchmarks/reference_net.py --quick         # T=8 only, 1 round, no extras
+    python benchmarks/reference_net.py --T 8 16 --impls scnn_jax snntorch
+
+Every measurement runs in a fresh process (``python -m benchmarks.refnet.<impl>``),
+and the processes are interleaved: round r runs every (T, implementation) once,
+in an order rotated by r, so load from other processes on a shared machine
+hits all implementations alike; each figure is the median over rounds of
+per-process medians. The peers (snnTorch, norse, spyx) run from a separate
+virtual environment (``--peer-python``, default /work/venv-bench/bin/python;
+requirements-bench.txt) so scnn_jax's own jax/flax stay as pinned.
+
+All processes get the same environment: 2 intra-op threads (torch
+``set_num_threads``, OMP/MKL), and the glibc malloc settings of
+``scnn_jax.backend.GLIBC_TUNABLES`` (keep freed memory mapped: fresh
+page-faulting of large buffers cost every library ~25 %).
+
+Printed and written to BENCHMARKS.md: train steps/s (forward + backward +
+Adam), inference images/s, % of the fp32 peak, peak RSS, compile (first
+step) time, loss over the training steps on the fixed batch, spike rates per
+layer, and the ratio of scnn_jax to the fastest peer; then the remat /
+chunking table (speed and memory at T = 8, 16, 32), mixed precision, the
+execution-order / unroll alternatives, and the single-layer neuron-scan
+overhead (benchmarks/spiking_conv.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections import defaultdict
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from benchmarks.refnet import common  # noqa: E402
+
+MODULES = {"scnn_jax": "scnn", "snntorch": "snntorch_net",
+           "norse": "norse_net", "spyx": "spyx_net"}
+PEERS = ("snntorch", "norse", "spyx")
+GLIBC_TUNABLES = ("glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold="
+                  "1073741824:glibc.malloc.arena_max=1")
+
+
+def run_job(impl, T, extra, args, log):
+  python = sys.executable if impl == "scnn_jax" else args.peer_python
+  steps = args.steps if T <= 8 else args.steps_long
+  budget = args.budget
+  if impl == "spyx":  # ~100x slower: a few steps are enough to time it
+    steps, budget = min(steps, args.spyx_steps), 1.0
+  cmd = [python, "-m", f"benchmarks.refnet.{MODULES[impl]}", "--T", str(T),
+         "--steps", str(steps), "--budget", str(budget)] + list(extra)
+  env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="2",
+             MKL_NUM_THREADS="2", GLIBC_TUNABLES=GLIBC_TUNABLES)
+  if args.default_malloc or "--default-malloc" in extra:
+    env.pop("GLIBC_TUNABLES")
+    env["SCNN_BENCH_DEFAULT_MALLOC"] = "1"
+    cmd = [c for c in cmd if c != "--default-malloc"]
+  t0 = time.time()
+  p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+  line = [l for l in p.stdout.splitlines() if l.startswith("RESULT ")]
+  log.write(f"$ {' '.join(cmd[1:])}  ({time.time() - t0:.0f} s)\n")
+  if p.returncode or not line:
+    log.write(p.stdout[-2000:] + p.stderr[-4000:] + "\n")
+    print(f"  FAILED {impl} T={T} {extra}: {p.stderr.strip()[-300:]}",
+          flush=True)
+    return None
+  rec = json.loads(line[-1][len("RESULT "):])
+  if "--default-malloc" in extra or args.default_malloc:
+    rec["variant"] += ", default malloc"
+  print(f"  {impl:9s} T={T:2d} {rec['variant']:28s} "
+        f"{rec['steps_per_s']:6.2f} steps/s  {rec['pct_peak']:5.1f} % peak  "
+        f"rss {rec['peak_rss_mb']:6.0f} MB  cpu avail {rec['cpu_avail']:.2f}  "
+        f"({time.time() - t0:.0f} s)", flush=True)
+  return rec
+
+
+def run_jobs(jobs, args, log):
+  """jobs: list of (impl, T, extra). Interleaved rounds, rotated order."""
+  recs = defaultdict(list)
+  for r in range(args.rounds):
+    print(f"round {r + 1}/{args.rounds}", flush=True)
+    k = r % len(jobs)
+    for impl, T, extra in jobs[k:] + jobs[:k]:
+      rec = run_job(impl, T, extra, args, log)
+      if rec is not None:
+        recs[(impl, rec["variant"], T)].append(rec)
+  out = {}
+  for key, rs in recs.items():
+    m = dict(rs[0])
+    for f in ("steps_per_s", "infer_img_s", "gflops", "pct_peak", "compile_s",
+              "cpu_avail", "step_s"):
+      m[f] = float(np.median([r[f] for r in rs]))
+    m["peak_rss_mb"] = float(np.median([r["peak_rss_mb"] for r in rs]))
+    m["runs"] = len(rs)
+    out[key] = m
+  return out
+
+
+def fmt_rates(r):
+  return "/".join(f"{100 * x:.0f}" for x in r)
+
+
+def main_table(res, Ts):
+  lines = ["| library | variant | T | train steps/s | vs fastest peer | "
+           "inference img/s | % fp32 peak | peak RSS MB | compile s | "
+           "loss first -> last (steps) | spike rates % | cpu avail |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+  summary = {}
+  for T in Ts:
+    rows = [v for (i, var, t), v in res.items() if t == T and
+            (i != "scnn_jax" or var == "default")]
+    peers = [v["steps_per_s"] for v in rows if v["impl"] != "scnn_jax"]
+    best = max(peers) if peers else None
+    for v in sorted(rows, key=lambda v: -v["steps_per_s"]):
+      ratio = (f"{v['steps_per_s'] / best:.2f}" if best and
+               v["impl"] == "scnn_jax" else "")
+      if v["impl"] == "scnn_jax":
+        summary[T] = (v["steps_per_s"], best, v["pct_peak"])
+      lines.append(
+          f"| {v['impl']} | {v['variant']} | {T} | {v['steps_per_s']:.2f} | "
+          f"{ratio} | {v['infer_img_s']:.0f} | {v['pct_peak']:.1f} | "
+          f"{v['peak_rss_mb']:.0f} | {v['compile_s']:.1f} | "
+          f"{v['loss_first']:.4f} -> {v['loss_last']:.4f} "
+          f"({v['steps_timed'] + 1}) | {fmt_rates(v['rates'])} | "
+          f"{v['cpu_avail']:.2f} |")
+  return "\n".join(lines), summary
+
+
+def variant_table(res, keys):
+  lines = ["| variant | T | train steps/s | % fp32 peak | XLA buffers MB | "
+           "peak RSS MB | compile s | loss first -> last | cpu avail |",
+           "|---|---|---|---|---|---|---|---|---|"]
+  for key in keys:
+    if key not in res:
+      continue
+    v = res[key]
+    xla = f"{v['xla_mb']:.0f}" if v.get("xla_mb") else ""
+    lines.append(
+        f"| {v['variant']} | {v['T']} | {v['steps_per_s']:.2f} | "
+        f"{v['pct_peak']:.1f} | {xla} | {v['peak_rss_mb']:.0f} | "
+        f"{v['compile_s']:.1f} | {v['loss_first']:.4f} -> "
+        f"{v['loss_last']:.4f} | {v['cpu_avail']:.2f} |")
+  return "\n".join(lines)
+
+
+def machine():
+  model = "?"
+  try:
+    with open("/proc/cpuinfo") as f:
+      for l in f:
+        if l.startswith("model name"):
+          model = l.split(":", 1)[1].strip()
+          break
+    flags = open("/proc/cpuinfo").read()
+    isa = "+".join(x for x in ("avx2", "fma", "avx512f") if f" {x}" in flags)
+  except OSError:
+    isa = "?"
+  mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+  return (f"{model}, {os.cpu_count()} cores ({isa}), {mem:.0f} GiB RAM, "
+          f"{platform.system()} {platform.release()}, Python "
+          f"{platform.python_version()}; fp32 peak taken as "
+          f"{common.PEAK_GFLOPS:.0f} GFLOP/s")
+
+
+def versions(args):
+  out = []
+  for py, code in ((sys.executable, "import jax, flax; print('jax', "
+                    "jax.__version__, 'flax', flax.__version__)"),
+                   (args.peer_python, "import torch, snntorch, norse; "
+                    "print('torch', torch.__version__, 'snntorch', "
+                    "snntorch.__version__, 'norse', norse.__version__)")):
+    try:
+      out.append(subprocess.run([py, "-c", code], capture_output=True,
+                                text=True).stdout.strip())
+    except OSError:
+      pass
+  return "; ".join(o for o in out if o)
+
+
+def main():
+  ap = argparse.ArgumentParser(description=__doc__,
+                               formatter_class=argparse.RawTextHelpFormatter)
+  ap.add_argument("--T", type=int, nargs="+", default=[4, 8, 16, 32])
+  ap.add_argument("--impls", nargs="+", default=list(MODULES))
+  ap.add_argument("--rounds", type=int, default=2)
+  ap.add_argument("--steps", type=int, default=50,
+                  help="train steps per process for T <= 8")
+  ap.add_argument("--steps-long", type=int, default=20,
+                  help="train steps per process for T > 8")
+  ap.add_argument("--spyx-steps", type=int, default=4)
+  ap.add_argument("--spyx-max-T", type=int, default=16)
+  ap.add_argument("--budget", type=float, default=45.0,
+                  help="max seconds of timed steps per process")
+  ap.add_argument("--peer-python", default="/work/venv-bench/bin/python")
+  ap.add_argument("--remat-T", type=int, nargs="*", default=[8, 16, 32])
+  ap.add_argument("--chunk", type=int, default=8)
+  ap.add_argument("--no-extras", action="store_true",
+                  help="skip mixed precision, order/unroll and the "
+                  "single-layer benchmark")
+  ap.add_argument("--default-malloc", action="store_true",
+                  help="run everything with glibc's default malloc")
+  ap.add_argument("--quick", action="store_true")
+  ap.add_argument("--write", default=os.path.join(ROOT, "BENCHMARKS.md"),
+                  help="markdown file to (re)generate; '' to skip")
+  args = ap.parse_args()
+  if args.quick:
+    args.T, args.rounds, args.remat_T, args.no_extras = [8], 1, [], True
+  if not os.path.exists(args.peer_python):
+    print(f"peer python {args.peer_python} not found: running scnn_jax only "
+          "(pip install -r requirements-bench.txt in a separate venv)")
+    args.impls = ["scnn_jax"]
+  log = open(os.path.join(ROOT, "benchmarks", "reference_net.log"), "w")
+  t0 = time.time()
+
+  print("== main table", flush=True)
+  jobs = [(i, T, []) for T in args.T for i in args.impls
+          if not (i == "spyx" and T > args.spyx_max_T)]
+  res = run_jobs(jobs, args, log)
+
+  remat_keys, extra_keys = [], []
+  if "scnn_jax" in args.impls and args.remat_T:
+    print("== remat / chunking", flush=True)
+    rjobs = []
+    for T in args.remat_T:
+      rjobs.append(("scnn_jax", T, []))
+      rjobs.append(("scnn_jax", T, ["--remat"]))
+      rjobs.append(("scnn_jax", T, ["--chunk", str(args.chunk), "--remat"]))
+    rres = run_jobs([j for j in rjobs if j[2] or j[1] not in args.T], args,
+                    log)
+    res.update({k: v for k, v in rres.items() if k not in res})
+    for T in args.remat_T:
+      remat_keys += [("scnn_jax", "default", T), ("scnn_jax", "remat", T),
+                     ("scnn_jax", f"chunk {args.chunk}, remat", T)]
+  if "scnn_jax" in args.impls and not args.no_extras:
+    print("== mixed precision, order, unroll, malloc", flush=True)
+    xjobs = [("scnn_jax", 8, ["--dtype", "bfloat16"]),
+             ("scnn_jax", 8, ["--unroll", "full"]),
+             ("scnn_jax", 8, ["--unroll", "1"]),
+             ("scnn_jax", 16, ["--unroll", "full"]),
+             ("scnn_jax", 16, ["--unroll", "1"]),
+             ("scnn_jax", 8, ["--order", "step", "--conv-impl", "matmul"]),
+             ("scnn_jax", 8, ["--default-malloc"])]
+    xres = run_jobs(xjobs, args, log)
+    res.update(xres)
+    extra_keys = [("scnn_jax", "default", 8)] + list(xres) + [
+        ("scnn_jax", "default", 16)]
+  layer_out = ""
+  if "scnn_jax" in args.impls and not args.no_extras:
+    print("== single layer (benchmarks/spiking_conv.py)", flush=True)
+    p = subprocess.run([sys.executable, "benchmarks/spiking_conv.py", "--all"],
+                       cwd=ROOT, capture_output=True, text=True,
+                       env=dict(os.environ, PYTHONPATH=ROOT))
+    layer_out = "\n".join(l for l in p.stdout.splitlines()
+                          if l.startswith(("|", "neuron-scan", "jax ")))
+    print(layer_out)
+  log.close()
+
+  table, summary = main_table(res, args.T)
+  print("\n" + table)
+  print(f"\nflops per train step: {common.flops_per_step(1) / 1e9:.2f} GFLOP "
+        f"x T; total wall {time.time() - t0:.0f} s")
+  if remat_keys:
+    print("\n" + variant_table(res, remat_keys))
+  if extra_keys:
+    print("\n" + variant_table(res, extra_keys))
+  if args.write:
+    from benchmarks.refnet import report
+    report.write(args.write, table=table, summary=summary,
+                 remat=variant_table(res, remat_keys) if remat_keys else "",
+                 extras=variant_table(res, extra_keys) if extra_keys else "",
+                 layer=layer_out, machine=machine(), versions=versions(args),
+                 argv=" ".join(sys.argv[1:]), res=res, args=args,
+                 date=datetime.date.today().isoformat())
+    print(f"wrote {args.write}")
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,67 @@
+"""The reference network in norse (LIFBoxCell, hand loop over T,
+channels-last).
+
+    python -m benchmarks.refnet.norse_net --T 8
+
+norse integrates ``v += dt / tau (I - v)``: with dt * tau_mem_inv = 0.1 that
+is ``v = 0.9 v + 0.1 I``, the reference membrane scaled by 0.1, so the
+threshold is 0.1 and the superspike slope 250 (= 25 / 0.1); reset by
+subtraction (norse's ``reset_subtract``).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import norse
+import torch
+import torch.nn.functional as F
+from norse.torch import LIFBoxCell, LIFBoxParameters
+from norse.torch.functional.reset import reset_subtract
+
+from benchmarks.refnet import common, torch_common
+
+
+def main():
+  args = common.base_args(argparse.ArgumentParser()).parse_args()
+  torch_common.setup(args.threads)
+  convs = torch_common.convs()
+  scale = 1.0 - common.BETA  # dt * tau_mem_inv
+  p = LIFBoxParameters(tau_mem_inv=torch.as_tensor(scale / 1e-3),
+                       v_leak=torch.as_tensor(0.0),
+                       v_th=torch.as_tensor(common.THRESHOLD * scale),
+                       v_reset=torch.as_tensor(0.0), method="super",
+                       alpha=torch.as_tensor(common.SLOPE / scale),
+                       reset_method=reset_subtract)
+  cells = [LIFBoxCell(p, dt=1e-3) for _ in common.SPIKING]
+
+  def forward(x, T, rates=None):
+    states = [None] * 4
+    acc = 0
+    for _ in range(T):
+      h = x
+      for i, name in enumerate(common.SPIKING):
+        if name == "c2":
+          cur = torch_common.stride2_pad(convs[name], h)
+        else:
+          if name == "c4":
+            h = F.interpolate(h, scale_factor=2, mode="nearest")
+          cur = convs[name](h)
+        h, states[i] = cells[i](cur, states[i])
+        if rates is not None:
+          rates[i] += float(h.mean()) / T
+      acc = acc + convs["out"](h)
+    return torch.sigmoid(acc / T)
+
+  def rates_fn(x, T):
+    r = [0.0] * 4
+    forward(x, T, r)
+    return r
+
+  torch_common.run(forward, convs.parameters(), args, "norse",
+                   f"norse {norse.__version__}, torch {torch.__version__}",
+                   rates_fn)
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,132 @@
+"""The reference network built from scnn_jax's own layers (see common.py).
+
+    python -m benchmarks.refnet.scnn --T 8 [--chunk 8 --remat] [--dtype bfloat16]
+
+Prints one ``RESULT {json}`` line. Defaults are the library's per-backend
+defaults (fold order, "auto" conv formulation and unroll); the flags exist to
+measure the alternatives.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from scnn_jax import backend
+
+if os.environ.get("SCNN_BENCH_DEFAULT_MALLOC") != "1":
+  backend.tune_host_allocator()  # before JAX starts its threads
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import optax  # noqa: E402
+from flax import nnx  # noqa: E402
+
+from benchmarks.refnet import common  # noqa: E402
+from scnn_jax import layers, sequential  # noqa: E402
+
+
+def build(args):
+  rngs = nnx.Rngs(0)
+  dtype = None if args.dtype == "float32" else jnp.dtype(args.dtype)
+  unroll = {"auto": "auto", "full": True}.get(args.unroll, None)
+  unroll = int(args.unroll) if unroll is None else unroll
+  neuron = dict(beta=common.BETA, threshold=common.THRESHOLD,
+                surrogate="fast_sigmoid", surrogate_param=common.SLOPE,
+                reset="subtract", unroll=unroll)
+
+  def sc(cin, cout, strides=1):
+    return layers.SpikingConv2d(cin, cout, strides=strides, order=args.order,
+                                conv_impl=args.conv_impl, dtype=dtype,
+                                neuron_kwargs=neuron, rngs=rngs)
+
+  net = sequential.SpikingSequential([
+      sc(2, 32), sc(32, 64, 2), sc(64, 64), sequential.Upsample2d(2),
+      sc(64, 32), layers.Conv2d(32, 1, dtype=dtype, rngs=rngs)],
+      chunk=args.chunk, remat=args.remat)
+  conv_of = {"c1": net.layers[0].conv, "c2": net.layers[1].conv,
+             "c3": net.layers[2].conv, "c4": net.layers[4].conv,
+             "out": net.layers[5]}
+  for name, (k, b) in common.weights().items():
+    conv_of[name].kernel[...] = jnp.asarray(k)
+    conv_of[name].bias[...] = jnp.asarray(b)
+  return net
+
+
+def predict(net, x, T):
+  seq = jnp.broadcast_to(x, (T,) + x.shape)  # direct encoding
+  y = net(seq)
+  return jax.nn.sigmoid(jnp.mean(y.astype(jnp.float32), axis=0))
+
+
+def spike_rates(net, x, T):
+  h = jnp.broadcast_to(x, (T,) + x.shape)
+  rates = []
+  for layer in net.layers:
+    if isinstance(layer, layers.SpikingConv2d):
+      h, _ = layer.run(h)
+      rates.append(float(jnp.mean(h.astype(jnp.float32))))
+    else:
+      h = layer(h)
+  return rates
+
+
+def main():
+  ap = common.base_args(argparse.ArgumentParser())
+  ap.add_argument("--chunk", type=int, default=None)
+  ap.add_argument("--remat", action="store_true")
+  ap.add_argument("--dtype", default="float32")
+  ap.add_argument("--order", default="fold")
+  ap.add_argument("--conv-impl", default="auto")
+  ap.add_argument("--unroll", default="auto")
+  args = ap.parse_args()
+  T = args.T
+  x, img, mask = (jnp.asarray(a) for a in common.batch())
+  net = build(args)
+  rates = spike_rates(net, x, T)
+  graphdef, params, rest = nnx.split(net, nnx.Param, ...)
+  tx = optax.adam(common.LR)
+
+  def loss_fn(params):
+    pred = predict(nnx.merge(graphdef, params, rest), x, T)
+    return jnp.sum(mask * (pred - img) ** 2) / jnp.sum(mask)
+
+  def train_step(carry):
+    params, opt_state, _ = carry
+    loss, grads = jax.value_and_grad(loss_fn)(params)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, loss
+
+  step = backend.jit(train_step, donate_argnums=0)
+  carry = (params, tx.init(params), jnp.zeros(()))
+  mem = step.lower(carry).compile().memory_analysis()
+  xla_mb = None
+  if mem is not None:
+    xla_mb = (mem.temp_size_in_bytes + mem.argument_size_in_bytes +
+              mem.output_size_in_bytes - mem.alias_size_in_bytes) / 2**20
+  carry, rec = common.train_and_time(
+      step, carry, steps=args.steps, budget_s=args.budget,
+      sync=jax.block_until_ready)
+  infer = backend.jit(lambda p: predict(nnx.merge(graphdef, p, rest), x, T))
+  t_inf = common.time_inference(lambda: infer(carry[0]),
+                                sync=jax.block_until_ready)
+  variant = []
+  if args.chunk:
+    variant.append(f"chunk {args.chunk}")
+  if args.remat:
+    variant.append("remat")
+  if args.dtype != "float32":
+    variant.append(args.dtype)
+  if args.order != "fold" or args.conv_impl != "auto":
+    variant.append(f"{args.order}/{args.conv_impl}")
+  if args.unroll != "auto":
+    variant.append(f"unroll {args.unroll}")
+  rec.update(impl="scnn_jax", variant=", ".join(variant) or "default",
+             version=f"jax {jax.__version__}", rates=rates,
+             infer_img_s=common.B / t_inf, xla_mb=xla_mb)
+  common.finish(rec, T)
+
+
+if __name__ == "__main__":
+  main()
