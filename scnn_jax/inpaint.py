@@ -56,6 +56,11 @@ def _warn(msg: str) -> None:
   print(f"warning: {msg}", file=sys.stderr)
 
 
+def _first_line(e: BaseException) -> str:
+  text = str(e).strip()
+  return text.splitlines()[0] if text else type(e).__name__
+
+
 # --------------------------------------------------------------------------
 # Reading images and masks
 # --------------------------------------------------------------------------
@@ -75,9 +80,8 @@ def read_image_file(path, what: str = "image") -> Image.Image:
   except Image.DecompressionBombError as e:
     raise UserError(f"cannot read {what} {path}: {e}") from None
   except (OSError, ValueError, SyntaxError) as e:
-    reason = str(e).splitlines()[0] if str(e) else type(e).__name__
     raise UserError(f"cannot read {what} {path}: not an image Pillow can "
-                    f"decode ({reason})") from None
+                    f"decode ({_first_line(e)})") from None
   return img
 
 
@@ -640,6 +644,14 @@ def _load(workdir, point):
     raise UserError(str(e)) from None
   except ConfigError as e:
     raise UserError(f"{path / 'config.json'}: {e}") from None
+  except (AttributeError, KeyError) as e:  # a field this version needs
+    raise UserError(
+        f"cannot rebuild the model of {path} from its config.json "
+        f"({type(e).__name__}: {_first_line(e)}): was it written by another "
+        "version of scnn_jax?") from None
+  except ValueError as e:  # Orbax: the checkpoint does not fit the model
+    raise UserError(f"cannot restore the checkpoint in {path}: "
+                    f"{_first_line(e)}") from None
   if loaded.config.task != "inpaint":
     raise UserError(f"workdir {path} holds a {loaded.config.task!r} model, "
                     "not an inpainting one")

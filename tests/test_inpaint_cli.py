@@ -365,12 +365,19 @@ def test_user_errors_are_one_line_naming_the_file(workdir, tmp_path, capsys):
   # Workdirs: missing, no config.json, config but no checkpoint.
   args = ["--image", tmp_path / "img.png", "--mask", tmp_path / "mask.png",
           "--out", tmp_path / "o.png"]
+  # And a config.json missing a field this version needs.
+  import json
+  (tmp_path / "empty").mkdir()
+  (tmp_path / "empty" / "config.json").write_text(
+      (workdir / "config.json").read_text())
+  old = json.loads((workdir / "config.json").read_text())
+  del old["model"]["mask_channel"]
+  (tmp_path / "old").mkdir()
+  (tmp_path / "old" / "config.json").write_text(json.dumps(old))
   for wd, msg in [(tmp_path / "nowhere", "workdir"),
                   (tmp_path, "config.json not found"),
-                  (tmp_path / "empty", "no checkpoint in")]:
-    if wd.name == "empty":
-      wd.mkdir()
-      (wd / "config.json").write_text((workdir / "config.json").read_text())
+                  (tmp_path / "empty", "no checkpoint in"),
+                  (tmp_path / "old", "another version of scnn_jax")]:
     rc, err = run_cli(capsys, "--workdir", wd, *args)
     assert rc == 2 and err.startswith("error: ") and msg in err, err
     assert str(wd) in err and len(err.strip().splitlines()) == 1
