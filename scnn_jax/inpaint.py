@@ -27,7 +27,7 @@ import io
 import math
 import sys
 import zlib
-from typing import Callable, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 from etils import epath
@@ -445,8 +445,9 @@ class Inpainter:
     out = pixels.copy()
     for t, core in self._pieces(pixels, holes):
       if not np.all(np.isfinite(core)):
-        raise RuntimeError("the model produced non-finite values (NaN/inf): "
-                           "the checkpoint is probably broken")
+        raise FloatingPointError("the model produced non-finite values "
+                                 "(NaN/inf): the checkpoint is probably "
+                                 "broken")
       sl = (slice(t.cy0, t.cy1), slice(t.cx0, t.cx1))
       region = out[sl]
       np.copyto(region, to_uint8(core), where=holes[sl][..., None])
@@ -463,7 +464,6 @@ class Job:
   image: epath.Path
   mask: epath.Path | None      # None: draw one with --mask-kind
   out: epath.Path
-  index: int = 0
 
 
 def _is_image_file(p: epath.Path) -> bool:
@@ -499,7 +499,7 @@ def make_jobs(image, mask, out) -> list[Job]:
         if _is_image_file(p):
           masks.setdefault(p.stem, []).append(p)
     jobs, missing = [], []
-    for i, f in enumerate(files):
+    for f in files:
       m = None
       if mask is not None:
         found = masks.get(f.stem, [])
@@ -510,7 +510,7 @@ def make_jobs(image, mask, out) -> list[Job]:
           missing.append(f.name)
           continue
         m = found[0]
-      jobs.append(Job(f, m, out / f"{f.stem}.png", i))
+      jobs.append(Job(f, m, out / f"{f.stem}.png"))
     if missing:
       more = f" (and {len(missing) - 3} more)" if len(missing) > 3 else ""
       raise UserError(f"no mask in {mask} for {', '.join(missing[:3])}{more}: "
@@ -526,7 +526,7 @@ def make_jobs(image, mask, out) -> list[Job]:
                       "file")
     if out.is_dir():
       out = out / f"{image.stem}.png"
-    jobs = [Job(image, mask, out, 0)]
+    jobs = [Job(image, mask, out)]
   for j in jobs:
     if j.out.suffix.lower() != ".png":
       raise UserError(f"--out {j.out} must end in .png (lossless, so known "
@@ -720,7 +720,10 @@ def process(args, inpainter: Inpainter, config, job: Job) -> None:
       _note(f"{job.image}: {w}x{h} px over the --memory-mb budget: "
             f"{len(plan.tiles)} tiles of {plan.tile_w}x{plan.tile_h} px "
             f"({plan.batch} per call)")
-    out = inpainter.inpaint(pixels, holes)
+    try:
+      out = inpainter.inpaint(pixels, holes)
+    except FloatingPointError as e:
+      raise UserError(f"{job.image}: {e}") from None
   _save(job.out, out)
   if args.side_by_side:
     _save(_side_path(job.out, "side_by_side"), side_by_side(pixels, holes, out))

@@ -89,7 +89,7 @@ def test_image_modes_are_converted_to_the_checkpoint_channels():
   rgba = rand_image(rng, 5, 7, "RGBA")
 
   a, notes = cli.to_model_pixels(rgb, 3)
-  np.testing.assert_array_equal(a, np.asarray(rgb)) and not notes
+  np.testing.assert_array_equal(a, np.asarray(rgb))
   assert notes == []
   a, notes = cli.to_model_pixels(gray, 3)
   np.testing.assert_array_equal(a, np.repeat(np.asarray(gray)[..., None], 3, -1))
