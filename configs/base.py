@@ -11,7 +11,9 @@ steps with direct encoding, rate decoding of the spikes (mean over T), the
 mask as an extra input channel, a sigmoid output for [0, 1] images, LIF with
 tau 40 steps (paper: tau_m 40 ms at dt 1 ms, i.e. beta = exp(-1/40)),
 threshold 1 and reset to zero (paper's V_reset 0), multiplicative training
-noise N(1, 0.1), fast-sigmoid surrogate of slope 25 (paper names none).
+noise N(1, 0.1) drawn once per image and held over the T steps (paper A lists
+a noise time constant of 10 ms, longer than T steps of 1 ms), fast-sigmoid
+surrogate of slope 25 (paper names none).
 """
 
 from ml_collections import config_dict
@@ -41,6 +43,7 @@ def get_config():
   m.adaptation_increment = 0.0
   m.noise_std = 0.1               # paper A; 0 disables
   m.noise_mode = "multiplicative"
+  m.noise_resample = "sequence"   # one draw held over T (paper A: noise tau 10 ms > T dt); or "step"
   m.encoder = "direct"            # direct | rate
   m.decoder = "rate"              # rate | fixed_decay | taid | membrane
   m.mask_channel = True           # paper A feeds the masked image only (False)
@@ -72,7 +75,7 @@ def get_config():
   k.eval_seed = 1234
 
   c.train = t = config_dict.ConfigDict()
-  t.steps = 3000
+  t.steps = 1500
   t.batch_size = 32               # global; per device = batch_size / devices
   t.optimizer = "adam"            # paper A: Adam, lr 1e-3
   t.learning_rate = 1e-3
@@ -81,7 +84,7 @@ def get_config():
   t.grad_clip = 0.0               # global-norm clipping; 0 = off
   t.weight_decay = 0.0
   t.log_every = 100
-  t.eval_every = 1000
+  t.eval_every = 500
   t.eval_batch_size = 64
   t.checkpoint_every = 500
   t.keep_checkpoints = 3

@@ -35,6 +35,7 @@ from scnn_jax.encoders import (ENCODERS, DirectEncoder, RateEncoder,  # noqa: F4
 NEURONS = ("lif", "alif")
 ORDERS = ("fold", "step")
 NOISE_MODES = ("multiplicative", "additive")
+NOISE_RESAMPLE = ("step", "sequence")
 
 
 def _full(shape, value, dtype=jnp.float32):
@@ -46,6 +47,14 @@ def _full(shape, value, dtype=jnp.float32):
 # T=8), but partial unrolling and full unrolling beyond ~12 steps are slower
 # than the rolled loop. GPU/TPU are not sensitive to it at these sizes.
 AUTO_UNROLL_MAX_T = 8
+
+
+class _Static(nnx.Pytree):
+  """A direct-encoded input: ``x [B, ...]`` repeated over ``T`` steps."""
+
+  def __init__(self, x, T: int):
+    self.x = nnx.data(x)
+    self.T = T
 
 
 def resolve_unroll(unroll, T: int):
@@ -238,11 +247,15 @@ class Conv2d(nnx.Module):
   Leading axes (time and batch of a sequence) are folded into one batch axis,
   so calling it on ``[T, B, H, W, C]`` convolves all T steps at once.
   ``impl`` picks the formulation (``scnn_jax.conv``): "xla", "matmul", or
-  "auto" (the measured default for this backend).
+  "auto" (the measured default for this backend). ``upsample=f`` first
+  upsamples the input (nearest, x f): "nearest upsample then conv" in one
+  layer, computed without building the upsampled image for f=2, 3x3, "SAME"
+  (``conv.upsample_conv2d``: 2.25x fewer FLOPs).
   """
 
   def __init__(self, in_features, out_features, kernel_size=3, *, strides=1,
-               padding="SAME", use_bias=True, impl="auto", dtype=None,
+               padding="SAME", use_bias=True, impl="auto", upsample=1,
+               dtype=None,
                param_dtype=jnp.float32,
                kernel_init=nnx.initializers.lecun_normal(),
                bias_init=nnx.initializers.zeros_init(), rngs: nnx.Rngs):
@@ -256,6 +269,12 @@ class Conv2d(nnx.Module):
     if self.impl not in conv_lib.IMPLS:
       raise ValueError(f"unknown conv impl {impl!r}; allowed: auto, "
                        f"{', '.join(conv_lib.IMPLS)}")
+    if upsample != 1 and strides not in (1, (1, 1)):
+      raise ValueError("Conv2d: upsample needs strides=1, got "
+                       f"strides={strides}")
+    if not (isinstance(upsample, int) and upsample >= 1):
+      raise ValueError(f"upsample must be an int >= 1, got {upsample!r}")
+    self.upsample = upsample
     self.strides = strides
     self.padding = padding
     self.dtype = dtype
@@ -266,9 +285,13 @@ class Conv2d(nnx.Module):
     lead = x.shape[:-3]
     dtype = self.dtype or x.dtype
     kernel = self.kernel[...].astype(dtype)
-    y = conv_lib.conv2d(x.reshape((-1,) + x.shape[-3:]).astype(dtype), kernel,
-                        strides=self.strides, padding=self.padding,
-                        impl=self.impl)
+    flat = x.reshape((-1,) + x.shape[-3:]).astype(dtype)
+    if self.upsample != 1:
+      y = conv_lib.upsample_conv2d(flat, kernel, factor=self.upsample,
+                                   padding=self.padding, impl=self.impl)
+    else:
+      y = conv_lib.conv2d(flat, kernel, strides=self.strides,
+                          padding=self.padding, impl=self.impl)
     if self.bias is not None:
       y = conv_lib.add_bias(y, self.bias[...].astype(dtype))
     return y.reshape(lead + y.shape[1:])
@@ -296,33 +319,51 @@ class SpikingConv2d(nnx.Module):
   noise needs ``rngs=nnx.Rngs(noise=key)`` at call time. With
   ``example_ids`` (int ``[B]``, e.g. positions in the global batch) the noise
   of example i is drawn from ``fold_in(key, example_ids[i])``, so it does not
-  depend on how a batch is split over devices or hosts.
+  depend on how a batch is split over devices or hosts. ``noise_resample``:
+  "step" draws fresh noise at every time step; "sequence" draws once and
+  holds it over the T steps (paper A's noise time constant, 10 ms, is longer
+  than T steps of 1 ms; and it costs T times fewer random numbers).
+
+  Direct encoding: called with a static input ``x [B, H, W, Cin]`` and
+  ``T=``, the layer sees the same image at every step; since the conv is
+  linear and its input does not change, it runs ONCE and its output is
+  broadcast over T (exactly the result of feeding ``[T, B, ...]`` copies).
 
   ``remat=True`` checkpoints the whole layer: only its input is kept for the
   backward pass; conv and scan are recomputed.
+
+  ``upsample=2`` upsamples the input (nearest) before the conv, without
+  building the upsampled image (``conv.upsample_conv2d``).
   """
 
   def __init__(self, in_features, out_features, kernel_size=3, *, strides=1,
                padding="SAME", use_bias=True, neuron="lif",
                neuron_kwargs=None, noise_std=None,
-               noise_mode="multiplicative", order="fold", conv_impl="auto",
+               noise_mode="multiplicative", noise_resample="step",
+               order="fold", conv_impl="auto",
                remat=False, dtype=None, param_dtype=jnp.float32,
-               kernel_init=nnx.initializers.lecun_normal(), rngs: nnx.Rngs):
+               kernel_init=nnx.initializers.lecun_normal(), upsample=1,
+               rngs: nnx.Rngs):
     if order not in ORDERS:
       raise ValueError(f"unknown order {order!r}; allowed: {', '.join(ORDERS)}")
     if noise_mode not in NOISE_MODES:
       raise ValueError(f"unknown noise_mode {noise_mode!r}; allowed: "
                        f"{', '.join(NOISE_MODES)}")
+    if noise_resample not in NOISE_RESAMPLE:
+      raise ValueError(f"unknown noise_resample {noise_resample!r}; allowed: "
+                       f"{', '.join(NOISE_RESAMPLE)}")
     impl = conv_lib.default_impl(order) if conv_impl == "auto" else conv_impl
     self.conv = Conv2d(in_features, out_features, kernel_size, strides=strides,
                        padding=padding, use_bias=use_bias, impl=impl,
-                       dtype=dtype, param_dtype=param_dtype,
-                       kernel_init=kernel_init, rngs=rngs)
+                       upsample=upsample, dtype=dtype,
+                       param_dtype=param_dtype, kernel_init=kernel_init,
+                       rngs=rngs)
     self.neuron = (neuron if isinstance(neuron, nnx.Module)
                    else make_neuron(neuron, **(neuron_kwargs or {})))
     self.noise_std = None if noise_std is None else NeuronParam(
         _full((), noise_std))
     self.noise_mode = noise_mode
+    self.noise_resample = noise_resample
     self.order = order
     self.remat = remat
     self.deterministic = False
@@ -330,7 +371,9 @@ class SpikingConv2d(nnx.Module):
   # -- per-step contract -------------------------------------------------
   def init_state(self, in_shape, dtype=jnp.float32):
     """Neuron state for one step's input of shape ``[B, H, W, Cin]``."""
-    hw = conv_lib.output_hw(in_shape[-3:-1], self.conv.kernel.shape[:2],
+    up = self.conv.upsample
+    hw = conv_lib.output_hw(tuple(up * d for d in in_shape[-3:-1]),
+                            self.conv.kernel.shape[:2],
                             self.conv.strides, self.conv.padding)
     return self.neuron.init_state(
         tuple(in_shape[:-3]) + hw + (self.conv.out_features,), dtype)
@@ -345,25 +388,40 @@ class SpikingConv2d(nnx.Module):
         state, self._noisy(self.conv(x_t), key, example_ids))
 
   # -- sequence call -----------------------------------------------------
-  def __call__(self, x, *, rngs: nnx.Rngs | None = None,
+  def __call__(self, x, *, T: int | None = None,
+               rngs: nnx.Rngs | None = None,
                deterministic: bool | None = None, example_ids=None):
-    if x.ndim != 5:
+    """Spikes ``[T, B, H', W', Cout]`` for ``x [T, B, H, W, Cin]``, or for a
+    static ``x [B, H, W, Cin]`` repeated over ``T`` steps (direct encoding)."""
+    if x.ndim == 4:
+      if not isinstance(T, int) or T < 1:
+        raise ValueError("a static input [B, H, W, C] is repeated over T "
+                         f"steps: pass T= (an int >= 1), got T={T!r}")
+    elif x.ndim == 5:
+      if T is not None and T != x.shape[0]:
+        raise ValueError(f"T={T} but the sequence has {x.shape[0]} steps")
+      T = x.shape[0]
+    else:
       raise ValueError("SpikingConv2d expects a time-major sequence "
-                       f"[T, B, H, W, C], got shape {x.shape}")
-    keys = self.step_keys(self.noise_key(rngs, deterministic), x.shape[0])
-    spikes, _ = self.run(x, None, keys, example_ids)
+                       f"[T, B, H, W, C] or a static [B, H, W, C] with T=, "
+                       f"got shape {x.shape}")
+    keys = self.step_keys(self.noise_key(rngs, deterministic), T)
+    spikes, _ = self.run(x, None, keys, example_ids, T=T)
     self.neuron.record_rate(spikes)
     return spikes
 
-  def run(self, x, state=None, keys=None, example_ids=None):
+  def run(self, x, state=None, keys=None, example_ids=None, T=None):
     """``(spikes, final_state)`` for a chunk ``x [T, B, H, W, Cin]``.
 
     Starts from ``state`` (``init_state`` if None) and returns the state
     after the last step, so a long sequence can run chunk by chunk
     (``scnn_jax.sequential``) with the same result as one call. ``keys``
     (``[T]`` keys, the chunk's slice of ``step_keys``) turns the training
-    noise on. Honours ``remat``; records no spike rate.
+    noise on. Honours ``remat``; records no spike rate. A static
+    ``x [B, H, W, Cin]`` needs ``T``.
     """
+    if x.ndim == 4:
+      x = _Static(x, T)
     if self.remat:
       return checkpointed(self, type(self)._forward, x, state, keys,
                           example_ids)
@@ -382,30 +440,49 @@ class SpikingConv2d(nnx.Module):
           "model.eval() / deterministic=True")
     return rngs.noise()
 
-  @staticmethod
-  def step_keys(key, T: int):
+  def step_keys(self, key, T: int):
     """Per-step noise keys ``[T]`` (None stays None).
 
     Step t's noise comes from ``keys[t]`` in every execution order (fold,
-    step, chunked), so they all draw the same numbers.
+    step, chunked), so they all draw the same numbers. With
+    ``noise_resample="sequence"`` all T keys are the same key.
     """
-    return None if key is None else jax.random.split(key, T)
+    if key is None:
+      return None
+    if self.noise_resample == "sequence":
+      return jnp.broadcast_to(key, (T,))
+    return jax.random.split(key, T)
 
-  def _initial_state(self, x):
+  def _initial_state(self, x, step_shape):
     # zeros [B, 1, 1, 1] from the input: makes the state vary over the same
     # shard_map axes as the data (see neurons._initial).
-    like = jnp.zeros_like(x[0, :, :1, :1, :1], neurons.state_dtype(x.dtype))
+    like = jnp.zeros_like(x[:, :1, :1, :1], neurons.state_dtype(x.dtype))
     return jax.tree.map(lambda s: s + like,
-                        self.init_state(x.shape[1:], x.dtype))
+                        self.init_state(step_shape, x.dtype))
 
   def _forward(self, x, state, keys, example_ids):
+    static = isinstance(x, _Static)
+    if static:
+      x, T = x.x, x.T
     if state is None:
-      state = self._initial_state(x)
-    if self.order == "fold":
-      current = self.conv(x)
+      step = x if static else x[0]
+      state = self._initial_state(step, step.shape)
+    if self.order == "fold" or static:
+      if static:  # the conv of an unchanging input: once, then broadcast
+        current = self.conv(x)
+        if keys is not None and self.noise_resample == "sequence":
+          current = self._noisy(current, keys[0], example_ids)
+          keys = None
+        current = jnp.broadcast_to(current, (T,) + current.shape)
+      else:
+        current = self.conv(x)
       if keys is not None:
-        current = jax.vmap(
-            lambda c, k: self._noisy(c, k, example_ids))(current, keys)
+        if self.noise_resample == "sequence":  # one draw, held over T
+          current = jax.vmap(
+              lambda c: self._noisy(c, keys[0], example_ids))(current)
+        else:
+          current = jax.vmap(
+              lambda c, k: self._noisy(c, k, example_ids))(current, keys)
       return self.neuron.run(current, state)
     out_dtype = self.conv.dtype or x.dtype
     xs = (x, keys if keys is not None else jnp.zeros((x.shape[0],)))

@@ -129,7 +129,11 @@ def test_layer_errors():
   with pytest.raises(ValueError, match="unknown order"):
     layers.SpikingConv2d(3, 4, order="sideways", rngs=nnx.Rngs(0))
   with pytest.raises(ValueError, match=r"time-major sequence \[T, B, H, W, C\]"):
+    layers.SpikingConv2d(3, 4, rngs=nnx.Rngs(0))(jnp.zeros((5, 5, 3)))
+  with pytest.raises(ValueError, match=r"static input \[B, H, W, C\].*T="):
     layers.SpikingConv2d(3, 4, rngs=nnx.Rngs(0))(jnp.zeros((2, 5, 5, 3)))
+  with pytest.raises(ValueError, match="unknown noise_resample"):
+    layers.SpikingConv2d(3, 4, noise_resample="often", rngs=nnx.Rngs(0))
   with pytest.raises(ValueError, match="tau must be > 1"):
     layers.ALIF(tau=0.5)
 
@@ -211,3 +215,45 @@ def test_per_example_noise_does_not_depend_on_the_batch_split(order):
   np.testing.assert_array_equal(whole, jnp.concatenate(halves, axis=1))
   lyr.eval()
   assert not np.array_equal(whole, lyr(x))  # the noise did change spikes
+
+
+@pytest.mark.parametrize("remat", [False, True])
+@pytest.mark.parametrize("resample", ["step", "sequence"])
+def test_static_input_equals_repeated_sequence(remat, resample):
+  x = _seq(T=1)[0]  # [B, H, W, C]
+  T, ids = 5, jnp.arange(2)
+  lyr = layers.SpikingConv2d(3, 4, noise_std=0.3, noise_resample=resample,
+                             remat=remat, rngs=nnx.Rngs(0),
+                             neuron_kwargs=dict(threshold=0.3))
+  seq = jnp.broadcast_to(x, (T,) + x.shape)
+  want = lyr(seq, rngs=nnx.Rngs(noise=3), example_ids=ids)
+  got = lyr(x, T=T, rngs=nnx.Rngs(noise=3), example_ids=ids)
+  np.testing.assert_array_equal(got, want)
+  g = nnx.grad(lambda m: jnp.mean(m(x, T=T, rngs=nnx.Rngs(noise=3))))(lyr)
+  g_seq = nnx.grad(lambda m: jnp.mean(m(seq, rngs=nnx.Rngs(noise=3))))(lyr)
+  np.testing.assert_allclose(g["conv"]["kernel"][...],
+                             g_seq["conv"]["kernel"][...], rtol=1e-5, atol=1e-7)
+  with pytest.raises(ValueError, match="pass T="):
+    lyr(x)
+
+
+def test_sequence_noise_is_held_over_time_in_every_order():
+  x = _seq(T=6)
+  ids = jnp.arange(2)
+  out = {}
+  for order in ("fold", "step"):
+    lyr = layers.SpikingConv2d(3, 4, noise_std=0.5, noise_resample="sequence",
+                               order=order, rngs=nnx.Rngs(0))
+    keys = lyr.step_keys(jax.random.key(1), 6)
+    assert bool(jnp.all(jax.random.key_data(keys) ==
+                        jax.random.key_data(keys[0])))
+    out[order] = lyr(x, rngs=nnx.Rngs(noise=2), example_ids=ids)
+  np.testing.assert_array_equal(out["fold"], out["step"])
+  # Held noise on a constant current: the current each step is the same.
+  lyr = layers.SpikingConv2d(3, 4, noise_std=0.5, noise_resample="sequence",
+                             rngs=nnx.Rngs(0))
+  c = jnp.ones((6, 2, 5, 5, 4))
+  key = lyr.step_keys(jax.random.key(0), 6)[0]
+  noisy = jax.vmap(lambda c: lyr._noisy(c, key, ids))(c)
+  np.testing.assert_array_equal(noisy, jnp.broadcast_to(noisy[0], noisy.shape))
+  assert float(noisy.std()) > 0.1

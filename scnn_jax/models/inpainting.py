@@ -44,7 +44,8 @@ class SCNN(nnx.Module):
   """Paper A: one SpikingConv2d (conv + LIF) then ``num_layers - 1`` Conv2d.
 
   ``x [B, H, W, C_in]`` is encoded to ``[T, B, H, W, C_in]`` (direct: the
-  same image at every step), the spiking layer emits ``[T, B, H, W, width]``
+  same image at every step, which the spiking layer convolves only once),
+  the spiking layer emits ``[T, B, H, W, width]``
   spikes, the decoder reduces them over T, and ReLU convs follow; the last
   conv has ``output_activation`` (sigmoid: paper A's ReLU output is not
   bounded to [0, 1]).
@@ -52,13 +53,15 @@ class SCNN(nnx.Module):
 
   def __init__(self, in_channels, out_channels, *, width=32, T=8,
                num_layers=6, neuron="lif", neuron_kwargs=None,
-               noise_std=0.1, noise_mode="multiplicative", encoder="direct",
+               noise_std=0.1, noise_mode="multiplicative",
+               noise_resample="sequence", encoder="direct",
                decoder="rate", output_activation="sigmoid", order="fold",
                conv_impl="auto", remat=False, dtype=None, rngs: nnx.Rngs):
     self.encoder = layers.make_encoder(encoder, T)
     self.spiking = layers.SpikingConv2d(
         in_channels, width, 3, neuron=neuron, neuron_kwargs=neuron_kwargs,
-        noise_std=noise_std, noise_mode=noise_mode, order=order,
+        noise_std=noise_std, noise_mode=noise_mode,
+        noise_resample=noise_resample, order=order,
         conv_impl=conv_impl, remat=remat, dtype=dtype, rngs=rngs)
     self.decoder = layers.make_decoder(decoder, T, rngs=rngs)
     self.convs = _conv_stack(width, out_channels, num_layers - 1, conv_impl,
@@ -66,8 +69,13 @@ class SCNN(nnx.Module):
     self.output_activation = output_activation
 
   def __call__(self, x, *, rngs: nnx.Rngs | None = None, example_ids=None):
-    seq = self.encoder(x, rngs=rngs)
-    spikes = self.spiking(seq, rngs=rngs, example_ids=example_ids)
+    if isinstance(self.encoder, layers.DirectEncoder):
+      # The same image at every step: the spiking layer convolves it once.
+      spikes = self.spiking(x, T=self.encoder.T, rngs=rngs,
+                            example_ids=example_ids)
+    else:
+      spikes = self.spiking(self.encoder(x, rngs=rngs), rngs=rngs,
+                            example_ids=example_ids)
     return _head(self.convs, self.decoder(spikes), self.output_activation)
 
 

@@ -15,10 +15,10 @@ from flax import nnx
 
 from scnn_jax import decoders, encoders, layers, metrics, neurons, surrogate
 from scnn_jax.config_lib import check_choice, check_int, check_number
-from scnn_jax.models import inpainting
+from scnn_jax.models import inpainting, spiking_inpainting
 from scnn_jax.tasks.base import Task
 
-MODELS = ("scnn", "cnn")
+MODELS = ("scnn", "cnn", "spiking_decoder")
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
@@ -44,6 +44,8 @@ def validate_neuron(m, prefix="model") -> None:
                    low_open=True)
   check_number(f"{prefix}.noise_std", m.noise_std, low=0)
   check_choice(f"{prefix}.noise_mode", m.noise_mode, layers.NOISE_MODES)
+  check_choice(f"{prefix}.noise_resample", m.noise_resample,
+               layers.NOISE_RESAMPLE)
   check_choice(f"{prefix}.order", m.order, layers.ORDERS)
   check_choice(f"{prefix}.conv_impl", m.conv_impl, ("auto", "xla", "matmul"))
   check_choice(f"{prefix}.dtype", m.dtype, DTYPES)
@@ -78,6 +80,8 @@ class InpaintTask(Task):
     check_choice("model.encoder", m.encoder, encoders.ENCODERS)
     check_choice("model.decoder", m.decoder, decoders.DECODERS)
     validate_neuron(m)
+    if m.name == "spiking_decoder":
+      spiking_inpainting.validate(m)
 
   def build_model(self, config, dataset, rngs):
     m = config.model
@@ -88,11 +92,21 @@ class InpaintTask(Task):
                   conv_impl=m.conv_impl, dtype=DTYPES[m.dtype], rngs=rngs)
     if m.name == "cnn":
       return inpainting.CNN(in_channels, channels, **common)
+    if m.name == "spiking_decoder":   # paper B's decoders on a spiking output
+      return spiking_inpainting.SpikingDecoderSCNN(
+          in_channels, channels, T=m.T, neuron=m.neuron,
+          neuron_kwargs=neuron_kwargs(m),
+          spiking_layers=m.get("spiking_layers", None),
+          noise_std=m.noise_std if m.noise_std > 0 else None,
+          noise_mode=m.noise_mode, noise_resample=m.noise_resample,
+        encoder=m.encoder, decoder=m.decoder,
+          order=m.order, remat=m.remat, **common)
     return inpainting.SCNN(
         in_channels, channels, T=m.T, neuron=m.neuron,
         neuron_kwargs=neuron_kwargs(m),
         noise_std=m.noise_std if m.noise_std > 0 else None,
-        noise_mode=m.noise_mode, encoder=m.encoder, decoder=m.decoder,
+        noise_mode=m.noise_mode, noise_resample=m.noise_resample,
+        encoder=m.encoder, decoder=m.decoder,
         order=m.order, remat=m.remat, **common)
 
   def inputs(self, batch):
