@@ -44,8 +44,6 @@ def validate_neuron(m, prefix="model") -> None:
                    low_open=True)
   check_number(f"{prefix}.noise_std", m.noise_std, low=0)
   check_choice(f"{prefix}.noise_mode", m.noise_mode, layers.NOISE_MODES)
-  check_choice(f"{prefix}.noise_resample", m.noise_resample,
-               layers.NOISE_RESAMPLE)
   check_choice(f"{prefix}.order", m.order, layers.ORDERS)
   check_choice(f"{prefix}.conv_impl", m.conv_impl, ("auto", "xla", "matmul"))
   check_choice(f"{prefix}.dtype", m.dtype, DTYPES)
@@ -98,15 +96,13 @@ class InpaintTask(Task):
           neuron_kwargs=neuron_kwargs(m),
           spiking_layers=m.get("spiking_layers", None),
           noise_std=m.noise_std if m.noise_std > 0 else None,
-          noise_mode=m.noise_mode, noise_resample=m.noise_resample,
-        encoder=m.encoder, decoder=m.decoder,
+          noise_mode=m.noise_mode, encoder=m.encoder, decoder=m.decoder,
           order=m.order, remat=m.remat, **common)
     return inpainting.SCNN(
         in_channels, channels, T=m.T, neuron=m.neuron,
         neuron_kwargs=neuron_kwargs(m),
         noise_std=m.noise_std if m.noise_std > 0 else None,
-        noise_mode=m.noise_mode, noise_resample=m.noise_resample,
-        encoder=m.encoder, decoder=m.decoder,
+        noise_mode=m.noise_mode, encoder=m.encoder, decoder=m.decoder,
         order=m.order, remat=m.remat, **common)
 
   def inputs(self, batch):

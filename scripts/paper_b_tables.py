@@ -1,0 +1,186 @@
+"""Paper B's two comparisons on the embedded data, as tables in docs/paper_b.md.
+
+    python scripts/paper_b_tables.py --table classify   # 3 runs, ~15 min each
+    python scripts/paper_b_tables.py --table taid       # 4 runs, a few min each
+    python scripts/paper_b_tables.py --table all
+
+Each row is one ordinary ``train.py`` run (its exact command is printed in the
+table) with its own workdir under ``--runs`` (default ``runs/paper_b``); a
+finished workdir is not retrained (``train.py`` resumes it and only
+re-evaluates), so re-running the script after an interruption continues where
+it stopped. The rows of a table share the config, data, seed and number of
+steps; only the field named in the row changes. ``--write_only`` rebuilds the
+tables from existing workdirs. The tables go between the marker comments of
+``--doc`` (default docs/paper_b.md), which keeps the prose around them.
+
+Tables:
+
+* ``classify``: configs/mnist5k_alif.py (paper B's MNISTNet at width 32 on
+  the 4k/1k embedded MNIST subset), neuron kind varied: fixed LIF, ALIF
+  (paper B: learned tau and threshold), ALIF + spike-triggered threshold
+  adaptation. Held-out accuracy on the 1,000 validation images.
+* ``taid``: configs/taid_inpaint.py (the spiking-decoder inpainting model on
+  the embedded natural patches), decoder kind varied: rate, fixed decay
+  (FSVAE), TAID; plus the same-size CNN baseline. Hole PSNR, SSIM, masked MSE
+  on the fixed eval set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+# (row name, shown label, overrides)
+CLASSIFY_ROWS = [
+    ("lif", "LIF (fixed: beta 0.5, threshold 1.0)",
+     ["--config.model.neuron=lif", "--config.model.threshold=1.0"]),
+    ("alif", "ALIF, paper B (learned tau and threshold)", []),
+    ("alif_adapt", "ALIF + threshold adaptation (+0.2 per spike, tau 4)",
+     ["--config.model.adaptation_increment=0.2"]),
+]
+TAID_ROWS = [
+    ("rate", "spiking, rate decoder (mean over T)",
+     ["--config.model.decoder=rate"]),
+    ("fixed_decay", "spiking, fixed-decay decoder (FSVAE, 0.8^(T-1-t))",
+     ["--config.model.decoder=fixed_decay"]),
+    ("taid", "spiking, TAID decoder (paper B)",
+     ["--config.model.decoder=taid"]),
+    ("cnn", "CNN baseline (same widths, no spikes)",
+     ["--config.model.name=cnn"]),
+]
+TABLES = {
+    "classify": ("configs/mnist5k_alif.py", CLASSIFY_ROWS),
+    "taid": ("configs/taid_inpaint.py", TAID_ROWS),
+}
+PAPER_B = {"mnist": 99.78, "mnist_plif": 99.72, "cifar10": 93.89,
+           "cifar10_plif": 93.72}
+
+
+def command(config, workdir, overrides):
+  return ["python", "train.py", f"--config={config}", f"--workdir={workdir}",
+          *overrides]
+
+
+def run_row(config, workdir, overrides, log):
+  cmd = command(config, workdir, overrides)
+  print("$", shlex.join(cmd), flush=True)
+  t0 = time.time()
+  with open(log, "a") as f:
+    proc = subprocess.run([sys.executable] + cmd[1:], cwd=REPO, stdout=f,
+                          stderr=subprocess.STDOUT)
+  if proc.returncode:
+    raise SystemExit(f"row failed ({proc.returncode}); see {log}")
+  return time.time() - t0
+
+
+def _results(workdir):
+  path = REPO / workdir / "results.json"
+  return json.loads(path.read_text()) if path.exists() else None
+
+
+def _wall(workdir):
+  path = REPO / workdir / "wall_s.json"
+  return json.loads(path.read_text())["wall_s"] if path.exists() else None
+
+
+def classify_table(runs, config):
+  lines = ["| neuron | held-out accuracy (mnist5k, 1,000 images) | train time "
+           "| wall time (whole command) | command |", "|---|---|---|---|---|"]
+  for name, label, overrides in CLASSIFY_ROWS:
+    workdir = f"{runs}/classify_{name}"
+    r = _results(workdir)
+    if r is None:
+      lines.append(f"| {label} | (not run) | | | |")
+      continue
+    wall = _wall(workdir)
+    lines.append(
+        f"| {label} | {100 * r['eval']['accuracy']:.2f} % "
+        f"| {r['train_time_s'] / 60:.1f} min "
+        f"| {'' if wall is None else f'{wall / 60:.1f} min'} "
+        f"| `{shlex.join(command(config, workdir, overrides))}` |")
+  lines += [
+      "",
+      f"For reference only, paper B on the full datasets (60,000 / 50,000 "
+      f"training images, width 128 / 256, 10,000 test images): MNIST "
+      f"{PAPER_B['mnist']} % (ALIF; PLIF {PAPER_B['mnist_plif']} %), CIFAR-10 "
+      f"{PAPER_B['cifar10']} % (PLIF {PAPER_B['cifar10_plif']} %). The rows "
+      f"above are on the embedded 5k MNIST subset (4,000 training images) "
+      f"with a 4x narrower net and a few epochs: they are not comparable to "
+      f"those figures, only to each other."]
+  return "\n".join(lines)
+
+
+def taid_table(runs, config):
+  lines = ["| model / decoder | hole PSNR (dB) | SSIM | masked MSE | PSNR "
+           "| train time | command |", "|---|---|---|---|---|---|---|"]
+  baselines = None
+  for name, label, overrides in TAID_ROWS:
+    workdir = f"{runs}/taid_{name}"
+    r = _results(workdir)
+    if r is None:
+      lines.append(f"| {label} | (not run) | | | | | |")
+      continue
+    e = r["eval"]
+    baselines = r.get("baselines") or baselines
+    lines.append(
+        f"| {label} | {e['hole_psnr']:.2f} | {e['ssim']:.4f} "
+        f"| {e['masked_mse']:.5f} | {e['psnr']:.2f} "
+        f"| {r['train_time_s'] / 60:.1f} min "
+        f"| `{shlex.join(command(config, workdir, overrides))}` |")
+  for name, e in (baselines or {}).items():
+    lines.append(f"| {name} (no learning) | {e['hole_psnr']:.2f} "
+                 f"| {e['ssim']:.4f} | {e['masked_mse']:.5f} "
+                 f"| {e['psnr']:.2f} | | |")
+  return "\n".join(lines)
+
+
+def write_table(doc, table, text):
+  doc = REPO / doc
+  start, end = f"<!-- {table}-table -->", f"<!-- /{table}-table -->"
+  body = doc.read_text() if doc.exists() else ""
+  block = f"{start}\n{text}\n{end}"
+  if start in body and end in body:
+    body = body[:body.index(start)] + block + body[body.index(end) +
+                                                  len(end):]
+  else:
+    body += f"\n{block}\n"
+  doc.write_text(body)
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--table", choices=("classify", "taid", "all"),
+                      default="all")
+  parser.add_argument("--runs", default="runs/paper_b")
+  parser.add_argument("--doc", default="docs/paper_b.md")
+  parser.add_argument("--write_only", action="store_true")
+  args = parser.parse_args()
+  names = ("classify", "taid") if args.table == "all" else (args.table,)
+  for table in names:
+    config, rows = TABLES[table]
+    if not args.write_only:
+      for name, _, overrides in rows:
+        workdir = f"{args.runs}/{table}_{name}"
+        (REPO / workdir).mkdir(parents=True, exist_ok=True)
+        if _results(workdir) is not None and _wall(workdir) is not None:
+          print(f"{workdir}: done, skipped", flush=True)
+          continue
+        wall = run_row(config, workdir, overrides,
+                       REPO / workdir / "train.log")
+        (REPO / workdir / "wall_s.json").write_text(
+            json.dumps({"wall_s": round(wall, 1)}))
+    text = (classify_table if table == "classify" else taid_table)(
+        args.runs, config)
+    write_table(args.doc, table, text)
+    print(text, flush=True)
+
+
+if __name__ == "__main__":
+  main()
