@@ -34,6 +34,7 @@ import json
 import os
 import platform
 import subprocess
+import tempfile
 import sys
 import time
 from collections import defaultdict
@@ -220,7 +221,8 @@ def main():
     print(f"peer python {args.peer_python} not found: running scnn_jax only "
           "(pip install -r requirements-bench.txt in a separate venv)")
     args.impls = ["scnn_jax"]
-  log = open(os.path.join(ROOT, "benchmarks", "reference_net.log"), "w")
+  log_path = os.path.join(tempfile.gettempdir(), "reference_net.log")
+  log = open(log_path, "w")
   t0 = time.time()
 
   print("== main table", flush=True)
@@ -283,6 +285,7 @@ def main():
                  argv=" ".join(sys.argv[1:]), res=res, args=args,
                  date=datetime.date.today().isoformat())
     print(f"wrote {args.write}")
+  print(f"commands and failures logged in {log_path}")
 
 
 if __name__ == "__main__":

@@ -91,6 +91,56 @@ def _conv2d_matmul(x, kernel, strides, pads, precision):
   return out.reshape(n, ho, wo, cout)
 
 
+def upsample_nearest(x, factor: int = 2):
+  """Nearest-neighbour upsampling of ``x [..., H, W, C]`` by ``factor``."""
+  x = jnp.repeat(x, factor, axis=-3)
+  return jnp.repeat(x, factor, axis=-2)
+
+
+def _phase_taps(kernel, axis, phase):
+  # Along one spatial axis, a 3-tap kernel over a x2 nearest-upsampled input
+  # touches only 2 input pixels: output 2i reads inputs (i-1, i, i) and
+  # output 2i+1 reads (i, i, i+1), so the taps sharing an input add up.
+  k0, k1, k2 = jnp.split(kernel, 3, axis=axis)
+  if phase == 0:
+    return jnp.concatenate([k0, k1 + k2], axis)
+  return jnp.concatenate([k0 + k1, k2], axis)
+
+
+def upsample_conv2d(x, kernel, *, factor=2, padding: Padding = "SAME",
+                    impl="xla", precision=None):
+  """``conv2d(upsample_nearest(x, factor), kernel)`` (stride 1).
+
+  For the common case (factor 2, 3x3 kernel, "SAME") it never builds the
+  upsampled image: each of the 4 output phases (even/odd row x column) is a
+  2x2 conv of the low-resolution input with summed taps, then the phases are
+  interleaved. That is 16 instead of 36 multiply-adds per input pixel and
+  channel pair (2.25x fewer FLOPs) and 4x less conv input traffic; measured
+  2.1x faster value+grad for 64->32 channels at 14->28 px (BENCHMARKS.md).
+  Other cases upsample explicitly. Same numbers up to float rounding order.
+  """
+  kh, kw = kernel.shape[:2]
+  same = isinstance(padding, str) and padding.upper() == "SAME"
+  if factor == 1:
+    return conv2d(x, kernel, padding=padding, impl=impl, precision=precision)
+  if not (factor == 2 and (kh, kw) == (3, 3) and same):
+    return conv2d(upsample_nearest(x, factor), kernel, padding=padding,
+                  impl=impl, precision=precision)
+  n, h, w, _ = x.shape
+  rows = []
+  for a in (0, 1):
+    ka = _phase_taps(kernel, 0, a)
+    cols = []
+    for b in (0, 1):
+      kab = _phase_taps(ka, 1, b)
+      pads = ((1, 0) if a == 0 else (0, 1), (1, 0) if b == 0 else (0, 1))
+      cols.append(conv2d(x, kab, padding=pads, impl=impl,
+                         precision=precision))
+    rows.append(jnp.stack(cols, axis=3))  # [N, H, W, 2 (b), Cout]
+  y = jnp.stack(rows, axis=2)  # [N, H, 2 (a), W, 2 (b), Cout]
+  return y.reshape(n, 2 * h, 2 * w, kernel.shape[-1])
+
+
 def add_bias(y, bias):
   """``y + bias`` over the last axis, with a fast bias gradient on XLA CPU.
 

@@ -40,14 +40,15 @@ from flax import nnx
 from scnn_jax.layers import checkpointed
 
 
-def upsample_nearest(x, factor: int = 2):
-  """Nearest-neighbour upsampling of the two axes before the channel axis."""
-  x = jnp.repeat(x, factor, axis=-3)
-  return jnp.repeat(x, factor, axis=-2)
+from scnn_jax.conv import upsample_nearest  # noqa: F401
 
 
 class Upsample2d(nnx.Module):
-  """Nearest upsampling ``[..., H, W, C] -> [..., f*H, f*W, C]``."""
+  """Nearest upsampling ``[..., H, W, C] -> [..., f*H, f*W, C]``.
+
+  Followed by a 3x3 conv, prefer ``SpikingConv2d(..., upsample=2)`` /
+  ``Conv2d(..., upsample=2)``: same result, 2.25x fewer FLOPs.
+  """
 
   def __init__(self, factor: int = 2):
     self.factor = factor

@@ -152,3 +152,39 @@ def test_tune_host_allocator_is_harmless():
 def test_sequential_errors():
   with pytest.raises(ValueError, match="chunk must be None or >= 1"):
     sequential.SpikingSequential([], chunk=0)
+
+
+@pytest.mark.parametrize("impl", ["xla", "matmul"])
+@pytest.mark.parametrize("hw", [(5, 4), (6, 6)])
+def test_upsample_conv_equals_upsample_then_conv(impl, hw):
+  x = jax.random.normal(jax.random.PRNGKey(0), (2,) + hw + (3,))
+  k = jax.random.normal(jax.random.PRNGKey(1), (3, 3, 3, 4))
+  ref = lambda x, k: conv.conv2d(conv.upsample_nearest(x), k, impl=impl)
+  new = lambda x, k: conv.upsample_conv2d(x, k, impl=impl)
+  np.testing.assert_allclose(new(x, k), ref(x, k), rtol=1e-5, atol=1e-5)
+  loss = lambda f: lambda x, k: jnp.sum(jnp.sin(f(x, k)))
+  for a, b in zip(jax.grad(loss(new), (0, 1))(x, k),
+                  jax.grad(loss(ref), (0, 1))(x, k)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+  # other kernel sizes / paddings take the explicit path
+  k5 = jax.random.normal(jax.random.PRNGKey(2), (5, 5, 3, 2))
+  np.testing.assert_allclose(
+      conv.upsample_conv2d(x, k5, padding="VALID"),
+      conv.conv2d(conv.upsample_nearest(x), k5, padding="VALID"), rtol=1e-5,
+      atol=1e-5)
+
+
+def test_spiking_conv_with_upsample():
+  x = _x()[..., :2]
+  a = layers.SpikingConv2d(2, 3, upsample=2, rngs=nnx.Rngs(0),
+                           neuron_kwargs=dict(threshold=0.3))
+  b = sequential.SpikingSequential([
+      sequential.Upsample2d(2),
+      layers.SpikingConv2d(2, 3, rngs=nnx.Rngs(0),
+                           neuron_kwargs=dict(threshold=0.3))])
+  ya, yb = jax.jit(lambda x: a(x))(x), jax.jit(lambda x: b(x))(x)
+  assert ya.shape == (4, 2, 16, 16, 3) and 0 < float(ya.mean()) < 1
+  np.testing.assert_array_equal(ya, yb)
+  assert a.init_state(x.shape[1:]).shape == (2, 16, 16, 3)
+  with pytest.raises(ValueError, match="upsample needs strides=1"):
+    layers.Conv2d(2, 3, strides=2, upsample=2, rngs=nnx.Rngs(0))
