@@ -169,72 +169,6 @@ def mask_to_holes(img: Image.Image) -> np.ndarray:
 # --------------------------------------------------------------------------
 
 
-def _nonempty_leaves(tree) -> bool:
-  if hasattr(tree, "items"):
-    return any(_nonempty_leaves(v) for _, v in tree.items())
-  return tree is not None and (not hasattr(tree, "__len__") or len(tree) > 0)
-
-
-def is_ablation(config) -> bool:
-  """True for checkpoints of K stacked models: ``config.ablation`` present
-  and non-empty (for the ``{grid: {...}, mode, share_init}`` form: a grid
-  with at least one swept field)."""
-  ablation = config.get("ablation")
-  if not ablation:
-    return False
-  if hasattr(ablation, "items") and "grid" in ablation:
-    return _nonempty_leaves(ablation["grid"])
-  return True
-
-
-def select_point(loaded, point: int | None):
-  """The model of ``loaded`` (``inference.Loaded``) to run, in eval mode.
-
-  Single-model checkpoints (no or empty ``config.ablation``): ``loaded.model``;
-  ``point`` must be None. Ablation checkpoints hold K models stacked on a
-  leading axis of every leaf of ``state["params"]`` and ``state["rest"]``:
-  ``point`` k picks index k of that axis.
-
-  This lives here rather than in ``inference.load`` until ablation
-  checkpoints exist; ``inference.load`` must then restore the stacked state.
-  """
-  from flax import nnx
-  import jax
-  if not is_ablation(loaded.config):
-    if point is not None:
-      raise UserError("--point: this workdir holds a single model (its "
-                      "config has no ablation); leave --point out")
-    return loaded.model
-  leaves = jax.tree.leaves((loaded.state["params"], loaded.state["rest"]))
-  sizes = {np.shape(x)[0] if np.ndim(x) else None for x in leaves}
-  if len(sizes) != 1 or None in sizes:
-    raise UserError("ablation checkpoint: the state leaves do not share one "
-                    f"leading (point) axis (sizes {sorted(map(str, sizes))})")
-  k_total = sizes.pop()
-  if point is None:
-    raise UserError(f"this workdir is an ablation of {k_total} models: pick "
-                    f"one with --point k (0..{k_total - 1})")
-  if not 0 <= point < k_total:
-    raise UserError(f"--point {point}: this ablation has {k_total} points "
-                    f"(0..{k_total - 1})")
-  take = lambda tree: jax.tree.map(lambda x: x[point], tree)
-  return nnx.merge(nnx.graphdef(loaded.model), take(loaded.state["params"]),
-                   take(loaded.state["rest"]))
-
-
-def describe_point(config, point: int) -> str | None:
-  """A name for ablation point ``point`` (e.g. ``tau=10_threshold=1``), when
-  ``scnn_jax.ablation`` can enumerate the points of this config."""
-  ablation = config.get("ablation")
-  if isinstance(ablation, (list, tuple)):
-    return str(ablation[point]) if point < len(ablation) else None
-  try:
-    from scnn_jax import ablation as ablation_lib
-    return ablation_lib.points(config)[point].name
-  except Exception:  # pylint: disable=broad-except  (a description only)
-    return None
-
-
 def receptive_radius(config) -> int:
   """Pixels of context on each side that one output pixel depends on.
 
@@ -639,9 +573,9 @@ def _load(workdir, point):
   if not path.is_dir():
     raise UserError(f"workdir {path} not found")
   try:
-    loaded = inference.load(path)
-  except FileNotFoundError as e:
-    raise UserError(str(e)) from None
+    loaded = inference.load(path, point=point)
+  except (FileNotFoundError, inference.PointError) as e:
+    raise UserError(str(e).replace(" point k ", " --point k ")) from None
   except ConfigError as e:
     raise UserError(f"{path / 'config.json'}: {e}") from None
   except (AttributeError, KeyError) as e:  # a field this version needs
@@ -655,11 +589,9 @@ def _load(workdir, point):
   if loaded.config.task != "inpaint":
     raise UserError(f"workdir {path} holds a {loaded.config.task!r} model, "
                     "not an inpainting one")
-  model = select_point(loaded, point)
   if point is not None:
-    desc = describe_point(loaded.config, point)
-    _note(f"ablation point {point}" + (f": {desc}" if desc else ""))
-  return loaded, model
+    _note(f"ablation point {point}: {loaded.point_name}")
+  return loaded, loaded.model
 
 
 def _drawn_holes(args, config, job: Job, h: int, w: int) -> np.ndarray:

@@ -1,6 +1,5 @@
 """python -m scnn_jax.inpaint: user images of any size / mode, tiling, errors."""
 
-import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -208,41 +207,57 @@ def test_sizes_are_padded_to_the_model_multiple(loaded):
   assert inp.compiled_shapes == {(1, 16, 24, 3)}
 
 
-def test_point_takes_index_k_of_stacked_states(loaded):
-  state = loaded.state
-  other = jax.tree.map(lambda x: x * 0.5, state["params"])
-  stack = lambda a, b: jax.tree.map(lambda x, y: np.stack([x, y]), a, b)
-  import ml_collections
-  config = loaded.config.copy_and_resolve_references()
-  assert not cli.is_ablation(config)
-  with config.unlocked():
-    config.ablation = ml_collections.ConfigDict(
-        {"grid": {"model": {"threshold": [1.0, 0.5]}}, "mode": "grid",
-         "share_init": False})
-  assert cli.is_ablation(config)
-  stacked = dataclasses.replace(
-      loaded, config=config,
-      state=dict(state, params=stack(state["params"], other),
-                 rest=stack(state["rest"], state["rest"])))
-
+def test_point_picks_model_k_of_an_ablation_checkpoint(tmp_path):
   from flax import nnx
-  params = lambda model: jax.tree.leaves(nnx.state(model, nnx.Param))
-  for k, expected in ((0, state["params"]), (1, other)):
-    model = cli.select_point(stacked, k)
-    for got, want in zip(params(model), jax.tree.leaves(expected),
-                         strict=True):
-      np.testing.assert_array_equal(got, want)
-    assert nnx.graphdef(model) == nnx.graphdef(loaded.model)
-  # Named by scnn_jax.ablation when it is there (None otherwise).
-  assert cli.describe_point(config, 1) in (None, "threshold=0.5")
-  with pytest.raises(cli.UserError, match=r"ablation of 2 models: pick one "
-                     r"with --point k \(0..1\)"):
-    cli.select_point(stacked, None)
-  with pytest.raises(cli.UserError, match="--point 2: this ablation has 2"):
-    cli.select_point(stacked, 2)
-  with pytest.raises(cli.UserError, match="single model"):
-    cli.select_point(loaded, 0)
-  assert cli.select_point(loaded, None) is loaded.model
+  from scnn_jax import ablation
+  config = tiny_config()
+  config.ablation.grid = {"model": {"threshold": [1.0, 0.5]}}
+  path = tmp_path / "abl"
+  path.mkdir()
+  (path / "config.json").write_text(config.to_json_best_effort(indent=2))
+  tx = optim.build(config.train)
+  _, state, _ = ablation.create_stacked_state(
+      config, tasks.get(config), inference.data_spec(config), tx,
+      trainer.create_state)
+  ckpt = Checkpointer(path / "checkpoints")
+  ckpt.save(5, state, force=True)
+  ckpt.wait()
+  ckpt.close()
+  for k in (0, 1):
+    loaded = inference.load(path, point=k)
+    assert loaded.point_name == f"threshold={[1, 0.5][k]:g}"
+    assert loaded.config.model.threshold == [1.0, 0.5][k]
+    got = jax.tree.leaves(nnx.state(loaded.model, nnx.Param))
+    want = jax.tree.leaves(ablation.unstack(state["params"], k))
+    for a, b in zip(got, want, strict=True):
+      np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(loaded.model.spiking.neuron.threshold[...],
+                               [1.0, 0.5][k])
+  with pytest.raises(inference.PointError, match=r"ablation of 2 models: "
+                     r"pick one with point k \(0..1\)"):
+    inference.load(path)
+  with pytest.raises(inference.PointError, match="point 2: this ablation has 2"):
+    inference.load(path, point=2)
+
+  rng = np.random.default_rng(0)
+  rand_image(rng, 20, 24, "RGB").save(tmp_path / "img.png")
+  box_mask(20, 24, 5, 12, 6, 15).save(tmp_path / "mask.png")
+  out = tmp_path / "out.png"
+  run = subprocess.run(
+      [sys.executable, "-m", "scnn_jax.inpaint", "--workdir", str(path),
+       "--image", str(tmp_path / "img.png"), "--mask",
+       str(tmp_path / "mask.png"), "--out", str(out), "--point", "1"],
+      capture_output=True, text=True, cwd=REPO, timeout=300)
+  assert run.returncode == 0, run.stderr[-2000:]
+  assert "ablation point 1: threshold=0.5" in run.stderr
+  assert Image.open(out).size == (24, 20)
+  no_point = subprocess.run(
+      [sys.executable, "-m", "scnn_jax.inpaint", "--workdir", str(path),
+       "--image", str(tmp_path / "img.png"), "--mask",
+       str(tmp_path / "mask.png"), "--out", str(out)],
+      capture_output=True, text=True, cwd=REPO, timeout=300)
+  assert no_point.returncode == 2
+  assert "pick one with --point k (0..1)" in no_point.stderr
 
 
 # ---------------------------------------------------------------------------

@@ -44,9 +44,17 @@ def validate_neuron(m, prefix="model") -> None:
                    low_open=True)
   check_number(f"{prefix}.noise_std", m.noise_std, low=0)
   check_choice(f"{prefix}.noise_mode", m.noise_mode, layers.NOISE_MODES)
+  check_choice(f"{prefix}.noise_resample", _noise_resample(m),
+               layers.NOISE_RESAMPLE)
   check_choice(f"{prefix}.order", m.order, layers.ORDERS)
   check_choice(f"{prefix}.conv_impl", m.conv_impl, ("auto", "xla", "matmul"))
   check_choice(f"{prefix}.dtype", m.dtype, DTYPES)
+
+
+def _noise_resample(m) -> str:
+  # Workdirs written before the field existed were trained with fresh noise
+  # at every step.
+  return m.get("noise_resample", "step")
 
 
 def neuron_kwargs(m) -> dict:
@@ -96,13 +104,15 @@ class InpaintTask(Task):
           neuron_kwargs=neuron_kwargs(m),
           spiking_layers=m.get("spiking_layers", None),
           noise_std=m.noise_std if m.noise_std > 0 else None,
-          noise_mode=m.noise_mode, encoder=m.encoder, decoder=m.decoder,
+          noise_mode=m.noise_mode, noise_resample=_noise_resample(m),
+        encoder=m.encoder, decoder=m.decoder,
           order=m.order, remat=m.remat, **common)
     return inpainting.SCNN(
         in_channels, channels, T=m.T, neuron=m.neuron,
         neuron_kwargs=neuron_kwargs(m),
         noise_std=m.noise_std if m.noise_std > 0 else None,
-        noise_mode=m.noise_mode, encoder=m.encoder, decoder=m.decoder,
+        noise_mode=m.noise_mode, noise_resample=_noise_resample(m),
+        encoder=m.encoder, decoder=m.decoder,
         order=m.order, remat=m.remat, **common)
 
   def inputs(self, batch):
