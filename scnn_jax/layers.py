@@ -42,10 +42,14 @@ def _full(shape, value, dtype=jnp.float32):
   return jnp.full(shape, value, dtype)
 
 
-# Measured on XLA CPU (BENCHMARKS.md, "neuron scan"): a fully unrolled scan
-# lets XLA fuse the whole elementwise recurrence (2.2x faster than rolled at
-# T=8), but partial unrolling and full unrolling beyond ~12 steps are slower
-# than the rolled loop. GPU/TPU are not sensitive to it at these sizes.
+# "auto" unroll of the neuron scans, per backend.
+# XLA CPU: rolled. Once bias gradients stopped fusing with the neuron backward
+# pass (conv.add_bias), a fully unrolled scan was no faster than the rolled
+# loop at T <= 8 (reference network, T=8: rolled 416 ms vs unrolled 436 ms,
+# interleaved; single layer 208 vs 226 ms) and compiled 2-3x slower; partial
+# unrolling and full unrolling beyond ~12 steps were slower still
+# (BENCHMARKS.md, "unroll" rows). GPU/TPU: full unroll for short sequences
+# saves a while-loop iteration (kernel launches) per step; not measured here.
 AUTO_UNROLL_MAX_T = 8
 
 
@@ -57,9 +61,13 @@ class _Static(nnx.Pytree):
     self.T = T
 
 
-def resolve_unroll(unroll, T: int):
-  """``"auto"`` -> full unroll for ``T <= AUTO_UNROLL_MAX_T``, else rolled."""
+def resolve_unroll(unroll, T: int, platform: str | None = None):
+  """``"auto"`` -> rolled (1) on CPU; on GPU/TPU full unroll for
+  ``T <= AUTO_UNROLL_MAX_T``, else rolled. Other values pass through."""
   if unroll == "auto":
+    platform = platform or jax.default_backend()
+    if platform == "cpu":
+      return 1
     return True if T <= AUTO_UNROLL_MAX_T else 1
   return unroll
 
@@ -109,7 +117,8 @@ class LIF(_Neuron):
       ``NeuronParam``.
     reset, surrogate, surrogate_param, detach_reset, remat: see
       ``neurons.lif_scan``.
-    unroll: ``lax.scan`` unroll; "auto" picks by T (``resolve_unroll``).
+    unroll: ``lax.scan`` unroll; "auto" picks by backend and T
+      (``resolve_unroll``).
   """
 
   def __init__(self, *, beta=None, tau=None, threshold=1.0, reset="subtract",

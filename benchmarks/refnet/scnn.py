@@ -36,18 +36,23 @@ def build(args):
                 surrogate="fast_sigmoid", surrogate_param=common.SLOPE,
                 reset="subtract", unroll=unroll)
 
-  def sc(cin, cout, strides=1):
+  def sc(cin, cout, strides=1, upsample=1):
     return layers.SpikingConv2d(cin, cout, strides=strides, order=args.order,
                                 conv_impl=args.conv_impl, dtype=dtype,
-                                neuron_kwargs=neuron, rngs=rngs)
+                                upsample=upsample, neuron_kwargs=neuron,
+                                rngs=rngs)
 
-  net = sequential.SpikingSequential([
-      sc(2, 32), sc(32, 64, 2), sc(64, 64), sequential.Upsample2d(2),
-      sc(64, 32), layers.Conv2d(32, 1, dtype=dtype, rngs=rngs)],
+  if args.fused_upsample:  # same function, 2.25x fewer FLOPs in c4
+    up_c4 = [sc(64, 32, upsample=2)]
+  else:
+    up_c4 = [sequential.Upsample2d(2), sc(64, 32)]
+  net = sequential.SpikingSequential(
+      [sc(2, 32), sc(32, 64, 2), sc(64, 64)] + up_c4 +
+      [layers.Conv2d(32, 1, dtype=dtype, rngs=rngs)],
       chunk=args.chunk, remat=args.remat)
-  conv_of = {"c1": net.layers[0].conv, "c2": net.layers[1].conv,
-             "c3": net.layers[2].conv, "c4": net.layers[4].conv,
-             "out": net.layers[5]}
+  convs = [l.conv if isinstance(l, layers.SpikingConv2d) else l
+           for l in net.layers if not isinstance(l, sequential.Upsample2d)]
+  conv_of = dict(zip(("c1", "c2", "c3", "c4", "out"), convs))
   for name, (k, b) in common.weights().items():
     conv_of[name].kernel[...] = jnp.asarray(k)
     conv_of[name].bias[...] = jnp.asarray(b)
@@ -80,6 +85,9 @@ def main():
   ap.add_argument("--order", default="fold")
   ap.add_argument("--conv-impl", default="auto")
   ap.add_argument("--unroll", default="auto")
+  ap.add_argument("--fused-upsample", action="store_true",
+                  help="SpikingConv2d(upsample=2) instead of Upsample2d + "
+                  "SpikingConv2d (same outputs, 2.25x fewer FLOPs in c4)")
   args = ap.parse_args()
   T = args.T
   x, img, mask = (jnp.asarray(a) for a in common.batch())
@@ -111,7 +119,7 @@ def main():
   infer = backend.jit(lambda p: predict(nnx.merge(graphdef, p, rest), x, T))
   t_inf = common.time_inference(lambda: infer(carry[0]),
                                 sync=jax.block_until_ready)
-  variant = []
+  variant = ["fused upsample-conv"] if args.fused_upsample else []
   if args.chunk:
     variant.append(f"chunk {args.chunk}")
   if args.remat:
