@@ -86,11 +86,12 @@ def run_job(impl, T, extra, args, log):
   return rec
 
 
-def run_jobs(jobs, args, log):
+def run_jobs(jobs, args, log, rounds=None):
   """jobs: list of (impl, T, extra). Interleaved rounds, rotated order."""
   recs = defaultdict(list)
-  for r in range(args.rounds):
-    print(f"round {r + 1}/{args.rounds}", flush=True)
+  rounds = args.rounds if rounds is None else rounds
+  for r in range(rounds):
+    print(f"round {r + 1}/{rounds}", flush=True)
     k = r % len(jobs)
     for impl, T, extra in jobs[k:] + jobs[:k]:
       rec = run_job(impl, T, extra, args, log)
@@ -195,13 +196,15 @@ def main():
   ap.add_argument("--T", type=int, nargs="+", default=[4, 8, 16, 32])
   ap.add_argument("--impls", nargs="+", default=list(MODULES))
   ap.add_argument("--rounds", type=int, default=2)
+  ap.add_argument("--extra-rounds", type=int, default=1,
+                  help="rounds of the remat / variant sections")
   ap.add_argument("--steps", type=int, default=50,
                   help="train steps per process for T <= 8")
   ap.add_argument("--steps-long", type=int, default=20,
                   help="train steps per process for T > 8")
   ap.add_argument("--spyx-steps", type=int, default=4)
-  ap.add_argument("--spyx-max-T", type=int, default=16)
-  ap.add_argument("--budget", type=float, default=45.0,
+  ap.add_argument("--spyx-max-T", type=int, default=8)
+  ap.add_argument("--budget", type=float, default=30.0,
                   help="max seconds of timed steps per process")
   ap.add_argument("--peer-python", default="/work/venv-bench/bin/python")
   ap.add_argument("--remat-T", type=int, nargs="*", default=[8, 16, 32])
@@ -241,7 +244,7 @@ def main():
       rjobs.append(("scnn_jax", T, ["--remat"]))
       rjobs.append(("scnn_jax", T, ["--chunk", str(args.chunk), "--remat"]))
     rres = run_jobs([j for j in rjobs if j[2] or j[1] not in args.T], args,
-                    log)
+                    log, args.extra_rounds)
     res.update({k: v for k, v in rres.items() if k not in res})
     for T in args.remat_T:
       remat_keys += [("scnn_jax", "default", T), ("scnn_jax", "remat", T),
@@ -255,7 +258,7 @@ def main():
              ("scnn_jax", 16, ["--unroll", "1"]),
              ("scnn_jax", 8, ["--order", "step", "--conv-impl", "matmul"]),
              ("scnn_jax", 8, ["--default-malloc"])]
-    xres = run_jobs(xjobs, args, log)
+    xres = run_jobs(xjobs, args, log, args.extra_rounds)
     res.update(xres)
     extra_keys = [("scnn_jax", "default", 8)] + list(xres) + [
         ("scnn_jax", "default", 16)]
