@@ -178,8 +178,7 @@ class ConvBNBlock(nnx.Module):
     self.conv = layers.Conv2d(in_features, out_features, 3, use_bias=False,
                               impl=conv_impl, dtype=dtype, rngs=rngs)
     self.bn = BatchNorm(out_features, momentum=BN_MOMENTUM,
-                            epsilon=BN_EPSILON, axis_name=bn_axis_name,
-                            rngs=rngs)
+                        epsilon=BN_EPSILON, axis_name=bn_axis_name, rngs=rngs)
 
   def __call__(self, x):
     return self.bn(self.conv(x).astype(jnp.float32))

@@ -43,7 +43,6 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 
 from scnn_jax import parallel
 from scnn_jax.config_lib import ConfigError, check_choice, check_int, check_number
@@ -94,7 +93,6 @@ def augment(images, key, example_ids, kind: str, pad: int):
   """
   if kind == "none":
     return images
-  _, h, w, _ = images.shape
 
   def one(img, i):
     k_crop, k_flip = jax.random.split(jax.random.fold_in(key, i))
@@ -106,7 +104,6 @@ def augment(images, key, example_ids, kind: str, pad: int):
       img = jnp.where(jax.random.bernoulli(k_flip), img[:, ::-1], img)
     return img
 
-  del h, w
   return jax.vmap(one)(images, jnp.asarray(example_ids))
 
 
