@@ -15,6 +15,7 @@ from etils import epath
 from ml_collections import config_flags
 
 from scnn_jax import distributed, trainer
+from scnn_jax.checkpoint import CheckpointError
 from scnn_jax.config_lib import ConfigError
 
 FLAGS = flags.FLAGS
@@ -40,9 +41,12 @@ def main(argv):
   logging.info("workdir: %s", workdir)
   try:
     trainer.train_and_evaluate(FLAGS.config, workdir)
-  except (ConfigError, trainer.NonFiniteLossError) as e:
+  except (ConfigError, trainer.NonFiniteLossError, CheckpointError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
+  except trainer.Preempted as e:
+    logging.warning("%s", e)
+    sys.exit(143)  # 128 + SIGTERM: an unfinished run, for schedulers
 
 
 if __name__ == "__main__":

@@ -8,10 +8,22 @@ in every save; Orbax coordinates them.
 
 from __future__ import annotations
 
+import time
+
 import jax
 import orbax.checkpoint as ocp
 from absl import logging
 from etils import epath
+
+
+class CheckpointError(RuntimeError):
+  """No checkpoint in the directory could be restored."""
+
+
+def _barrier(name: str):
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    multihost_utils.sync_global_devices(name)
 
 
 class Checkpointer:
@@ -40,19 +52,60 @@ class Checkpointer:
     return saved
 
   def restore(self, abstract_state, step: int | None = None):
-    """``(state, meta)`` of ``step`` (default: latest).
+    """``(state, meta)`` of ``step``, or of the newest READABLE checkpoint.
 
     ``abstract_state`` gives the structure, shapes and shardings to restore
     into (a pytree of arrays or ``jax.ShapeDtypeStruct``; see
-    ``abstract_like``).
+    ``abstract_like``). Without ``step``, an unreadable latest checkpoint
+    (truncated files, missing metadata...) is skipped with a warning naming
+    what was wrong, and the previous one is restored; the skipped directory is
+    renamed ``<step>.corrupt-<time>`` (kept for inspection, ignored by Orbax)
+    so that the step can be written again. If no checkpoint restores, nothing
+    is moved and the error lists why each failed.
     """
-    step = self.latest_step() if step is None else step
-    if step is None:
+    if step is not None:
+      return self._restore(abstract_state, step)
+    steps = sorted(self.all_steps(), reverse=True)
+    if not steps:
       raise FileNotFoundError(f"no checkpoint in {self.directory}")
+    failed = []
+    for s in steps:
+      try:
+        result = self._restore(abstract_state, s)
+      except Exception as e:  # noqa: BLE001 - any failure means "unreadable"
+        reason = f"{type(e).__name__}: {str(e).strip().splitlines()[0][:200]}"
+        logging.warning("checkpoint step %d in %s is unreadable (%s)", s,
+                        self.directory, reason)
+        failed.append((s, reason))
+        continue
+      if failed:
+        # An older step restored into the same structure, so the newer ones
+        # are damaged, not mismatched: move them aside.
+        moved = [self._quarantine(f) for f, _ in failed]
+        logging.warning("restored checkpoint step %d instead of %d; moved the "
+                        "unreadable ones to %s", s, steps[0],
+                        ", ".join(str(m) for m in moved))
+      return result
+    raise CheckpointError(
+        f"no checkpoint in {self.directory} could be restored: " + "; ".join(
+            f"step {s}: {r}" for s, r in failed) + ". If the config changed "
+        "since they were written, train in a new --workdir; nothing was "
+        "moved or deleted.")
+
+  def _restore(self, abstract_state, step):
     restored = self._manager.restore(step, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(abstract_state),
         meta=ocp.args.JsonRestore()))
     return restored["state"], dict(restored["meta"] or {})
+
+  def _quarantine(self, step: int):
+    src = self.directory / str(step)
+    dst = self.directory / f"{step}.corrupt-{int(time.time())}"
+    if jax.process_index() == 0 and src.exists():
+      src.rename(dst)
+    _barrier(f"quarantine_{step}")
+    self._manager.reload()
+    return dst
 
   def wait(self):
     self._manager.wait_until_finished()

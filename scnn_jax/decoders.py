@@ -123,7 +123,8 @@ class MembraneReadout(nnx.Module):
       v = beta * v + x_t.astype(v.dtype)
       return v, v
 
-    v0 = jnp.zeros(x.shape[1:], neurons.state_dtype(x.dtype))
+    # zeros_like: inside shard_map the carry must vary like the data.
+    v0 = jnp.zeros_like(x[0], neurons.state_dtype(x.dtype))
     v_last, vs = jax.lax.scan(body, v0, x)
     out = v_last if self.reduce == "last" else jnp.mean(vs, axis=0)
     return ACTIVATIONS[self.activation](out.astype(x.dtype))

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import signal
+import threading
 import time
 
 import jax
@@ -37,6 +39,51 @@ NAN_POLICIES = ("stop", "skip")
 
 class NonFiniteLossError(FloatingPointError):
   """Training stopped because a step produced a NaN or inf loss/gradient."""
+
+
+class Preempted(Exception):
+  """SIGTERM (or a TPU maintenance event) stopped the run after a checkpoint.
+
+  ``train.py`` exits with status 143 (128 + SIGTERM) so schedulers see an
+  unfinished run; running the same command again resumes at ``step``.
+  """
+
+  def __init__(self, step: int, directory):
+    self.step = step
+    super().__init__(f"preempted: checkpoint saved at step {step} in "
+                     f"{directory}; run the same command again to resume")
+
+
+class PreemptionWatch:
+  """Tells the loop when to save and stop.
+
+  One process: a SIGTERM handler sets a flag. Several processes (after
+  ``jax.distributed.initialize``): JAX's preemption sync point, which catches
+  SIGTERM / maintenance events and makes every process stop at the SAME step.
+  """
+
+  def __init__(self):
+    self.multi = jax.process_count() > 1
+    self._flag = threading.Event()
+    self._previous = None
+    if not self.multi and threading.current_thread() is threading.main_thread():
+      self._previous = signal.signal(signal.SIGTERM, self._on_sigterm)
+
+  def _on_sigterm(self, signum, frame):
+    del signum, frame
+    self._flag.set()
+    logging.warning("SIGTERM: saving a checkpoint after the current step")
+
+  def reached(self, step: int) -> bool:
+    if self.multi:
+      from jax.experimental import multihost_utils
+      return multihost_utils.reached_preemption_sync_point(step)
+    return self._flag.is_set()
+
+  def close(self):
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+      self._previous = None
 
 
 def validate(config) -> tasks.Task:
@@ -279,7 +326,7 @@ def train_and_evaluate(config, workdir) -> dict:
     logging.info("resuming from step %d (%s)", _step(state), ckpt.directory)
   start = _step(state)
   if is_main:
-    (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
+    _write_config(workdir, config, resumed=start > 0)
   writer = MetricWriter(workdir, active=is_main, resume_step=start)
   train_fn, eval_fn = compile_steps(task, graphs, tx, mesh, t.nan_policy,
                                     stacked=bool(points))
@@ -309,6 +356,7 @@ def train_and_evaluate(config, workdir) -> dict:
 
   train_iter = dataset.train_iterator(start, t.batch_size, pidx, pcount)
   progress = Progress(t.steps, start)
+  preemption = PreemptionWatch()
   pending, wait_s, loop_t0 = [], 0.0, time.time()
   session_t0, base_time = time.time(), float(meta["train_time_s"])
   eval_s, result = 0.0, None
@@ -338,6 +386,16 @@ def train_and_evaluate(config, workdir) -> dict:
     if done % t.checkpoint_every == 0 or done == t.steps:
       meta["train_time_s"] = base_time + time.time() - session_t0 - eval_s
       ckpt.save(done, state, meta, force=done == t.steps)
+    if done < t.steps and preemption.reached(done):
+      meta["train_time_s"] = base_time + time.time() - session_t0 - eval_s
+      if ckpt.latest_step() != done:
+        ckpt.save(done, state, meta, force=True)
+      ckpt.wait()
+      writer.close()
+      ckpt.close()
+      preemption.close()
+      raise Preempted(done, ckpt.directory)
+  preemption.close()
   ckpt.wait()
   if result is None:  # resumed a finished run: evaluate it again
     result = run_eval(start)
@@ -347,6 +405,43 @@ def train_and_evaluate(config, workdir) -> dict:
   writer.close()
   ckpt.close()
   return summary
+
+
+# Fields that only say how long / how often: changing them on resume is normal.
+_RUN_LENGTH_FIELDS = ("train.steps", "train.log_every", "train.eval_every",
+                      "train.checkpoint_every", "train.keep_checkpoints",
+                      "train.num_sample_images", "data.prefetch",
+                      "data.num_threads")
+
+
+def _write_config(workdir, config, resumed: bool):
+  """config.json; on resume, warns about changes and keeps the old file."""
+  path = workdir / "config.json"
+  new = json.loads(config.to_json_best_effort())
+  if resumed and path.exists():
+    old = json.loads(path.read_text())
+    changed = [(k, a, b) for k, (a, b) in _diff(old, new).items()
+               if k not in _RUN_LENGTH_FIELDS]
+    if changed:
+      keep = workdir / f"config.{int(time.time())}.json"
+      path.rename(keep)
+      logging.warning(
+          "resuming with a config that differs from the one that wrote the "
+          "checkpoints (old one kept as %s): %s. The restored state keeps the "
+          "checkpoint's values of model parameters.", keep.name,
+          "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in changed))
+  path.write_text(json.dumps(new, indent=2))
+
+
+def _diff(a, b, prefix=""):
+  out = {}
+  for k in sorted(set(a) | set(b)):
+    x, y = a.get(k), b.get(k)
+    if isinstance(x, dict) and isinstance(y, dict):
+      out.update(_diff(x, y, f"{prefix}{k}."))
+    elif x != y:
+      out[f"{prefix}{k}"] = (x, y)
+  return out
 
 
 def _step(state) -> int:
