@@ -2,7 +2,7 @@
 
     python scripts/paper_b_tables.py --table classify   # 3 runs, ~15 min each
     python scripts/paper_b_tables.py --table taid       # 4 runs, a few min each
-    python scripts/paper_b_tables.py --table all
+    python scripts/paper_b_tables.py --table all [--parallel 3]
 
 Each row is one ordinary ``train.py`` run (its exact command is printed in the
 table) with its own workdir under ``--runs`` (default ``runs/paper_b``); a
@@ -10,7 +10,9 @@ finished workdir is not retrained (``train.py`` resumes it and only
 re-evaluates), so re-running the script after an interruption continues where
 it stopped. The rows of a table share the config, data, seed and number of
 steps; only the field named in the row changes. ``--write_only`` rebuilds the
-tables from existing workdirs. The tables go between the marker comments of
+tables from existing workdirs; ``--parallel N`` trains N rows of a table at
+once (each row's wall and CPU time is recorded in its ``timing.json``). The
+tables go between the marker comments of
 ``--doc`` (default docs/paper_b.md), which keeps the prose around them.
 
 Tables:
@@ -29,9 +31,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
+import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -64,20 +67,25 @@ PAPER_B = {"mnist": 99.78, "mnist_plif": 99.72, "cifar10": 93.89,
 
 
 def command(config, workdir, overrides):
-  return ["python", "train.py", f"--config={config}", f"--workdir={workdir}",
-          *overrides]
+  """The command as shown (run from the repo root). The workdir is absolute
+  because Orbax rejects relative checkpoint paths."""
+  return ["python", "train.py", f"--config={config}",
+          f"--workdir=$PWD/{workdir}", *overrides]
 
 
 def run_row(config, workdir, overrides, log):
-  cmd = command(config, workdir, overrides)
-  print("$", shlex.join(cmd), flush=True)
+  """Runs one row; returns (wall seconds, CPU seconds of the process)."""
+  cmd = [sys.executable, "train.py", f"--config={config}",
+         f"--workdir={REPO / workdir}", *overrides]
+  print("$", _shown(config, workdir, overrides), flush=True)
   t0 = time.time()
   with open(log, "a") as f:
-    proc = subprocess.run([sys.executable] + cmd[1:], cwd=REPO, stdout=f,
-                          stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=f, stderr=subprocess.STDOUT)
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
   if proc.returncode:
-    raise SystemExit(f"row failed ({proc.returncode}); see {log}")
-  return time.time() - t0
+    raise RuntimeError(f"row failed ({proc.returncode}); see {log}")
+  return time.time() - t0, usage.ru_utime + usage.ru_stime
 
 
 def _results(workdir):
@@ -85,26 +93,33 @@ def _results(workdir):
   return json.loads(path.read_text()) if path.exists() else None
 
 
-def _wall(workdir):
-  path = REPO / workdir / "wall_s.json"
-  return json.loads(path.read_text())["wall_s"] if path.exists() else None
+def _timing(workdir):
+  path = REPO / workdir / "timing.json"
+  return json.loads(path.read_text()) if path.exists() else None
+
+
+def _times(r, timing):
+  """Train time (trainer's, wall), whole-command wall and CPU time, in min."""
+  out = f"{r['train_time_s'] / 60:.1f} min"
+  if timing:
+    out += (f" / {timing['wall_s'] / 60:.1f} min / "
+            f"{timing['cpu_s'] / 60:.1f} min")
+  return out
 
 
 def classify_table(runs, config):
-  lines = ["| neuron | held-out accuracy (mnist5k, 1,000 images) | train time "
-           "| wall time (whole command) | command |", "|---|---|---|---|---|"]
+  lines = ["| neuron | held-out accuracy (mnist5k, 1,000 images) "
+           "| train / wall / CPU time | command |", "|---|---|---|---|"]
   for name, label, overrides in CLASSIFY_ROWS:
     workdir = f"{runs}/classify_{name}"
     r = _results(workdir)
     if r is None:
-      lines.append(f"| {label} | (not run) | | | |")
+      lines.append(f"| {label} | (not run) | | |")
       continue
-    wall = _wall(workdir)
     lines.append(
         f"| {label} | {100 * r['eval']['accuracy']:.2f} % "
-        f"| {r['train_time_s'] / 60:.1f} min "
-        f"| {'' if wall is None else f'{wall / 60:.1f} min'} "
-        f"| `{shlex.join(command(config, workdir, overrides))}` |")
+        f"| {_times(r, _timing(workdir))} "
+        f"| `{_shown(config, workdir, overrides)}` |")
   lines += [
       "",
       f"For reference only, paper B on the full datasets (60,000 / 50,000 "
@@ -119,7 +134,8 @@ def classify_table(runs, config):
 
 def taid_table(runs, config):
   lines = ["| model / decoder | hole PSNR (dB) | SSIM | masked MSE | PSNR "
-           "| train time | command |", "|---|---|---|---|---|---|---|"]
+           "| train / wall / CPU time | command |",
+           "|---|---|---|---|---|---|---|"]
   baselines = None
   for name, label, overrides in TAID_ROWS:
     workdir = f"{runs}/taid_{name}"
@@ -132,13 +148,17 @@ def taid_table(runs, config):
     lines.append(
         f"| {label} | {e['hole_psnr']:.2f} | {e['ssim']:.4f} "
         f"| {e['masked_mse']:.5f} | {e['psnr']:.2f} "
-        f"| {r['train_time_s'] / 60:.1f} min "
-        f"| `{shlex.join(command(config, workdir, overrides))}` |")
+        f"| {_times(r, _timing(workdir))} "
+        f"| `{_shown(config, workdir, overrides)}` |")
   for name, e in (baselines or {}).items():
     lines.append(f"| {name} (no learning) | {e['hole_psnr']:.2f} "
                  f"| {e['ssim']:.4f} | {e['masked_mse']:.5f} "
                  f"| {e['psnr']:.2f} | | |")
   return "\n".join(lines)
+
+
+def _shown(config, workdir, overrides):
+  return " ".join(command(config, workdir, overrides))
 
 
 def write_table(doc, table, text):
@@ -161,21 +181,42 @@ def main():
   parser.add_argument("--runs", default="runs/paper_b")
   parser.add_argument("--doc", default="docs/paper_b.md")
   parser.add_argument("--write_only", action="store_true")
+  parser.add_argument("--parallel", type=int, default=1,
+                      help="rows of a table trained at the same time")
   args = parser.parse_args()
   names = ("classify", "taid") if args.table == "all" else (args.table,)
   for table in names:
     config, rows = TABLES[table]
     if not args.write_only:
+      todo = []
       for name, _, overrides in rows:
         workdir = f"{args.runs}/{table}_{name}"
         (REPO / workdir).mkdir(parents=True, exist_ok=True)
-        if _results(workdir) is not None and _wall(workdir) is not None:
+        if _results(workdir) is not None and _timing(workdir) is not None:
           print(f"{workdir}: done, skipped", flush=True)
           continue
-        wall = run_row(config, workdir, overrides,
-                       REPO / workdir / "train.log")
-        (REPO / workdir / "wall_s.json").write_text(
-            json.dumps({"wall_s": round(wall, 1)}))
+        todo.append((workdir, overrides))
+      errors = []
+
+      def work(workdir, overrides):
+        try:
+          wall, cpu = run_row(config, workdir, overrides,
+                              REPO / workdir / "train.log")
+          (REPO / workdir / "timing.json").write_text(json.dumps(
+              {"wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
+               "parallel_rows": args.parallel}))
+        except RuntimeError as e:
+          errors.append(str(e))
+
+      for i in range(0, len(todo), args.parallel):
+        threads = [threading.Thread(target=work, args=row)
+                   for row in todo[i:i + args.parallel]]
+        for t in threads:
+          t.start()
+        for t in threads:
+          t.join()
+      if errors:
+        raise SystemExit("; ".join(errors))
     text = (classify_table if table == "classify" else taid_table)(
         args.runs, config)
     write_table(args.doc, table, text)
