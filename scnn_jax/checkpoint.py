@@ -33,7 +33,10 @@ class Checkpointer:
     self.directory = epath.Path(directory)
     self._manager = ocp.CheckpointManager(
         self.directory,
-        options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True))
+        # cleanup_tmp_directories: a process killed mid-save leaves its
+        # unfinished temporary directory behind; it is removed on restart.
+        options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
+                                             cleanup_tmp_directories=True))
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()

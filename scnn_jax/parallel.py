@@ -51,8 +51,23 @@ def batch_sharded(mesh):
 
 
 def replicate(mesh, tree):
-  """Place a pytree identically on every device (state, keys)."""
-  return jax.device_put(tree, replicated(mesh))
+  """Place a pytree identically on every device (state, keys).
+
+  Every process must pass the same values. With several processes the
+  devices of other hosts are not addressable, so each global array is built
+  from this host's copy (``make_array_from_process_local_data``).
+  """
+  sharding = replicated(mesh)
+  if jax.process_count() == 1:
+    return jax.device_put(tree, sharding)
+
+  def put(x):
+    if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+      return jax.random.wrap_key_data(put(jax.random.key_data(x)),
+                                      impl=jax.random.key_impl(x))
+    return jax.make_array_from_process_local_data(sharding, np.asarray(x))
+
+  return jax.tree.map(put, tree)
 
 
 def global_batch(mesh, local_batch: dict) -> dict:
