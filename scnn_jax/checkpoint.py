@@ -30,7 +30,11 @@ class Checkpointer:
   """Keeps the last ``keep`` checkpoints of a train-state pytree in ``directory``."""
 
   def __init__(self, directory, *, keep: int = 3):
+    # Orbax needs absolute paths ("runs/base" from the command line is not);
+    # gs:// and other URLs already are.
     self.directory = epath.Path(directory)
+    if not self.directory.is_absolute():
+      self.directory = self.directory.absolute()
     self._manager = ocp.CheckpointManager(
         self.directory,
         # cleanup_tmp_directories: a process killed mid-save leaves its

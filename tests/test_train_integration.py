@@ -86,19 +86,22 @@ def test_resume_equals_uninterrupted(tmp_path):
 
 
 def _cli(*args, cwd=REPO):
-  return subprocess.run([sys.executable, "train.py", *args], cwd=cwd,
-                        capture_output=True, text=True, timeout=600)
+  return subprocess.run([sys.executable, str(REPO / "train.py"), *args],
+                        cwd=cwd, capture_output=True, text=True, timeout=600)
 
 
 def test_cli_runs_and_rejects_bad_overrides(tmp_path):
-  common = ["--config", "configs/base.py", f"--workdir={tmp_path / 'cli'}",
+  # A relative --workdir, as users type it (Orbax itself needs absolute paths).
+  common = ["--config", str(REPO / "configs" / "base.py"), "--workdir=cli",
             "--cpu_devices=2", "--config.model.width=4", "--config.model.T=2",
             "--config.data.image_size=16", "--config.data.num_eval=8",
             "--config.train.batch_size=4", "--config.train.eval_batch_size=8"]
-  ok = _cli(*common, "--config.train.steps=2", "--config.train.log_every=1")
+  ok = _cli(*common, "--config.train.steps=2", "--config.train.log_every=1",
+            "--config.train.checkpoint_every=1", cwd=tmp_path)
   assert ok.returncode == 0, ok.stderr[-3000:]
   assert "step 2/2" in ok.stderr and "steps/s" in ok.stderr
   assert (tmp_path / "cli" / "results.json").exists()
+  assert (tmp_path / "cli" / "checkpoints" / "2").is_dir()
 
   bad = _cli(*common, "--config.model.T=0")
   assert bad.returncode != 0
