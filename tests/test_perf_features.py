@@ -15,16 +15,19 @@ from scnn_jax import backend, conv, layers, sequential
 
 
 def _net(neuron="lif", noise_std=None, chunk=None, remat=False, order="fold",
-         dtype=None):
+         dtype=None, deep=None):
+  """deep: two spiking layers (stride 2, upsample); default: deep without
+  noise, one spiking layer with noise (keeps compile times short)."""
+  deep = noise_std is None if deep is None else deep
   rngs = nnx.Rngs(0)
   kw = dict(neuron=neuron, noise_std=noise_std, order=order, dtype=dtype,
             neuron_kwargs=dict(threshold=0.3) if neuron == "lif" else None)
-  return sequential.SpikingSequential([
-      layers.SpikingConv2d(2, 4, rngs=rngs, **kw),
-      layers.SpikingConv2d(4, 4, strides=2, rngs=rngs, **kw),
-      sequential.Upsample2d(2),
-      layers.Conv2d(4, 1, rngs=rngs, dtype=dtype),
-  ], chunk=chunk, remat=remat)
+  stack = [layers.SpikingConv2d(2, 4, rngs=rngs, **kw)]
+  if deep:
+    stack += [layers.SpikingConv2d(4, 4, strides=2, rngs=rngs, **kw),
+              sequential.Upsample2d(2)]
+  stack.append(layers.Conv2d(4, 1, rngs=rngs, dtype=dtype))
+  return sequential.SpikingSequential(stack, chunk=chunk, remat=remat)
 
 
 def _x(T=4):
@@ -52,8 +55,7 @@ def _reference(neuron, noise):
 
 
 @pytest.mark.parametrize("neuron,noise,chunk,remat", [
-    ("lif", True, None, True), ("lif", True, 3, True), ("lif", False, 2, False),
-    ("lif", False, 1, True), ("alif", False, 2, True)])
+    ("lif", True, 2, True), ("alif", False, 3, False)])
 def test_chunked_remat_matches_layer_by_layer(neuron, noise, chunk, remat):
   x = _x()
   std = 0.2 if noise else None
@@ -71,8 +73,7 @@ def test_spikes_of_chunks_equal_the_whole_sequence():
   x = _x(5)
   run = lambda m: jax.jit(lambda x: m(x))(x)
   whole = run(_net())
-  for chunk in (1, 3, 10):
-    np.testing.assert_array_equal(run(_net(chunk=chunk)), whole)
+  np.testing.assert_array_equal(run(_net(chunk=2)), whole)  # 2 + 2 + 1
 
 
 def test_fold_and_step_orders_draw_the_same_noise():
@@ -90,8 +91,9 @@ def test_fold_and_step_orders_draw_the_same_noise():
 
 def test_layer_remat_and_neuron_remat_keep_gradients():
   x = _x()
-  _, g0 = _reference("lif", False)
-  m = _net()
+  _, g0 = _reference("alif", False)
+  # whole stack checkpointed, and each layer and neuron scan inside it
+  m = _net("alif", remat=True)
   for l in m.layers:
     if isinstance(l, layers.SpikingConv2d):
       l.remat = True
@@ -103,11 +105,11 @@ def test_layer_remat_and_neuron_remat_keep_gradients():
 
 def test_mixed_precision_bf16_convs_fp32_state():
   x = _x()
-  m = _net(dtype=jnp.bfloat16)
+  m = _net(dtype=jnp.bfloat16, deep=False)
   lyr = m.layers[0]
   state = lyr.init_state(x.shape[1:], jnp.bfloat16)
   assert state.dtype == jnp.float32  # membrane stays fp32
-  spikes, final = lyr.run(x.astype(jnp.bfloat16))
+  spikes, final = jax.jit(lambda x: lyr.run(x))(x.astype(jnp.bfloat16))
   assert spikes.dtype == jnp.bfloat16 and final.dtype == jnp.float32
   y = jax.jit(lambda x: m(x))(x)
   assert y.dtype == jnp.bfloat16
@@ -115,7 +117,7 @@ def test_mixed_precision_bf16_convs_fp32_state():
   k = g["layers"][0]["conv"]["kernel"][...]
   assert k.dtype == jnp.float32 and bool(jnp.all(jnp.isfinite(k)))
   # close to the fp32 network's output (bf16 conv rounding only)
-  y32 = jax.jit(lambda x: _net()(x))(x)
+  y32 = jax.jit(lambda x: _net(deep=False)(x))(x)
   assert float(jnp.mean(jnp.abs(y.astype(jnp.float32) - y32))) < 0.1
 
 
@@ -124,14 +126,16 @@ def test_add_bias_gradient_matches_autodiff():
   b = jax.random.normal(jax.random.PRNGKey(1), (6,))
   f = lambda y, b: jnp.sum(jnp.sin(conv.add_bias(y, b)))
   g = lambda y, b: jnp.sum(jnp.sin(y + b))
-  for a, c in zip(jax.grad(f, (0, 1))(y, b), jax.grad(g, (0, 1))(y, b)):
+  gf = jax.jit(jax.grad(f, (0, 1)))(y, b)
+  for a, c in zip(gf, jax.jit(jax.grad(g, (0, 1)))(y, b)):
     np.testing.assert_allclose(a, c, rtol=1e-5, atol=1e-5)
-  fb = jax.grad(lambda b: jnp.sum(conv.add_bias(y.astype(jnp.bfloat16),
-                                                b.astype(jnp.bfloat16))))(b)
+  fb = jax.jit(jax.grad(lambda b: jnp.sum(conv.add_bias(
+      y.astype(jnp.bfloat16), b.astype(jnp.bfloat16)))))(b)
   assert fb.dtype == jnp.float32
   # under vmap (ablations stack models)
-  vb = jax.vmap(jax.grad(f, 1), in_axes=(None, 0))(y, jnp.stack([b, b]))
-  np.testing.assert_allclose(vb[0], jax.grad(f, 1)(y, b), rtol=1e-6)
+  vb = jax.jit(jax.vmap(jax.grad(f, 1), in_axes=(None, 0)))(
+      y, jnp.stack([b, b]))
+  np.testing.assert_allclose(vb[0], gf[1], rtol=1e-6)
 
 
 def test_final_state_continues_the_sequence():
@@ -154,8 +158,7 @@ def test_sequential_errors():
     sequential.SpikingSequential([], chunk=0)
 
 
-@pytest.mark.parametrize("impl", ["xla", "matmul"])
-@pytest.mark.parametrize("hw", [(5, 4), (6, 6)])
+@pytest.mark.parametrize("impl,hw", [("xla", (5, 4)), ("matmul", (6, 6))])
 def test_upsample_conv_equals_upsample_then_conv(impl, hw):
   x = jax.random.normal(jax.random.PRNGKey(0), (2,) + hw + (3,))
   k = jax.random.normal(jax.random.PRNGKey(1), (3, 3, 3, 4))
@@ -163,8 +166,8 @@ def test_upsample_conv_equals_upsample_then_conv(impl, hw):
   new = lambda x, k: conv.upsample_conv2d(x, k, impl=impl)
   np.testing.assert_allclose(new(x, k), ref(x, k), rtol=1e-5, atol=1e-5)
   loss = lambda f: lambda x, k: jnp.sum(jnp.sin(f(x, k)))
-  for a, b in zip(jax.grad(loss(new), (0, 1))(x, k),
-                  jax.grad(loss(ref), (0, 1))(x, k)):
+  for a, b in zip(jax.jit(jax.grad(loss(new), (0, 1)))(x, k),
+                  jax.jit(jax.grad(loss(ref), (0, 1)))(x, k)):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
   # other kernel sizes / paddings take the explicit path
   k5 = jax.random.normal(jax.random.PRNGKey(2), (5, 5, 3, 2))
