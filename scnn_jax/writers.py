@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import tempfile
 import time
 
 from absl import logging
@@ -46,9 +47,15 @@ class MetricWriter:
           continue  # a torn line from an older writer: skip it
         if record.get("step", 0) <= resume_step:
           self.records.append(record)
+    tb_dir = epath.Path(workdir) / "tensorboard"
+    if "://" in str(workdir):
+      # tensorboardX writes local files only; keep the events on this host.
+      tb_dir = epath.Path(tempfile.gettempdir()) / "scnn_jax_tensorboard" / (
+          str(workdir).split("://", 1)[1].replace("/", "_"))
+      logging.info("TensorBoard events of %s go to %s (local)", workdir, tb_dir)
     try:
       from tensorboardX import SummaryWriter
-      self._tb = SummaryWriter(str(epath.Path(workdir) / "tensorboard"))
+      self._tb = SummaryWriter(str(tb_dir))
     except Exception as e:  # TensorBoard is optional, the run is not
       logging.warning("TensorBoard events disabled: %s", e)
 
