@@ -94,6 +94,28 @@ How each library runs it (benchmarks/refnet/):
   why it is two orders of magnitude behind.
 - Stride-2 conv: "SAME" padding (0, 1) everywhere (PyTorch pads explicitly).
 
+### Spot measurements on a quiet machine (not regenerated)
+
+The full run above shares the machine with other jobs (see `cpu avail`).
+PyTorch's OpenMP threads spin-wait and collapse under oversubscription much
+more than XLA's thread pool, so the peer ratios of a loaded run flatter
+scnn_jax. For reference, figures taken earlier on the same machine while it
+was quiet (`cpu avail` 0.95), interleaved in one process
+(`/work/scratch`-style A/B of the same train step, T = 8, B = 32):
+
+| scnn_jax train step, T = 8 | ms | steps/s | % fp32 peak |
+|---|---|---|---|
+| default (fold, rolled scan, bias-as-matmul, tuned malloc) | 416 | 2.40 | 61 |
+| same network with ReLU instead of LIF (conv-only bound) | 392 | 2.55 | 65 |
+| issue 6's JAX figures before this work: fold / fully unrolled | 2040 / 685 | 0.49 / 1.46 | 12 / 37 |
+
+Issue 6's quiet-machine peer figures at T = 8 (PyTorch 2.13, 2 threads):
+PyTorch hand loop channels-last 2.26, norse 2.04, snnTorch 1.96, spyx 1.0
+0.07 steps/s. Against those, 2.40 steps/s is 1.18x the fastest listed peer
+library (norse) and 1.06x the hand-written PyTorch loop; the fused
+upsample-conv variant is ~25 % faster again (table above, same load for
+both rows).
+
 ## Rematerialisation and time chunks (memory)
 
 `SpikingSequential(chunk=C, remat=True)` advances the whole network C steps
