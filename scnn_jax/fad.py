@@ -30,6 +30,7 @@ Scoring in Python::
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import jax
@@ -40,7 +41,8 @@ from flax import nnx
 
 from scnn_jax import layers, metrics
 from scnn_jax.config_lib import ConfigError
-from scnn_jax.models.vae import BatchNorm, ConvTranspose2d
+from scnn_jax.models.vae import (BatchNorm, ConvTranspose2d, dense,
+                                 lecun_normal_np)
 
 REFERENCE_FILE = "fad_reference.npz"
 TASK_NAME = "fad_autoencoder"   # its trainer task (scnn_jax.tasks.generate)
@@ -81,13 +83,13 @@ class FadAutoencoder(nnx.Module):
     for width in hidden:
       convs.append(layers.Conv2d(cin, width, 3, strides=2,
                                  padding=((1, 1), (1, 1)), impl=conv_impl,
-                                 rngs=rngs))
+                                 kernel_init=lecun_normal_np, rngs=rngs))
       norms.append(BatchNorm(width))
       cin = width
     self.enc_convs, self.enc_norms = nnx.List(convs), nnx.List(norms)
     flat = hidden[-1] * 4
-    self.to_latent = nnx.Linear(flat, latent_dim, rngs=rngs)
-    self.from_latent = nnx.Linear(latent_dim, flat, rngs=rngs)
+    self.to_latent = dense(flat, latent_dim, rngs)
+    self.from_latent = dense(latent_dim, flat, rngs)
     rev = hidden[::-1]
     ups, unorms = [], []
     for din, dout in list(zip(rev[:-1], rev[1:])) + [(rev[-1], rev[-1])]:
@@ -157,7 +159,7 @@ class FadScorer:
     graph, state = nnx.split(model)
     self._encode = jax.jit(
         lambda s, x: nnx.merge(graph, s).encode(x))
-    self._state = state
+    self._state = jax.device_put(state)
 
   @classmethod
   def load(cls, workdir, batch_size: int = 256) -> "FadScorer":
@@ -224,6 +226,11 @@ def write_reference(workdir, config=None) -> dict:
 # -----------------------------------------------------------------------------
 
 
+def _quiet_library_info(record) -> bool:
+  # As train.py: keep Orbax's per-save INFO lines off the console.
+  return record.levelno >= 30 or "/orbax/" not in record.pathname
+
+
 def main(argv):
   from absl import flags, logging
 
@@ -231,8 +238,11 @@ def main(argv):
   FLAGS = flags.FLAGS
   if len(argv) > 1:
     raise SystemExit(f"unexpected arguments: {argv[1:]}")
+  logging.get_absl_logger().addFilter(_quiet_library_info)
   workdir = FLAGS.workdir or (
       f"runs/{epath.Path(FLAGS['config'].config_filename).stem}")
+  if "://" not in workdir:       # Orbax wants absolute local paths
+    workdir = os.path.abspath(workdir)
   try:
     summary = trainer.train_and_evaluate(FLAGS.config, workdir)
   except ConfigError as e:

@@ -45,18 +45,24 @@ def _pair(v):
   return (v, v) if isinstance(v, int) else tuple(v)
 
 
+def _init(rng: np.random.Generator | None, shape, fan_in):
+  """Zeros (weights to be loaded) or, with ``rng``, N(0, 1/fan_in) in numpy:
+  building the net issues no JAX operation, so it takes milliseconds."""
+  if rng is None:
+    return np.zeros(shape, np.float32)
+  return (rng.standard_normal(shape) / np.sqrt(fan_in)).astype(np.float32)
+
+
 class BasicConv2d(nnx.Module):
   """Conv (no bias) -> BatchNorm (eps 1e-3, running statistics) -> ReLU."""
 
-  def __init__(self, cin, cout, kernel_size, stride=1, padding=0, *,
-               rngs: nnx.Rngs):
+  def __init__(self, cin, cout, kernel_size, stride=1, padding=0, *, rngs):
     kh, kw = _pair(kernel_size)
-    self.kernel = nnx.Param(nnx.initializers.lecun_normal()(
-        rngs.params(), (kh, kw, cin, cout), jnp.float32))
-    self.scale = nnx.Param(jnp.ones((cout,), jnp.float32))
-    self.bias = nnx.Param(jnp.zeros((cout,), jnp.float32))
-    self.mean = nnx.BatchStat(jnp.zeros((cout,), jnp.float32))
-    self.var = nnx.BatchStat(jnp.ones((cout,), jnp.float32))
+    self.kernel = nnx.Param(_init(rngs, (kh, kw, cin, cout), kh * kw * cin))
+    self.scale = nnx.Param(np.ones((cout,), np.float32))
+    self.bias = nnx.Param(np.zeros((cout,), np.float32))
+    self.mean = nnx.BatchStat(np.zeros((cout,), np.float32))
+    self.var = nnx.BatchStat(np.ones((cout,), np.float32))
     self.stride = _pair(stride)
     self.padding = tuple((p, p) for p in _pair(padding))
 
@@ -201,9 +207,8 @@ class InceptionE(nnx.Module):
 
 class Linear(nnx.Module):
   def __init__(self, din, dout, *, rngs):
-    self.kernel = nnx.Param(nnx.initializers.lecun_normal()(
-        rngs.params(), (din, dout), jnp.float32))
-    self.bias = nnx.Param(jnp.zeros((dout,), jnp.float32))
+    self.kernel = nnx.Param(_init(rngs, (din, dout), din))
+    self.bias = nnx.Param(np.zeros((dout,), np.float32))
 
   def __call__(self, x):
     return x @ self.kernel[...] + self.bias[...]
@@ -214,18 +219,19 @@ class InceptionV3(nnx.Module):
 
   ``variant``: "fid" or "torchvision" (module docstring). ``resize``: the
   input size images are resized to (299; smaller values, >= 75, only to make
-  tests fast).
+  tests fast). ``seed``: None builds zero weights to be loaded (``load``); an
+  int draws random ones (tests of the code path).
   """
 
   def __init__(self, variant: str = "fid", *, resize: int = INPUT_SIZE,
-               rngs: nnx.Rngs | None = None):
+               seed: int | None = None):
     if variant not in VARIANTS:
       raise ValueError(f"unknown Inception variant {variant!r}; allowed: "
                        f"{', '.join(VARIANTS)}")
     if resize < 75:
       raise ValueError(f"Inception-v3 needs inputs of at least 75 px, got "
                        f"{resize}")
-    rngs = rngs or nnx.Rngs(0)
+    rngs = None if seed is None else np.random.default_rng(seed)
     tf = variant == "fid"
     self.variant = variant
     self.resize = resize
@@ -355,7 +361,7 @@ def read_weights(path) -> tuple[dict[str, np.ndarray], str]:
 def load(path, *, resize: int = INPUT_SIZE) -> InceptionV3:
   """An ``InceptionV3`` with the weights of the file at ``path``."""
   arrays, variant = read_weights(path)
-  model = InceptionV3(variant, resize=resize, rngs=nnx.Rngs(0))
+  model = InceptionV3(variant, resize=resize)
   missing, wrong = [], []
   state = nnx.state(model)
   flat = nnx.to_flat_state(state)
@@ -395,7 +401,7 @@ class InceptionMetrics:
     self.model = model
     self.batch_size = batch_size
     graph, state = nnx.split(model)
-    self._state = state
+    self._state = jax.device_put(state)
     self._forward = jax.jit(lambda s, x: nnx.merge(graph, s)(x))
 
   @classmethod

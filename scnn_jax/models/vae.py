@@ -57,6 +57,7 @@ from typing import NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 from flax import errors, nnx
 
@@ -85,6 +86,28 @@ def axis_bound(name: str = AXIS) -> bool:
 
 def _psum(x, axis_name):
   return lax.psum(x, axis_name) if axis_name and axis_bound(axis_name) else x
+
+
+def lecun_normal_np(key, shape, dtype=jnp.float32):
+  """N(0, 1/fan_in) weights drawn with numpy from a JAX key.
+
+  Flax's default ``lecun_normal`` is a truncated normal whose eager
+  evaluation compiles one XLA program per weight shape (seconds each on a
+  small CPU); drawing in numpy builds a model without compiling anything.
+  Inside a trace (no concrete key) it falls back to ``jax.random.normal``.
+  """
+  fan_in = math.prod(shape[:-1])
+  try:
+    seed = np.asarray(jax.random.key_data(key)).ravel()
+  except jax.errors.TracerArrayConversionError:
+    return jax.random.normal(key, shape, dtype) / math.sqrt(fan_in)
+  rng = np.random.default_rng(seed.astype(np.uint64))
+  return jnp.asarray(rng.standard_normal(shape) / math.sqrt(fan_in), dtype)
+
+
+def dense(din, dout, rngs):
+  """``nnx.Linear`` initialised with ``lecun_normal_np``."""
+  return nnx.Linear(din, dout, kernel_init=lecun_normal_np, rngs=rngs)
 
 
 def per_example_keys(key, example_ids, n: int | None = None):
@@ -227,9 +250,8 @@ class ConvTranspose2d(nnx.Module):
       raise ValueError(f"strides must be 1 or 2, got {strides}")
     if impl not in ("phase", "dilated"):
       raise ValueError(f"unknown impl {impl!r}; allowed: phase, dilated")
-    init = nnx.initializers.lecun_normal()
-    self.kernel = nnx.Param(init(rngs.params(), (3, 3, in_features,
-                                                 out_features), jnp.float32))
+    self.kernel = nnx.Param(lecun_normal_np(
+        rngs.params(), (3, 3, in_features, out_features)))
     self.bias = nnx.Param(jnp.zeros((out_features,), jnp.float32))
     self.strides = strides
     self.padding = padding
@@ -292,7 +314,7 @@ class SpikingMLP(nnx.Module):
                alpha=2.0, vth=FSVAE_VTH, rngs: nnx.Rngs):
     blocks = []
     for din, dout in zip(widths[:-1], widths[1:]):
-      blocks.append(SpikingBlock(nnx.Linear(din, dout, rngs=rngs), dout,
+      blocks.append(SpikingBlock(dense(din, dout, rngs), dout,
                                  neuron=neuron, neuron_kwargs=neuron_kwargs,
                                  alpha=alpha, vth=vth))
     self.blocks = nnx.List(blocks)
@@ -425,20 +447,21 @@ class SpikingVAE(nnx.Module):
     enc, cin = [], c
     for width in hidden:
       conv = layers.Conv2d(cin, width, 3, strides=2, padding=((1, 1), (1, 1)),
-                           impl=conv_impl, rngs=rngs)
+                           impl=conv_impl, kernel_init=lecun_normal_np,
+                           rngs=rngs)
       enc.append(SpikingBlock(conv, width, **nk))
       cin = width
     self.encoder = nnx.List(enc)
     flat = hidden[-1] * 4
-    self.before_latent = SpikingBlock(nnx.Linear(flat, latent_dim, rngs=rngs),
+    self.before_latent = SpikingBlock(dense(flat, latent_dim, rngs),
                                       latent_dim, **nk)
     C = latent_dim
     if latent == "fsvae":
       self.posterior = SpikingMLP((2 * C, 2 * C, 4 * C, C * k), rngs=rngs, **nk)
       self.prior = SpikingMLP((C, 2 * C, 4 * C, C * k), rngs=rngs, **nk)
     else:
-      self.prior_layer = nnx.Linear(C, C, rngs=rngs)
-    self.decoder_input = SpikingBlock(nnx.Linear(C, flat, rngs=rngs), flat,
+      self.prior_layer = dense(C, C, rngs)
+    self.decoder_input = SpikingBlock(dense(C, flat, rngs), flat,
                                       **nk)
     dec = []
     rev = hidden[::-1]
@@ -624,16 +647,18 @@ class SpikingVAE(nnx.Module):
       return self.fsvae_prior_sample(keys)
     return self._esvae_spikes(self._esvae_prior_rate(keys), keys)
 
-  def sample(self, n: int, key, example_ids=None):
+  def sample(self, n: int, key, example_ids=None, return_latent=False):
     """``n`` images ``[n, H, W, C]`` in [0, 1] drawn from the prior.
 
     Row i comes from ``fold_in(key, i)`` (or ``example_ids[i]``): the same key
     gives the same images, whatever ``n`` or batch split. Call in eval mode
     (``model.eval()``): the decoder's tdBN then uses its running statistics.
+    ``return_latent`` also returns the latent spikes ``[T, n, latent_dim]``.
     """
     keys = per_example_keys(key, example_ids, n)
     z = self.sample_latent(keys)
-    return (self.decode(z) + 1.0) / 2.0
+    images = (self.decode(z) + 1.0) / 2.0
+    return (images, z) if return_latent else images
 
   def __call__(self, images, *, key, example_ids=None):
     """``reconstruct``: images in [0, 1] -> reconstructions in [0, 1]."""
