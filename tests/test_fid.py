@@ -38,6 +38,13 @@ def test_frechet_distance_closed_form():
   want = np.sum((mu1 - mu2) ** 2) + np.sum((np.sqrt(a) - np.sqrt(b)) ** 2)
   assert metrics.frechet_distance(mu1, s1, mu2, s2) == pytest.approx(
       want, rel=1e-9)
+  # The eigh form FID uses for 2048-d features gives the same number.
+  assert inception.frechet_distance_psd(mu1, s1, mu2, s2) == pytest.approx(
+      want, rel=1e-9)
+  c1 = np.cov(rng.normal(size=(5, d)), rowvar=False)        # rank-deficient
+  c2 = np.cov(rng.normal(size=(40, d)), rowvar=False)
+  assert inception.frechet_distance_psd(mu1, c1, mu2, c2) == pytest.approx(
+      metrics.frechet_distance(mu1, c1, mu2, c2), rel=1e-5)
   # 1-D: (m1 - m2)^2 + (s1 - s2)^2.
   assert metrics.frechet_distance([1.0], [[4.0]], [-2.0], [[1.0]]) == \
       pytest.approx(9.0 + 1.0)
@@ -108,15 +115,20 @@ def test_inception_weights_file_layout_and_roundtrip(random_inception):
   assert np.all(np.isfinite(pool)) and pool.std() > 0
   np.testing.assert_allclose(net.features(images[4:])[0], pool[4:],
                              rtol=1e-4, atol=1e-5)
-  assert abs(inception.fid(pool, pool)) < 1e-6
+  # (FID on 64 of the 2048 features: two 2048-d eigh take ~5 s.)
+  assert abs(inception.fid(pool[:, :64], pool[:, :64])) < 1e-6
   with pytest.raises(FileNotFoundError, match="convert_inception_weights"):
     inception.read_weights(path.parent / "missing.npz")
 
 
-def test_generation_accumulator_scores_with_random_networks(random_inception):
+def test_generation_accumulator_scores_with_random_networks(random_inception,
+                                                           monkeypatch):
   """The eval path of task="generate": recon MSE, FAD, IS and FID."""
   from scnn_jax.tasks.generate import GenerationAccumulator
   net = random_inception[2]
+  fid = inception.fid     # on 64 of the 2048 features, to keep the test fast
+  monkeypatch.setattr(inception, "fid", lambda a, b: fid(a[:, :64],
+                                                         b[:, :64]))
   acc = GenerationAccumulator(_tiny_scorer(), net, splits=2)
   rng = np.random.default_rng(0)
   images = rng.uniform(size=(12, 8, 8, 1)).astype(np.float32)
