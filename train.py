@@ -14,7 +14,7 @@ from absl import app, flags, logging
 from etils import epath
 from ml_collections import config_flags
 
-from scnn_jax import distributed, trainer
+from scnn_jax import backend, distributed, trainer
 from scnn_jax.checkpoint import CheckpointError
 from scnn_jax.config_lib import ConfigError
 
@@ -37,6 +37,10 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   logging.get_absl_logger().addFilter(_quiet_library_info)
   distributed.initialize_from_flags()
+  # XLA CPU mallocs every step's buffers; keep freed pages mapped for reuse
+  # instead of page-faulting them in again each step (process-wide, so it is
+  # done here in the entry point; see scnn_jax.backend).
+  backend.tune_host_allocator()
   workdir = FLAGS.workdir or f"runs/{epath.Path(FLAGS['config'].config_filename).stem}"
   logging.info("workdir: %s", workdir)
   try:
