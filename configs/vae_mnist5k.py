@@ -8,7 +8,7 @@ FSVAE's fixed-decay decoder. T = 16 as in paper B.
 
 CPU-sized against the paper settings (``configs/vae_mnist.py``): conv widths
 16/32/64/128 instead of 32/64/128/256, latent 32 instead of 128 (ESVAE's
-MNIST latent size), k = 20 kept, batch 32, 600 steps (~5 epochs of the 4,000
+MNIST latent size), k = 20 kept, batch 32, 800 steps (6.4 epochs of the 4,000
 training images) instead of 150 epochs of 60,000. Same optimizer as FSVAE
 (AdamW 1e-3, weight decay 1e-3).
 
@@ -85,10 +85,10 @@ def get_config():
   d.num_eval = 1000               # all held-out images
   d.train_crop = "center"         # 28 -> 32 is a resize: nothing to crop
   t = c.train
-  t.steps = 600
+  t.steps = 800
   t.batch_size = 32
   t.eval_batch_size = 200
   t.log_every = 50
-  t.eval_every = 300
-  t.checkpoint_every = 300
+  t.eval_every = 400
+  t.checkpoint_every = 400
   return c

@@ -1,0 +1,14 @@
+"""python -m scnn_jax.fad --config configs/fad_cifar10.py --workdir runs/fad_cifar10
+
+The FAD autoencoder for configs/vae_cifar10.py (FSVAE's main_ann_ae.py:
+ann_ae.AE, latent 128, AdamW 1e-3, batch 250 -> 256, 150 epochs) on
+TFDS cifar10 at 32x32. Reference statistics: the held-out (test) images.
+"""
+
+from configs import base, fad_mnist5k, vae_mnist
+
+
+def get_config():
+  c = fad_mnist5k.fad_fields(base.get_config(), latent_dim=128)
+  vae_mnist.tfds_data(c, "cifar10", image_size=32, channels=3)
+  return vae_mnist.paper_train(c, num_train=50000)

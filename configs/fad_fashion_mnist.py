@@ -1,0 +1,14 @@
+"""python -m scnn_jax.fad --config configs/fad_fashion_mnist.py --workdir runs/fad_fashion_mnist
+
+The FAD autoencoder for configs/vae_fashion_mnist.py (FSVAE's main_ann_ae.py:
+ann_ae.AE, latent 64, AdamW 1e-3, batch 250 -> 256, 150 epochs) on
+TFDS fashion_mnist at 32x32. Reference statistics: the held-out (test) images.
+"""
+
+from configs import base, fad_mnist5k, vae_mnist
+
+
+def get_config():
+  c = fad_mnist5k.fad_fields(base.get_config(), latent_dim=64)
+  vae_mnist.tfds_data(c, "fashion_mnist", image_size=32, channels=1)
+  return vae_mnist.paper_train(c, num_train=60000)
