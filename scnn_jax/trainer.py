@@ -293,6 +293,59 @@ def evaluate(task, eval_fn, state, mesh, eval_batches, num_samples: int = 0,
 # -----------------------------------------------------------------------------
 
 
+@dataclasses.dataclass
+class Run:
+  """Everything a training run compiles once: state, steps, mesh, key.
+
+  ``state`` is replicated on the mesh; ``train_step(host_batch)`` advances it
+  by one step (``host_batch``: this process's rows, numpy) and returns the
+  step's metrics. ``points`` lists the ablation points (None: one model).
+  """
+  task: tasks.Task
+  tx: optax.GradientTransformation
+  mesh: jax.sharding.Mesh
+  graphs: Graphs
+  state: dict
+  train_fn: object
+  eval_fn: object
+  key: jax.Array
+  points: list | None = None
+
+  def train_step(self, host_batch: dict) -> dict:
+    self.state, metrics = self.train_fn(
+        self.state, parallel.global_batch(self.mesh, host_batch), self.key)
+    return metrics
+
+  def eval_step(self, host_batch: dict):
+    return self.eval_fn(self.state, parallel.global_batch(self.mesh,
+                                                          host_batch))
+
+
+def setup(config, dataset, devices=None) -> Run:
+  """Validates ``config`` and builds a ``Run`` over ``devices`` (default: all).
+
+  ``dataset`` needs ``image_shape`` and ``num_classes`` (``data.build`` or
+  ``inference.data_spec``).
+  """
+  task = validate(config)
+  mesh = parallel.make_mesh(devices)
+  tx = optim.build(config.train)
+  points = None
+  if ablation.enabled(config):
+    points, state, graphs = ablation.create_stacked_state(
+        config, task, dataset, tx, create_state)
+  else:
+    state, graphs = create_state(config, task, dataset, tx)
+  train_fn, eval_fn = compile_steps(task, graphs, tx, mesh,
+                                    config.train.nan_policy,
+                                    stacked=points is not None)
+  return Run(task=task, tx=tx, mesh=mesh, graphs=graphs,
+             state=parallel.replicate(mesh, state), train_fn=train_fn,
+             eval_fn=eval_fn,
+             key=parallel.replicate(mesh, jax.random.key(config.seed)),
+             points=points)
+
+
 def train_and_evaluate(config, workdir) -> dict:
   """Trains ``config`` in ``workdir`` (resuming if it holds a checkpoint).
 
@@ -300,24 +353,19 @@ def train_and_evaluate(config, workdir) -> dict:
   ``scnn_jax.ablation``). Returns the final results dict (also written to
   ``results.json``).
   """
-  task = validate(config)
+  validate(config)  # before touching the workdir or the data
   workdir = epath.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   is_main = jax.process_index() == 0
   t = config.train
   dataset = data.build(config)
-  mesh = parallel.make_mesh()
-  tx = optim.build(t)
-  points = None
-  if ablation.enabled(config):
-    points, state, graphs = ablation.create_stacked_state(
-        config, task, dataset, tx, create_state)
+  run = setup(config, dataset)
+  task, mesh, state, points = run.task, run.mesh, run.state, run.points
+  train_fn, eval_fn, key = run.train_fn, run.eval_fn, run.key
+  if points:
     logging.info("vmap ablation: %d points in one program: %s", len(points),
                  ", ".join(p.name for p in points))
-  else:
-    state, graphs = create_state(config, task, dataset, tx)
   K = len(points) if points else None
-  state = parallel.replicate(mesh, state)
 
   ckpt = Checkpointer(workdir / "checkpoints", keep=t.keep_checkpoints)
   meta = {"train_time_s": 0.0}
@@ -328,9 +376,6 @@ def train_and_evaluate(config, workdir) -> dict:
   if is_main:
     _write_config(workdir, config, resumed=start > 0)
   writer = MetricWriter(workdir, active=is_main, resume_step=start)
-  train_fn, eval_fn = compile_steps(task, graphs, tx, mesh, t.nan_policy,
-                                    stacked=bool(points))
-  key = parallel.replicate(mesh, jax.random.key(config.seed))
   pidx, pcount = jax.process_index(), jax.process_count()
   eval_batches = dataset.eval_batches(t.eval_batch_size, pidx, pcount)
   logging.info("devices: %d (%s, %d processes); global batch %d; steps %d..%d",

@@ -1,7 +1,6 @@
 """vmap ablations: K models in one program behave like K separate runs."""
 
 import csv
-import json
 import subprocess
 import sys
 import types
@@ -10,8 +9,7 @@ import jax
 import numpy as np
 import pytest
 
-from configs import base
-from scnn_jax import ablation, inference, optim, parallel, trainer
+from scnn_jax import ablation, inference, trainer
 from tests.test_train_integration import REPO, tiny_config
 
 
@@ -62,44 +60,29 @@ def _batches(n, b=8, hw=16, seed=0):
            "mask": mask, "valid": np.ones((b,), np.float32)}
 
 
-def _losses(config, stacked, devices=2, steps=3):
-  task = trainer.validate(config)
-  ds = types.SimpleNamespace(image_shape=(16, 16, 3), num_classes=None)
-  tx = optim.build(config.train)
-  if stacked:
-    _, state, graphs = ablation.create_stacked_state(config, task, ds, tx,
-                                                     trainer.create_state)
-  else:
-    state, graphs = trainer.create_state(config, task, ds, tx)
-  mesh = parallel.make_mesh(jax.devices()[:devices])
-  state = parallel.replicate(mesh, state)
-  train_fn, _ = trainer.compile_steps(task, graphs, tx, mesh, "stop",
-                                      stacked=stacked)
-  key = parallel.replicate(mesh, jax.random.key(config.seed))
-  out = []
-  for batch in _batches(steps):
-    state, m = train_fn(state, parallel.global_batch(mesh, batch), key)
-    out.append(np.asarray(m["loss"]))
-  return np.stack(out)
+SPEC = types.SimpleNamespace(image_shape=(16, 16, 3), num_classes=None)
+
+
+def _losses(config, devices=2, steps=3):
+  run = trainer.setup(config, SPEC, jax.devices()[:devices])
+  return np.stack([np.asarray(run.train_step(b)["loss"])
+                   for b in _batches(steps)])
 
 
 def test_point_k_equals_a_separate_single_run():
   config = _grid_config()
-  vmapped = _losses(config, stacked=True)            # [steps, K]
+  vmapped = _losses(config)                          # [steps, K]
   assert vmapped.shape == (3, 4)
   assert len({tuple(np.round(vmapped[:, k], 6)) for k in range(4)}) == 4
   for k, point in enumerate(ablation.points(config)):
-    single = _losses(point.config, stacked=False)
+    single = _losses(point.config)
     np.testing.assert_allclose(vmapped[:, k], single, rtol=1e-5, atol=1e-7)
 
 
 def test_structure_changing_values_are_rejected():
   config = _grid_config(model={"noise_std": [0.0, 0.1]})  # 0 drops the noise
-  task = trainer.validate(config)
-  ds = types.SimpleNamespace(image_shape=(16, 16, 3), num_classes=None)
   with pytest.raises(ValueError, match="change the model's structure"):
-    ablation.create_stacked_state(config, task, ds, optim.build(config.train),
-                                  trainer.create_state)
+    trainer.setup(config, SPEC)
 
 
 def test_ablation_run_outputs_resume_and_export(tmp_path):

@@ -3,12 +3,11 @@
 import types
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from configs import base
-from scnn_jax import optim, parallel, trainer
+from scnn_jax import trainer
 
 
 def _tiny_config(**model):
@@ -27,20 +26,13 @@ def _batches(n, b=16, hw=12, seed=0):
            "mask": mask, "valid": np.ones((b,), np.float32)}
 
 
+SPEC = types.SimpleNamespace(image_shape=(12, 12, 3), num_classes=None)
+
+
 def _run(config, devices, steps=3):
-  task = trainer.validate(config)
-  ds = types.SimpleNamespace(image_shape=(12, 12, 3), num_classes=None)
-  tx = optim.build(config.train)
-  state, graphs = trainer.create_state(config, task, ds, tx)
-  mesh = parallel.make_mesh(jax.devices()[:devices])
-  state = parallel.replicate(mesh, state)
-  train_fn, _ = trainer.compile_steps(task, graphs, tx, mesh, "stop")
-  key = parallel.replicate(mesh, jax.random.key(0))
-  losses = []
-  for batch in _batches(steps):
-    state, m = train_fn(state, parallel.global_batch(mesh, batch), key)
-    losses.append(float(m["loss"]))
-  return losses, jax.device_get(state["params"])
+  run = trainer.setup(config, SPEC, jax.devices()[:devices])
+  losses = [float(run.train_step(batch)["loss"]) for batch in _batches(steps)]
+  return losses, jax.device_get(run.state["params"])
 
 
 @pytest.mark.parametrize("model", ["scnn", "cnn"])
@@ -68,29 +60,21 @@ def test_gradient_is_not_scaled_by_the_device_count():
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-8)
 
 def test_nonfinite_step_is_not_applied():
-  config = _tiny_config()
-  task = trainer.validate(config)
-  ds = types.SimpleNamespace(image_shape=(12, 12, 3), num_classes=None)
-  tx = optim.build(config.train)
-  state, graphs = trainer.create_state(config, task, ds, tx)
-  mesh = parallel.make_mesh(jax.devices()[:2])
-  state = parallel.replicate(mesh, state)
-  train_fn, _ = trainer.compile_steps(task, graphs, tx, mesh, "stop")
-  key = parallel.replicate(mesh, jax.random.key(0))
+  run = trainer.setup(_tiny_config(), SPEC, jax.devices()[:2])
   good, bad = list(_batches(2))
   bad["image"][0, 0, 0, 0] = np.nan
   bad["mask"][0, 0, 0, 0] = 1.0
-  state, _ = train_fn(state, parallel.global_batch(mesh, good), key)
-  before = jax.device_get(state["params"])
-  state, m = train_fn(state, parallel.global_batch(mesh, bad), key)
+  run.train_step(good)
+  before = jax.device_get(run.state["params"])
+  m = run.train_step(bad)
   assert not bool(m["finite"])
-  assert int(state["first_nonfinite"]) == 1 and int(state["nonfinite"]) == 1
-  for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(state["params"])):
+  assert int(run.state["first_nonfinite"]) == 1
+  assert int(run.state["nonfinite"]) == 1
+  for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(run.state["params"])):
     np.testing.assert_array_equal(a, b)
   # "stop" freezes the state even for the good batches that follow.
-  state, m = train_fn(state, parallel.global_batch(mesh, good), key)
-  assert bool(m["finite"])
-  for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(state["params"])):
+  assert bool(run.train_step(good)["finite"])
+  for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(run.state["params"])):
     np.testing.assert_array_equal(a, b)
 
 

@@ -1,7 +1,6 @@
 """Reliability: preemption, corrupt checkpoints, NaN, extreme inputs, bad configs."""
 
 import glob
-import json
 import os
 import signal
 import subprocess
@@ -15,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from scnn_jax import data, inference, metrics, optim, parallel, trainer
+from scnn_jax import data, inference, metrics, trainer
 from scnn_jax.checkpoint import CheckpointError
 from scnn_jax.config_lib import ConfigError
 from tests.test_train_integration import REPO, tiny_config
@@ -178,15 +177,8 @@ def test_nan_skip_policy_carries_on(tmp_path, monkeypatch, caplog):
 
 
 def test_extreme_masks_and_constant_images_give_finite_numbers():
-  config = tiny_config()
-  task = trainer.validate(config)
   spec = types.SimpleNamespace(image_shape=(16, 16, 3), num_classes=None)
-  tx = optim.build(config.train)
-  state, graphs = trainer.create_state(config, task, spec, tx)
-  mesh = parallel.make_mesh(jax.devices()[:8])
-  state = parallel.replicate(mesh, state)
-  train_fn, eval_fn = trainer.compile_steps(task, graphs, tx, mesh, "stop")
-  key = parallel.replicate(mesh, jax.random.key(0))
+  run = trainer.setup(tiny_config(), spec)
   rng = np.random.default_rng(0)
   masks = np.zeros((8, 16, 16, 1), np.float32)
   masks[1] = 1.0                      # whole image is a hole
@@ -198,16 +190,16 @@ def test_extreme_masks_and_constant_images_give_finite_numbers():
   images[5] = 1.0
   for m in (masks, np.zeros_like(masks), np.ones_like(masks)):
     batch = {"image": images, "mask": m, "valid": np.ones(8, np.float32)}
-    state, out = train_fn(state, parallel.global_batch(mesh, batch), key)
+    out = run.train_step(batch)
     assert bool(out["finite"]) and np.isfinite(float(out["loss"]))
-    pred, _ = eval_fn(state, parallel.global_batch(mesh, batch))
+    pred, _ = run.eval_step(batch)
     result = metrics.evaluate_inpainting(np.asarray(pred["pred"]), images, m)
     for name in ("masked_mse", "full_mse", "psnr", "ssim"):
       assert np.isfinite(result[name]), (name, result)
     for name in ("mean_fill", "biharmonic"):
       filled = metrics.baseline_predictions(name, images, m)
       assert np.isfinite(filled).all()
-  assert int(state["nonfinite"]) == 0
+  assert int(run.state["nonfinite"]) == 0
 
 
 # -----------------------------------------------------------------------------
@@ -291,14 +283,7 @@ def test_valid_random_tiny_configs_train_a_step(neuron, surrogate, decoder,
                       reset=reset, T=T, width=width, threshold=threshold,
                       noise_resample=resample)
   config.masks.kind = mask_kind
-  task = trainer.validate(config)
   ds = data.build(config)
-  tx = optim.build(config.train)
-  state, graphs = trainer.create_state(config, task, ds, tx)
-  mesh = parallel.make_mesh(jax.devices()[:8])
-  state = parallel.replicate(mesh, state)
-  train_fn, _ = trainer.compile_steps(task, graphs, tx, mesh, "stop")
-  batch = next(ds.train_iterator(0, config.train.batch_size))
-  state, out = train_fn(state, parallel.global_batch(mesh, batch),
-                        parallel.replicate(mesh, jax.random.key(0)))
+  run = trainer.setup(config, ds)
+  out = run.train_step(next(ds.train_iterator(0, config.train.batch_size)))
   assert bool(out["finite"]) and np.isfinite(float(out["loss"]))

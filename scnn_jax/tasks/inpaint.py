@@ -11,7 +11,6 @@ pixels (``metrics.masked_se_sums``); metrics are computed on the composite
 from __future__ import annotations
 
 import jax.numpy as jnp
-from flax import nnx
 
 from scnn_jax import decoders, encoders, layers, metrics, neurons, surrogate
 from scnn_jax.config_lib import check_choice, check_int, check_number
