@@ -221,3 +221,18 @@ def test_config_errors_name_the_field(field, value, message):
   with pytest.raises(ConfigError, match=message) as e:
     trainer.validate(config)
   assert f"config.{field}" in str(e.value)
+
+
+@pytest.mark.parametrize("name", ["vae_mnist5k", "vae_mnist",
+                                  "vae_fashion_mnist", "vae_cifar10",
+                                  "vae_celeb_a", "fad_mnist5k", "fad_mnist",
+                                  "fad_fashion_mnist", "fad_cifar10",
+                                  "fad_celeb_a"])
+def test_generation_configs_validate(name):
+  import importlib
+  config = importlib.import_module(f"configs.{name}").get_config()
+  trainer.validate(config)          # no dataset opened
+  if name.startswith("vae_"):
+    assert config.model.T == 16 and config.model.k == 20
+    size = 2 * 2 ** len(config.model.hidden)
+    assert config.data.image_size == size
