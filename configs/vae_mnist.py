@@ -41,7 +41,7 @@ def paper_train(c, *, num_train, epochs=150, batch_size=256):
   steps_per_epoch = num_train // batch_size
   t.batch_size = batch_size
   t.steps = int(round(epochs * num_train / batch_size, -2))
-  t.eval_batch_size = 500
+  t.eval_batch_size = 512
   t.log_every = 200
   t.eval_every = 10 * steps_per_epoch
   t.checkpoint_every = 2 * steps_per_epoch
