@@ -98,7 +98,9 @@ def lecun_normal_np(key, shape, dtype=jnp.float32):
   """
   fan_in = math.prod(shape[:-1])
   try:
-    seed = np.asarray(jax.random.key_data(key)).ravel()
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+      key = jax.random.key_data(key)
+    seed = np.asarray(key).ravel()
   except jax.errors.TracerArrayConversionError:
     return jax.random.normal(key, shape, dtype) / math.sqrt(fan_in)
   rng = np.random.default_rng(seed.astype(np.uint64))

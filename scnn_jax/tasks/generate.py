@@ -168,7 +168,6 @@ class GenerateTask(Task):
     self.inception_batch_size = int(_get(met, "inception_batch_size", 50) or
                                     50)
     self.inception_splits = int(_get(met, "inception_splits", 10) or 10)
-    self.latent = config.model.latent
     self._fad = None
     self._inception_net = None
 
