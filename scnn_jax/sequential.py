@@ -12,17 +12,18 @@ same outputs and gradients (tests/test_perf_features.py):
   convolves all ``T*B`` images at once ("fold") and then runs its neuron
   ``lax.scan`` over T. Fastest; backprop memory grows linearly with T.
 * ``chunk=C``: the whole network advances ``C`` steps at a time, carrying
-  every layer's neuron state from chunk to chunk. With ``remat=True`` each
-  chunk is a ``jax.checkpoint``: the backward pass keeps only the chunk
-  inputs and the neuron states at chunk boundaries and recomputes one chunk
-  at a time, so the activation memory is that of ``C`` steps plus one state
-  per chunk, nearly independent of T. Costs one extra forward pass.
+  every layer's neuron state from chunk to chunk. With ``remat=True`` the
+  chunks run in a ``lax.scan`` with a ``jax.checkpoint``-ed body: the
+  backward pass keeps only the chunk inputs and the neuron states at chunk
+  boundaries and recomputes one chunk at a time, so the activation memory is
+  that of ``C`` steps plus one state per chunk, nearly independent of T
+  (reference network, C=8: XLA temporaries 404 MB at T=8, 392 MB at T=32).
+  Costs one extra forward pass, plus the convs running inside a loop.
+  Without ``remat`` the chunks are a Python loop (no memory saving; for
+  streaming state through long sequences).
 
-Why chunks in fold order rather than a ``lax.scan`` over single steps with a
-checkpointed body: on XLA CPU a conv inside a while loop falls off its fast
-path (its weight gradient runs at ~2 GFLOP/s, BENCHMARKS.md), so the chunk
-loop is a Python loop (one traced copy per chunk: keep ``T / C`` small, e.g.
-<= 16 chunks) and the convs of a chunk run folded over ``C*B`` images.
+Within a chunk the convs run folded over ``C*B`` images (fold order), which
+keeps them on XLA CPU's fast path far better than a scan over single steps.
 
 Training noise: each spiking layer draws step t's noise from
 ``step_keys(key, T)[t]`` whatever the chunking, so chunked and whole runs see
@@ -101,7 +102,33 @@ class SpikingSequential(nnx.Module):
     C = T if self.chunk is None else min(self.chunk, T)
     states = [None] * len(self.layers)
     outs = []
-    for start in range(0, T, C):
+    start = 0
+    if self.remat and T // C > 1:
+      # The first chunk runs outside the loop and gives the state structure;
+      # the other whole chunks run in a lax.scan with a checkpointed body.
+      # Only the loop makes XLA recompute one chunk at a time: with
+      # checkpointed chunks in straight-line code XLA CPU hoisted all
+      # recomputations and peak memory did not drop at all (BENCHMARKS.md).
+      k0 = [None if k is None else k[:C] for k in keys]
+      y, states = fn(self, x[:C], states, k0, example_ids)
+      outs.append(y)
+      n = T // C - 1
+      if n:
+        graphdef, mstate = nnx.split(self)
+
+        def body(states, xs):
+          xc, kc = xs
+          m = nnx.merge(graphdef, mstate)
+          y, states = type(m)._chunk(m, xc, states, kc, example_ids)
+          return states, y
+
+        xs = x[C:C * (n + 1)].reshape((n, C) + x.shape[1:])
+        ks = [None if k is None else
+              k[C:C * (n + 1)].reshape((n, C) + k.shape[1:]) for k in keys]
+        states, ys = jax.lax.scan(jax.checkpoint(body), states, (xs, ks))
+        outs.append(ys.reshape((n * C,) + ys.shape[2:]))
+      start = C * (n + 1)
+    for start in range(start, T, C):
       stop = min(start + C, T)
       chunk_keys = [None if k is None else k[start:stop] for k in keys]
       y, states = fn(self, x[start:stop], states, chunk_keys, example_ids)
