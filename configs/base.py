@@ -1,4 +1,4 @@
-"""python train.py --config configs/base.py    (about 8 minutes on 2 CPU cores)
+"""python train.py --config configs/base.py    (3.5 min on 2 quiet CPU cores)
 
 Paper A's SC-NN (one SpikingConv2d with LIF neurons, then five Conv2d; all
 3x3, stride 1) inpainting 32x32 natural-image patches from the embedded

@@ -41,8 +41,8 @@ from flax import nnx
 
 from scnn_jax import layers, metrics
 from scnn_jax.config_lib import ConfigError
-from scnn_jax.models.vae import (BatchNorm, ConvTranspose2d, dense,
-                                 lecun_normal_np)
+from scnn_jax.models.vae import (BatchNorm, ConvTranspose2d, check_image_size,
+                                 dense, lecun_normal_np)
 
 REFERENCE_FILE = "fad_reference.npz"
 TASK_NAME = "fad_autoencoder"   # its trainer task (scnn_jax.tasks.generate)
@@ -71,10 +71,7 @@ class FadAutoencoder(nnx.Module):
                negative_slope=0.01, conv_impl="auto", rngs: nnx.Rngs):
     h, w, c = image_shape
     hidden = tuple(hidden)
-    size = 2 * 2 ** len(hidden)
-    if (h, w) != (size, size):
-      raise ValueError(f"image size {h}x{w} does not fit {len(hidden)} "
-                       f"stride-2 layers down to 2x2: it must be {size}x{size}")
+    check_image_size(h, w, hidden)
     self.image_shape = (h, w, c)
     self.hidden = hidden
     self.latent_dim = latent_dim

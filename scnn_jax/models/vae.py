@@ -139,6 +139,13 @@ def assign(module: nnx.Module, name: str, value) -> None:
 # -----------------------------------------------------------------------------
 
 
+def check_image_size(h, w, hidden) -> None:
+  """Stride-2 layers halve the image down to 2x2: only one size fits."""
+  size = 2 * 2 ** len(hidden)
+  if (h, w) != (size, size):
+    raise ValueError(f"image size {h}x{w} does not fit {len(hidden)} "
+                     f"stride-2 layers down to 2x2: it must be {size}x{size}")
+
 class Progress(nnx.Variable):
   """Training steps taken (drives FSVAE's scheduled-sampling probability)."""
 
@@ -424,10 +431,7 @@ class SpikingVAE(nnx.Module):
                esvae_lambda=1e-3, conv_impl="auto", rngs: nnx.Rngs):
     h, w, c = image_shape
     hidden = tuple(hidden)
-    size = 2 * 2 ** len(hidden)
-    if (h, w) != (size, size):
-      raise ValueError(f"image size {h}x{w} does not fit {len(hidden)} "
-                       f"stride-2 layers down to 2x2: it must be {size}x{size}")
+    check_image_size(h, w, hidden)
     if latent not in LATENTS:
       raise ValueError(f"unknown latent {latent!r}; allowed: "
                        f"{', '.join(LATENTS)}")

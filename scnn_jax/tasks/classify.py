@@ -48,7 +48,8 @@ from scnn_jax import parallel
 from scnn_jax.config_lib import ConfigError, check_choice, check_int, check_number
 from scnn_jax.models import classifier
 from scnn_jax.tasks.base import Task
-from scnn_jax.tasks.inpaint import DTYPES, neuron_kwargs, validate_neuron
+from scnn_jax.tasks.inpaint import DTYPES, validate_neuron
+from scnn_jax.tasks.neuron_fields import neuron_kwargs
 
 LOSSES = ("mse_count", "cross_entropy")
 AUGMENTS = ("none", "crop", "crop_flip")

@@ -38,10 +38,12 @@ import jax.numpy as jnp
 import numpy as np
 from etils import epath
 
-from scnn_jax import fad, layers, metrics, neurons, surrogate
+from scnn_jax import fad, metrics
 from scnn_jax.config_lib import ConfigError, check_choice, check_int, check_number
 from scnn_jax.models import vae
 from scnn_jax.tasks.base import Task
+from scnn_jax.tasks.neuron_fields import neuron_kwargs
+from scnn_jax.tasks.neuron_fields import validate as validate_neuron
 
 MODELS = ("svae",)
 
@@ -51,40 +53,6 @@ def _get(cfg, key, default=None):
     return cfg.get(key, default)
   except AttributeError:
     return getattr(cfg, key, default)
-
-
-def validate_neuron(m) -> None:
-  """The neuron fields of ``config.model`` (those ``neuron_kwargs`` reads)."""
-  check_choice("model.neuron", m.neuron, layers.NEURONS)
-  check_number("model.threshold", m.threshold, low=0, low_open=True)
-  check_choice("model.surrogate", m.surrogate, surrogate.KINDS)
-  if m.surrogate_param is not None:
-    check_number("model.surrogate_param", m.surrogate_param, low=0,
-                 low_open=True)
-  if m.neuron == "lif":
-    check_choice("model.reset", m.reset, neurons.RESETS)
-    if m.beta is not None:
-      check_number("model.beta", m.beta, low=0, high=1, low_open=True)
-    else:
-      check_number("model.tau", m.tau, low=0, low_open=True)
-  else:
-    check_number("model.alif_tau", m.alif_tau, low=1, low_open=True)
-    if m.adaptation_increment:
-      check_number("model.adaptation_tau", m.adaptation_tau, low=0,
-                   low_open=True)
-
-
-def neuron_kwargs(m) -> dict:
-  """``config.model`` -> ``layers.LIF`` / ``layers.ALIF`` keyword arguments."""
-  common = dict(threshold=m.threshold, surrogate=m.surrogate,
-                surrogate_param=m.surrogate_param)
-  if m.neuron == "lif":
-    timing = dict(beta=m.beta) if m.beta is not None else dict(tau=m.tau)
-    return dict(common, reset=m.reset, detach_reset=m.detach_reset, **timing)
-  adaptation = None
-  if m.adaptation_increment:
-    adaptation = neurons.Adaptation(m.adaptation_tau, m.adaptation_increment)
-  return dict(common, tau=m.alif_tau, adaptation=adaptation)
 
 
 def _hidden(config):

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from scnn_jax import decoders, encoders, layers, metrics, neurons, surrogate
+from scnn_jax import decoders, encoders, layers, metrics
 from scnn_jax.config_lib import check_choice, check_int, check_number
 from scnn_jax.models import inpainting, spiking_inpainting
+from scnn_jax.tasks import neuron_fields
 from scnn_jax.tasks.base import Task
+from scnn_jax.tasks.neuron_fields import neuron_kwargs
 
 MODELS = ("scnn", "cnn", "spiking_decoder")
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -24,23 +26,7 @@ DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 def validate_neuron(m, prefix="model") -> None:
   """Checks the neuron fields shared by every spiking model config."""
   check_int(f"{prefix}.T", m.T, 1)
-  check_choice(f"{prefix}.neuron", m.neuron, layers.NEURONS)
-  check_number(f"{prefix}.threshold", m.threshold, low=0, low_open=True)
-  check_choice(f"{prefix}.surrogate", m.surrogate, surrogate.KINDS)
-  if m.surrogate_param is not None:
-    check_number(f"{prefix}.surrogate_param", m.surrogate_param, low=0,
-                 low_open=True)
-  if m.neuron == "lif":
-    check_choice(f"{prefix}.reset", m.reset, neurons.RESETS)
-    if m.beta is not None:
-      check_number(f"{prefix}.beta", m.beta, low=0, high=1, low_open=True)
-    else:
-      check_number(f"{prefix}.tau", m.tau, low=0, low_open=True)
-  else:
-    check_number(f"{prefix}.alif_tau", m.alif_tau, low=1, low_open=True)
-    if m.adaptation_increment:
-      check_number(f"{prefix}.adaptation_tau", m.adaptation_tau, low=0,
-                   low_open=True)
+  neuron_fields.validate(m, prefix)
   check_number(f"{prefix}.noise_std", m.noise_std, low=0)
   check_choice(f"{prefix}.noise_mode", m.noise_mode, layers.NOISE_MODES)
   check_choice(f"{prefix}.noise_resample", _noise_resample(m),
@@ -54,19 +40,6 @@ def _noise_resample(m) -> str:
   # Workdirs written before the field existed were trained with fresh noise
   # at every step.
   return m.get("noise_resample", "step")
-
-
-def neuron_kwargs(m) -> dict:
-  """``config.model`` -> keyword arguments of ``layers.LIF`` / ``layers.ALIF``."""
-  common = dict(threshold=m.threshold, surrogate=m.surrogate,
-                surrogate_param=m.surrogate_param)
-  if m.neuron == "lif":
-    timing = dict(beta=m.beta) if m.beta is not None else dict(tau=m.tau)
-    return dict(common, reset=m.reset, detach_reset=m.detach_reset, **timing)
-  adaptation = None
-  if m.adaptation_increment:
-    adaptation = neurons.Adaptation(m.adaptation_tau, m.adaptation_increment)
-  return dict(common, tau=m.alif_tau, adaptation=adaptation)
 
 
 class InpaintTask(Task):
