@@ -15,6 +15,7 @@ nothing about time: fold ``[T, B]`` into the batch before calling them.
 
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import jax
@@ -64,10 +65,67 @@ def conv2d(x, kernel, *, strides=1, padding: Padding = "SAME", impl="xla",
   strides = _pairs(strides, "strides")
   pads = explicit_padding(padding, x.shape[1:3], (kh, kw), strides)
   if impl == "xla":
+    # Give the kernel x's varying mesh axes (as in add_bias) so that the
+    # custom VJP below sees matching types inside shard_map.
+    kernel = kernel + jnp.zeros_like(x[(0,) * x.ndim]).astype(kernel.dtype)
+    return _xla_conv(tuple(strides), tuple(map(tuple, pads)), precision)(
+        x, kernel)
+  return _conv2d_matmul(x, kernel, strides, pads, precision)
+
+
+@functools.lru_cache(maxsize=None)
+def _xla_conv(strides, pads, precision):
+  """``lax.conv`` whose batching rule loops over models.
+
+  Under ``jax.vmap`` with both the input and the kernel batched (the K
+  models of a vmapped ablation, each with its own weights and activations)
+  JAX's rule turns K convs into one grouped conv with K groups, which XLA
+  CPU runs ~2x slower than K ordinary convs (measured, 12 models, 16
+  channels, value+grad: 227 vs 125 ms). Here that case runs K ordinary convs,
+  forward and backward; every other case (only the input batched: fold into
+  the batch; only the kernel batched: stack output channels) keeps JAX's
+  rule. Same numbers either way.
+  """
+  def conv(x, kernel):
     return lax.conv_general_dilated(
         x, kernel, strides, pads, dimension_numbers=("NHWC", "HWIO", "NHWC"),
         precision=precision)
-  return _conv2d_matmul(x, kernel, strides, pads, precision)
+
+  def conv_vjp(x, kernel, g):
+    return jax.vjp(conv, x, kernel)[1](g)
+
+  forward, backward = _per_model(conv), _per_model(conv_vjp)
+
+  @jax.custom_vjp
+  def f(x, kernel):
+    return forward(x, kernel)
+
+  def f_fwd(x, kernel):
+    return forward(x, kernel), (x, kernel)
+
+  def f_bwd(res, g):
+    return backward(*res, g)
+
+  f.defvjp(f_fwd, f_bwd)
+  return f
+
+
+def _per_model(fn):
+  """``fn(x, kernel, *rest)`` that vmaps as a loop when x and kernel are batched."""
+  looped = jax.custom_batching.custom_vmap(fn)
+
+  @looped.def_vmap
+  def rule(axis_size, in_batched, *args):
+    if in_batched[0] and in_batched[1]:
+      outs = [looped(*[a[i] if b else a for a, b in zip(args, in_batched)])
+              for i in range(axis_size)]
+      out = jax.tree.map(lambda *o: jnp.stack(o), *outs)
+    else:
+      out = jax.vmap(fn, in_axes=[0 if b else None for b in in_batched])(
+          *args)
+    return out, jax.tree.map(lambda _: True, out)
+
+  return looped
 
 
 def _conv2d_matmul(x, kernel, strides, pads, precision):

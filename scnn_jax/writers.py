@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import tempfile
 import time
 
@@ -69,7 +70,7 @@ class MetricWriter:
     if self._tb is not None:
       for name, value in _flatten(scalars):
         if isinstance(value, (int, float)) and math.isfinite(value):
-          self._tb.add_scalar(f"{kind}/{name}", value, step)
+          self._tb.add_scalar(_tb_tag(f"{kind}/{name}"), value, step)
     if flush:
       self.flush()
 
@@ -127,3 +128,9 @@ def _fmt(seconds: float) -> str:
   h, rem = divmod(seconds, 3600)
   m, s = divmod(rem, 60)
   return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
+
+
+def _tb_tag(name: str) -> str:
+  # TensorBoard tags allow [A-Za-z0-9_./-]; ablation point names such as
+  # "tau=40_threshold=1" would be renamed with one warning line per tag.
+  return re.sub(r"[^A-Za-z0-9_./-]", "_", name)

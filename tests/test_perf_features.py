@@ -138,6 +138,41 @@ def test_add_bias_gradient_matches_autodiff():
   np.testing.assert_allclose(vb[0], gf[1], rtol=1e-6)
 
 
+@pytest.mark.parametrize("batched", ["both", "input", "kernel"])
+def test_vmapped_conv_equals_separate_convs_and_never_groups(batched):
+  # "both": the models of a vmapped ablation, each with its own kernel and
+  # activations; JAX's own rule would make one grouped conv, conv2d runs K
+  # ordinary ones. The other cases keep JAX's rule.
+  k = 3
+  xs = jax.random.normal(jax.random.PRNGKey(0), (k, 2, 7, 7, 4))
+  ws = jax.random.normal(jax.random.PRNGKey(1), (k, 3, 3, 4, 5))
+  x_ax, w_ax = {"both": (0, 0), "input": (0, None), "kernel": (None, 0)}[batched]
+  xs = xs if x_ax == 0 else xs[0]
+  ws = ws if w_ax == 0 else ws[0]
+  f = lambda w, x: jnp.sum(jnp.sin(conv.conv2d(x, w, strides=2, padding=1)))
+  vg = jax.vmap(jax.value_and_grad(f, (0, 1)), in_axes=(w_ax, x_ax))
+  (v, (gw, gx)) = jax.jit(vg)(ws, xs)
+  for i in range(k):
+    wi = ws[i] if w_ax == 0 else ws
+    xi = xs[i] if x_ax == 0 else xs
+    ref = jax.lax.conv_general_dilated(
+        xi, wi, (2, 2), ((1, 1), (1, 1)),
+        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    vi, (gwi, gxi) = jax.value_and_grad(
+        lambda w, x: jnp.sum(jnp.sin(jax.lax.conv_general_dilated(
+            x, w, (2, 2), ((1, 1), (1, 1)),
+            dimension_numbers=("NHWC", "HWIO", "NHWC")))), (0, 1))(wi, xi)
+    np.testing.assert_allclose(v[i], vi, rtol=1e-5)
+    np.testing.assert_allclose(gw[i], gwi, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(gx[i], gxi, rtol=1e-4, atol=1e-5)
+    assert ref.shape == (2, 4, 4, 5)
+  if batched == "both":
+    text = str(jax.make_jaxpr(vg)(ws, xs))
+    assert text.count("conv_general_dilated") >= 3 * k
+    assert f"feature_group_count={k}" not in text
+    assert f"batch_group_count={k}" not in text
+
+
 def test_final_state_continues_the_sequence():
   x = _x(4)[..., :2]
   lyr = layers.SpikingConv2d(2, 3, neuron="alif", rngs=nnx.Rngs(0))
