@@ -399,7 +399,8 @@ def train_and_evaluate(config, workdir) -> dict:
                    f" [{name}]" if name else "", shown)
     return result
 
-  train_iter = dataset.train_iterator(start, t.batch_size, pidx, pcount)
+  train_iter = parallel.DevicePrefetch(
+      mesh, dataset.train_iterator(start, t.batch_size, pidx, pcount))
   progress = Progress(t.steps, start)
   preemption = PreemptionWatch()
   pending, wait_s, loop_t0 = [], 0.0, time.time()
@@ -407,7 +408,7 @@ def train_and_evaluate(config, workdir) -> dict:
   eval_s, result = 0.0, None
   for step in range(start, t.steps):
     t0 = time.time()
-    batch = parallel.global_batch(mesh, next(train_iter))
+    batch = next(train_iter)
     wait_s += time.time() - t0
     state, step_metrics = train_fn(state, batch, key)
     pending.append(step_metrics)
@@ -439,8 +440,10 @@ def train_and_evaluate(config, workdir) -> dict:
       writer.close()
       ckpt.close()
       preemption.close()
+      train_iter.close()
       raise Preempted(done, ckpt.directory)
   preemption.close()
+  train_iter.close()
   ckpt.wait()
   if result is None:  # resumed a finished run: evaluate it again
     result = run_eval(start)

@@ -84,3 +84,29 @@ def test_batch_not_divisible_by_devices_is_a_config_error():
   with pytest.raises(ValueError, match=r"config.train.batch_size = 12: must be "
                      r"divisible by the number of devices \(8\)"):
     trainer.validate(config)
+
+
+def test_device_prefetch_keeps_order_shards_and_raises_source_errors():
+  from scnn_jax import parallel
+  mesh = parallel.make_mesh()
+  host = list(_batches(5))
+  it = parallel.DevicePrefetch(mesh, iter(host), size=2)
+  got = list(it)
+  assert len(got) == 5
+  for g, h in zip(got, host):
+    assert g["image"].sharding.spec == parallel.batch_sharded(mesh).spec
+    np.testing.assert_array_equal(np.asarray(g["image"]), h["image"])
+
+  def failing():
+    yield host[0]
+    raise ValueError("unreadable file x.png")
+
+  it = parallel.DevicePrefetch(mesh, failing())
+  next(it)
+  with pytest.raises(ValueError, match="x.png"):
+    next(it)
+  # An endless source stops with close() (the trainer's exits).
+  it = parallel.DevicePrefetch(mesh, iter(lambda: host[0], None), size=1)
+  next(it)
+  it.close()
+  assert not it._thread.is_alive()
