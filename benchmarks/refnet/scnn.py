@@ -20,7 +20,6 @@ if os.environ.get("SCNN_BENCH_DEFAULT_MALLOC") != "1":
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
 import optax  # noqa: E402
 from flax import nnx  # noqa: E402
 
