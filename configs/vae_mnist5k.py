@@ -1,4 +1,4 @@
-"""python train.py --config configs/vae_mnist5k.py    (CPU, minutes; embedded data)
+"""python train.py --config configs/vae_mnist5k.py    (2 CPU cores, ~10 min; embedded data)
 
 Paper B's generator on the embedded 5,000-image MNIST subset (4,000 train /
 1,000 held out), resized to 32x32: a fully spiking VAE (FSVAE's architecture
