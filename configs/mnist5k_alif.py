@@ -1,4 +1,4 @@
-"""python train.py --config configs/mnist5k_alif.py   (2 CPU cores, ~15 min)
+"""python train.py --config configs/mnist5k_alif.py   (2 CPU cores: 2.5 min quiet, up to ~15 min shared)
 
 Paper B's MNISTNet (``configs/mnist_alif.py``) scaled to the embedded
 5,000-image MNIST subset shipped with the repo (4,000 train / 1,000 held-out

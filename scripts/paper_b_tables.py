@@ -1,7 +1,7 @@
 """Paper B's two comparisons on the embedded data, as tables in docs/paper_b.md.
 
-    python scripts/paper_b_tables.py --table classify   # 3 runs, ~15 min each
-    python scripts/paper_b_tables.py --table taid       # 4 runs, a few min each
+    python scripts/paper_b_tables.py --table classify   # 3 rows x 3 seeds, ~2.5 min each
+    python scripts/paper_b_tables.py --table taid       # 4 rows x 3 seeds, ~2 min each
     python scripts/paper_b_tables.py --table all [--parallel 3]
 
 Each row is one ordinary ``train.py`` run (its exact command is printed in the
