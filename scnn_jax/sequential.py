@@ -12,15 +12,19 @@ same outputs and gradients (tests/test_perf_features.py):
   convolves all ``T*B`` images at once ("fold") and then runs its neuron
   ``lax.scan`` over T. Fastest; backprop memory grows linearly with T.
 * ``chunk=C``: the whole network advances ``C`` steps at a time, carrying
-  every layer's neuron state from chunk to chunk. With ``remat=True`` the
-  chunks run in a ``lax.scan`` with a ``jax.checkpoint``-ed body: the
-  backward pass keeps only the chunk inputs and the neuron states at chunk
-  boundaries and recomputes one chunk at a time, so the activation memory is
-  that of ``C`` steps plus one state per chunk, nearly independent of T
-  (reference network, C=8: XLA temporaries 404 MB at T=8, 392 MB at T=32).
-  Costs one extra forward pass, plus the convs running inside a loop.
-  Without ``remat`` the chunks are a Python loop (no memory saving; for
-  streaming state through long sequences).
+  every layer's neuron state from chunk to chunk. With ``remat=True`` each
+  chunk is ``jax.checkpoint``-ed so that the backward pass keeps only the
+  chunk inputs and the neuron states at chunk boundaries and recomputes one
+  chunk at a time. Only a loop forces XLA to recompute one chunk at a time
+  (in straight-line code its scheduler may hoist all recomputations), so on
+  GPU / TPU the chunks after the first run in a ``lax.scan`` with a
+  checkpointed body (``scan_chunks=None`` = auto). On XLA CPU that loop is a
+  trap: convs inside a while loop leave the fast path (0.02 vs 0.96 train
+  steps/s, reference network, T = 16), and the im2col formulation that stays
+  fast needs 9x the activation memory; so on CPU the chunks are a Python
+  loop, which runs at full speed but does NOT lower peak memory
+  (BENCHMARKS.md has the measurements). Without ``remat`` the chunks are a
+  Python loop everywhere (for streaming state through long sequences).
 
 Within a chunk the convs run folded over ``C*B`` images (fold order), which
 keeps them on XLA CPU's fast path far better than a scan over single steps.
@@ -79,16 +83,19 @@ class SpikingSequential(nnx.Module):
     layers: modules or callables; spiking ones follow the ``run`` contract.
     chunk: steps per chunk (None: the whole sequence at once).
     remat: checkpoint each chunk (with ``chunk``) or the whole stack.
+    scan_chunks: run the checkpointed chunks in a ``lax.scan`` (True), a
+      Python loop (False), or choose by backend (None: scan except on CPU).
   """
 
   def __init__(self, layers: Sequence, *, chunk: int | None = None,
-               remat: bool = False):
+               remat: bool = False, scan_chunks: bool | None = None):
     if chunk is not None and chunk < 1:
       raise ValueError(f"chunk must be None or >= 1, got {chunk}")
     self.layers = nnx.List([l if isinstance(l, nnx.Module) else Lambda(l)
                             for l in layers])
     self.chunk = chunk
     self.remat = remat
+    self.scan_chunks = scan_chunks
 
   def __call__(self, x, *, rngs: nnx.Rngs | None = None,
                deterministic: bool | None = None, example_ids=None):
@@ -103,12 +110,12 @@ class SpikingSequential(nnx.Module):
     states = [None] * len(self.layers)
     outs = []
     start = 0
-    if self.remat and T // C > 1:
+    scan = self.scan_chunks
+    if scan is None:
+      scan = jax.default_backend() != "cpu"
+    if self.remat and scan and T // C > 1:
       # The first chunk runs outside the loop and gives the state structure;
       # the other whole chunks run in a lax.scan with a checkpointed body.
-      # Only the loop makes XLA recompute one chunk at a time: with
-      # checkpointed chunks in straight-line code XLA CPU hoisted all
-      # recomputations and peak memory did not drop at all (BENCHMARKS.md).
       k0 = [None if k is None else k[:C] for k in keys]
       y, states = fn(self, x[:C], states, k0, example_ids)
       outs.append(y)
@@ -144,3 +151,4 @@ class SpikingSequential(nnx.Module):
         x = layer(x)
       new_states.append(state)
     return x, new_states
+

@@ -15,7 +15,7 @@ from scnn_jax import backend, conv, layers, sequential
 
 
 def _net(neuron="lif", noise_std=None, chunk=None, remat=False, order="fold",
-         dtype=None, deep=None):
+         dtype=None, deep=None, scan_chunks=None):
   """deep: two spiking layers (stride 2, upsample); default: deep without
   noise, one spiking layer with noise (keeps compile times short)."""
   deep = noise_std is None if deep is None else deep
@@ -27,7 +27,8 @@ def _net(neuron="lif", noise_std=None, chunk=None, remat=False, order="fold",
     stack += [layers.SpikingConv2d(4, 4, strides=2, rngs=rngs, **kw),
               sequential.Upsample2d(2)]
   stack.append(layers.Conv2d(4, 1, rngs=rngs, dtype=dtype))
-  return sequential.SpikingSequential(stack, chunk=chunk, remat=remat)
+  return sequential.SpikingSequential(stack, chunk=chunk, remat=remat,
+                                      scan_chunks=scan_chunks)
 
 
 def _x(T=4):
@@ -54,13 +55,18 @@ def _reference(neuron, noise):
   return _loss_and_grads(_net(neuron, std), _x(), noise)
 
 
-@pytest.mark.parametrize("neuron,noise,chunk,remat", [
-    ("lif", True, 2, True), ("alif", False, 3, False)])
-def test_chunked_remat_matches_layer_by_layer(neuron, noise, chunk, remat):
+@pytest.mark.parametrize("neuron,noise,chunk,remat,scan", [
+    ("lif", True, 2, True, True), ("lif", True, 2, True, False),
+    ("alif", False, 3, False, None)])
+def test_chunked_remat_matches_layer_by_layer(neuron, noise, chunk, remat,
+                                              scan):
+  # scan=True: the checkpointed chunk scan used on GPU/TPU; False: the
+  # Python loop used on CPU.
   x = _x()
   std = 0.2 if noise else None
   l0, g0 = _reference(neuron, noise)
-  l1, g1 = _loss_and_grads(_net(neuron, std, chunk, remat), x, noise)
+  l1, g1 = _loss_and_grads(
+      _net(neuron, std, chunk, remat, scan_chunks=scan), x, noise)
   np.testing.assert_allclose(l1, l0, rtol=1e-6)
   flat0, flat1 = jax.tree.leaves(g0), jax.tree.leaves(g1)
   assert len(flat0) == len(flat1)
