@@ -54,12 +54,13 @@ are part of `benchmarks/refnet/report.py`.
 the GPU table is still to be produced on such a machine).
 **Versions:** {versions}.
 
-**Shared machine caveat.** Other jobs ran on this 2-core machine during the
-measurements. Every process records `cpu avail` = its CPU time / (wall x
-cores): 1.00 is a quiet machine, 0.5 means half of the cores went to other
-processes. Implementations were interleaved (fresh process per measurement,
-rotated order per round, median over rounds), so load hits them alike, but
-absolute steps/s are only comparable at similar `cpu avail`.
+**Load.** This machine is shared. Every process records `cpu avail` = its
+CPU time / (wall x cores): 1.00 is a quiet machine, 0.5 means half of the
+cores went to other processes; compare absolute steps/s only at similar
+`cpu avail`. Implementations are interleaved (fresh process per
+measurement, rotated order per round, median over rounds), so load hits
+them alike; PyTorch's spinning OpenMP threads lose far more than XLA under
+load, so a loaded run flatters scnn_jax.
 
 ## Reference network (issue 6): train steps/s, B = 32
 
@@ -101,11 +102,8 @@ How each library runs it (benchmarks/refnet/):
 
 ### Spot measurements on a quiet machine (not regenerated)
 
-The full run above shares the machine with other jobs (see `cpu avail`).
-PyTorch's OpenMP threads spin-wait and collapse under oversubscription much
-more than XLA's thread pool, so the peer ratios of a loaded run flatter
-scnn_jax. For reference, figures taken earlier on the same machine while it
-was quiet (`cpu avail` 0.95), interleaved in one process
+Figures taken earlier, before the last performance changes, on the same
+machine while it was quiet (`cpu avail` 0.95), interleaved in one process
 (`/work/scratch`-style A/B of the same train step, T = 8, B = 32):
 
 | scnn_jax train step, T = 8 | ms | steps/s | % fp32 peak |
@@ -129,16 +127,20 @@ the neuron states at chunk boundaries and recomputes one chunk at a time.
 `remat` alone (no chunk) checkpoints the whole stack (only saves the
 forward activations between the forward and backward passes).
 
-How the chunks run: the first chunk runs on its own (it gives the state
-structure), the remaining whole chunks run in a `lax.scan` whose body is
-`jax.checkpoint`-ed, and the convs of a chunk run folded over C x B images.
-The loop matters: an earlier version checkpointed chunks in straight-line
-code (a Python loop), and XLA CPU's scheduler, which is not memory-aware,
-hoisted all recomputed forward passes together, so the step buffers did not
-shrink at all (1346 MB default vs 1334 MB chunk 8 + remat at T = 32; a
-custom VJP with `optimization_barrier` did not help either). Inside a
-while loop XLA must recompute one chunk at a time. The target line above
-gives the verdict of this run. "XLA buffers" = arguments + outputs +
+How the chunks run: with `remat=True` each chunk is `jax.checkpoint`-ed.
+Only a loop forces XLA to recompute one chunk at a time; in straight-line
+code (a Python loop of checkpointed chunks) XLA CPU's scheduler, which is
+not memory-aware, hoists all recomputed forward passes together, so the step
+buffers do not shrink (1346 MB default vs 1334 MB chunk 8 + remat at T = 32
+in an earlier run; a custom VJP with `optimization_barrier` did not help
+either). A `lax.scan` over checkpointed chunks is that loop, but on XLA CPU
+its convs leave the fast path: 0.02 train steps/s at T = 16 (vs 0.96 for
+the default), and switching them to the im2col formulation (fast inside
+loops) raised the XLA buffers to 1622 MB at T = 16 (default 680 MB). So
+`SpikingSequential(scan_chunks=None)` uses the scan only on GPU/TPU (not
+measured here: no accelerator) and the Python loop on CPU, where chunked
+remat runs at near full speed but **does not lower peak memory: the memory
+target is not met on CPU**. "XLA buffers" = arguments + outputs +
 temporaries of the compiled train step (exact, from
 `compiled.memory_analysis()`); peak RSS also holds the runtime, compiler and
 Python (~0.5-0.8 GB) and is inflated by the tuned allocator, which keeps
