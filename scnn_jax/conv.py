@@ -65,9 +65,7 @@ def conv2d(x, kernel, *, strides=1, padding: Padding = "SAME", impl="xla",
   strides = _pairs(strides, "strides")
   pads = explicit_padding(padding, x.shape[1:3], (kh, kw), strides)
   if impl == "xla":
-    # Give the kernel x's varying mesh axes (as in add_bias) so that the
-    # custom VJP below sees matching types inside shard_map.
-    kernel = kernel + jnp.zeros_like(x[(0,) * x.ndim]).astype(kernel.dtype)
+    kernel = _varying_like(kernel, x)
     return _xla_conv(tuple(strides), tuple(map(tuple, pads)), precision)(
         x, kernel)
   return _conv2d_matmul(x, kernel, strides, pads, precision)
@@ -212,12 +210,18 @@ def add_bias(y, bias):
   237 -> 181 ms, SpikingConv2d 477 -> 226 ms. Same numbers up to summation
   order.
   """
-  # Inside shard_map the bias is replicated while y varies over the mesh: give
-  # the bias y's varying axes first (zeros_like carries them), so that the
-  # implicit broadcast -- whose transpose is the psum of the bias gradient --
-  # stays in JAX's autodiff and the custom VJP sees matching types.
-  bias = bias + jnp.zeros_like(y[(0,) * (y.ndim - 1)])
-  return _add_bias(y, bias)
+  return _add_bias(y, _varying_like(bias, y))
+
+
+def _varying_like(param, x):
+  """``param`` with the varying mesh axes of ``x`` (a no-op outside shard_map).
+
+  Inside shard_map a replicated parameter meets activations that vary over
+  the mesh. Giving it their varying axes before a custom VJP keeps the
+  implicit broadcast -- whose transpose is the psum of the parameter's
+  gradient -- in JAX's autodiff, and the custom VJP sees matching types.
+  """
+  return param + jnp.zeros_like(x[(0,) * x.ndim]).astype(param.dtype)
 
 
 @jax.custom_vjp

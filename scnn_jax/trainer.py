@@ -406,44 +406,46 @@ def train_and_evaluate(config, workdir) -> dict:
   pending, wait_s, loop_t0 = [], 0.0, time.time()
   session_t0, base_time = time.time(), float(meta["train_time_s"])
   eval_s, result = 0.0, None
-  for step in range(start, t.steps):
-    t0 = time.time()
-    batch = next(train_iter)
-    wait_s += time.time() - t0
-    state, step_metrics = train_fn(state, batch, key)
-    pending.append(step_metrics)
-    done = step + 1
-    if done % t.log_every == 0 or done == t.steps:
-      host = jax.device_get(pending)
-      pending = []
-      _check_finite(state, t.nan_policy, ckpt, points)
-      elapsed = time.time() - loop_t0
-      scalars = _train_scalars(host, points)
-      scalars["input_wait_fraction"] = wait_s / max(elapsed, 1e-9)
-      scalars["steps_per_s"] = len(host) / max(elapsed, 1e-9)
-      writer.write(done, "train", scalars)
-      logging.info(progress.line(done, scalars["loss"],
-                                 f" (mean of {K} points)" if K else ""))
-      wait_s, loop_t0 = 0.0, time.time()
-    if done % t.eval_every == 0 or done == t.steps:
-      e0 = time.time()
-      result = run_eval(done)
-      eval_s += time.time() - e0
-    if done % t.checkpoint_every == 0 or done == t.steps:
-      meta["train_time_s"] = base_time + time.time() - session_t0 - eval_s
-      ckpt.save(done, state, meta, force=done == t.steps)
-    if done < t.steps and preemption.reached(done):
-      meta["train_time_s"] = base_time + time.time() - session_t0 - eval_s
-      if ckpt.latest_step() != done:
-        ckpt.save(done, state, meta, force=True)
-      ckpt.wait()
-      writer.close()
-      ckpt.close()
-      preemption.close()
-      train_iter.close()
-      raise Preempted(done, ckpt.directory)
-  preemption.close()
-  train_iter.close()
+  # The SIGTERM handler and the prefetch thread end with the loop, also when
+  # it stops on a non-finite loss or a preemption.
+  try:
+    for step in range(start, t.steps):
+      t0 = time.time()
+      batch = next(train_iter)
+      wait_s += time.time() - t0
+      state, step_metrics = train_fn(state, batch, key)
+      pending.append(step_metrics)
+      done = step + 1
+      if done % t.log_every == 0 or done == t.steps:
+        host = jax.device_get(pending)
+        pending = []
+        _check_finite(state, t.nan_policy, ckpt, points)
+        elapsed = time.time() - loop_t0
+        scalars = _train_scalars(host, points)
+        scalars["input_wait_fraction"] = wait_s / max(elapsed, 1e-9)
+        scalars["steps_per_s"] = len(host) / max(elapsed, 1e-9)
+        writer.write(done, "train", scalars)
+        logging.info(progress.line(done, scalars["loss"],
+                                   f" (mean of {K} points)" if K else ""))
+        wait_s, loop_t0 = 0.0, time.time()
+      if done % t.eval_every == 0 or done == t.steps:
+        e0 = time.time()
+        result = run_eval(done)
+        eval_s += time.time() - e0
+      if done % t.checkpoint_every == 0 or done == t.steps:
+        meta["train_time_s"] = base_time + time.time() - session_t0 - eval_s
+        ckpt.save(done, state, meta, force=done == t.steps)
+      if done < t.steps and preemption.reached(done):
+        meta["train_time_s"] = base_time + time.time() - session_t0 - eval_s
+        if ckpt.latest_step() != done:
+          ckpt.save(done, state, meta, force=True)
+        ckpt.wait()
+        writer.close()
+        ckpt.close()
+        raise Preempted(done, ckpt.directory)
+  finally:
+    preemption.close()
+    train_iter.close()
   ckpt.wait()
   if result is None:  # resumed a finished run: evaluate it again
     result = run_eval(start)
