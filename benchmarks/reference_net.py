@@ -57,12 +57,18 @@ def run_job(impl, T, extra, args, log):
   python = sys.executable if impl == "scnn_jax" else args.peer_python
   steps = args.steps if T <= 8 else args.steps_long
   budget = args.budget
-  if impl == "spyx":  # ~100x slower: a few steps are enough to time it
+  if impl == "spyx" and not args.gpu:  # ~100x slower on CPU: a few steps
     steps, budget = min(steps, args.spyx_steps), 1.0
   cmd = [python, "-m", f"benchmarks.refnet.{MODULES[impl]}", "--T", str(T),
          "--steps", str(steps), "--budget", str(budget)] + list(extra)
-  env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="2",
-             MKL_NUM_THREADS="2", GLIBC_TUNABLES=GLIBC_TUNABLES)
+  if args.gpu and impl in ("snntorch", "norse"):
+    cmd += ["--device", "cuda"]
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+                 p for p in (ROOT, os.environ.get("PYTHONPATH")) if p),
+             OMP_NUM_THREADS="2", MKL_NUM_THREADS="2",
+             GLIBC_TUNABLES=GLIBC_TUNABLES,
+             SCNN_PEAK_GFLOPS=str(common.PEAK_GFLOPS),
+             SCNN_PEAK_NAME=common.PEAK_NAME)
   if args.default_malloc or "--default-malloc" in extra:
     env.pop("GLIBC_TUNABLES")
     env["SCNN_BENCH_DEFAULT_MALLOC"] = "1"
@@ -79,10 +85,12 @@ def run_job(impl, T, extra, args, log):
   rec = json.loads(line[-1][len("RESULT "):])
   if "--default-malloc" in extra or args.default_malloc:
     rec["variant"] += ", default malloc"
+  dev = (f"device {rec['dev_peak_mb']:6.0f} MB  "
+         if rec.get("dev_peak_mb") is not None else "")
   print(f"  {impl:9s} T={T:2d} {rec['variant']:28s} "
         f"{rec['steps_per_s']:6.2f} steps/s  {rec['pct_peak']:5.1f} % peak  "
-        f"rss {rec['peak_rss_mb']:6.0f} MB  cpu avail {rec['cpu_avail']:.2f}  "
-        f"({time.time() - t0:.0f} s)", flush=True)
+        f"rss {rec['peak_rss_mb']:6.0f} MB  {dev}cpu avail "
+        f"{rec['cpu_avail']:.2f}  ({time.time() - t0:.0f} s)", flush=True)
   return rec
 
 
@@ -103,7 +111,9 @@ def run_jobs(jobs, args, log, rounds=None):
     for f in ("steps_per_s", "infer_img_s", "gflops", "pct_peak", "compile_s",
               "cpu_avail", "step_s"):
       m[f] = float(np.median([r[f] for r in rs]))
-    m["peak_rss_mb"] = float(np.median([r["peak_rss_mb"] for r in rs]))
+    for f in ("peak_rss_mb", "dev_peak_mb"):
+      vals = [r[f] for r in rs if r.get(f) is not None]
+      m[f] = float(np.median(vals)) if vals else None
     m["runs"] = len(rs)
     out[key] = m
   return out
@@ -113,11 +123,17 @@ def fmt_rates(r):
   return "/".join(f"{100 * x:.0f}" for x in r)
 
 
+def _dev(v):
+  return "" if v.get("dev_peak_mb") is None else f"{v['dev_peak_mb']:.0f}"
+
+
 def main_table(res, Ts):
+  gpu = any(v.get("dev_peak_mb") is not None for v in res.values())
+  mem = "peak device MB | peak RSS MB" if gpu else "peak RSS MB"
   lines = ["| library | variant | T | train steps/s | vs fastest peer | "
-           "inference img/s | % fp32 peak | peak RSS MB | compile s | "
+           f"inference img/s | % {common.PEAK_NAME} | {mem} | compile s | "
            "loss first -> last (steps) | spike rates % | cpu avail |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+           "|---" * (13 if gpu else 12) + "|"]
   summary = {}
   for T in Ts:
     rows = [v for (i, var, t), v in res.items() if t == T and
@@ -132,6 +148,7 @@ def main_table(res, Ts):
       lines.append(
           f"| {v['impl']} | {v['variant']} | {T} | {v['steps_per_s']:.2f} | "
           f"{ratio} | {v['infer_img_s']:.0f} | {v['pct_peak']:.1f} | "
+          + (f"{_dev(v)} | " if gpu else "") +
           f"{v['peak_rss_mb']:.0f} | {v['compile_s']:.1f} | "
           f"{v['loss_first']:.4f} -> {v['loss_last']:.4f} "
           f"({v['steps_timed'] + 1}) | {fmt_rates(v['rates'])} | "
@@ -140,9 +157,11 @@ def main_table(res, Ts):
 
 
 def variant_table(res, keys):
-  lines = ["| variant | T | train steps/s | % fp32 peak | XLA buffers MB | "
-           "peak RSS MB | compile s | loss first -> last | cpu avail |",
-           "|---|---|---|---|---|---|---|---|---|"]
+  gpu = any(res[k].get("dev_peak_mb") is not None for k in keys if k in res)
+  mem = "peak device MB | peak RSS MB" if gpu else "peak RSS MB"
+  lines = [f"| variant | T | train steps/s | % {common.PEAK_NAME} | "
+           f"XLA buffers MB | {mem} | compile s | loss first -> last | "
+           "cpu avail |", "|---" * (10 if gpu else 9) + "|"]
   for key in keys:
     if key not in res:
       continue
@@ -150,7 +169,8 @@ def variant_table(res, keys):
     xla = f"{v['xla_mb']:.0f}" if v.get("xla_mb") else ""
     lines.append(
         f"| {v['variant']} | {v['T']} | {v['steps_per_s']:.2f} | "
-        f"{v['pct_peak']:.1f} | {xla} | {v['peak_rss_mb']:.0f} | "
+        f"{v['pct_peak']:.1f} | {xla} | "
+        + (f"{_dev(v)} | " if gpu else "") + f"{v['peak_rss_mb']:.0f} | "
         f"{v['compile_s']:.1f} | {v['loss_first']:.4f} -> "
         f"{v['loss_last']:.4f} | {v['cpu_avail']:.2f} |")
   return "\n".join(lines)
@@ -169,9 +189,18 @@ def machine():
   except OSError:
     isa = "?"
   mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-  return (f"{model}, {os.cpu_count()} cores ({isa}), {mem:.0f} GiB RAM, "
+  gpu = ""
+  try:
+    gpu = subprocess.run(
+        ["nvidia-smi", "--query-gpu=name,memory.total,driver_version",
+         "--format=csv,noheader"], capture_output=True, text=True,
+        timeout=30).stdout.strip()
+  except (OSError, subprocess.SubprocessError):
+    pass
+  gpu = f"GPU: {gpu} (driver); host: " if gpu else ""
+  return (f"{gpu}{model}, {os.cpu_count()} cores ({isa}), {mem:.0f} GiB RAM, "
           f"{platform.system()} {platform.release()}, Python "
-          f"{platform.python_version()}; fp32 peak taken as "
+          f"{platform.python_version()}; {common.PEAK_NAME} taken as "
           f"{common.PEAK_GFLOPS:.0f} GFLOP/s")
 
 
@@ -206,7 +235,30 @@ def main():
   ap.add_argument("--spyx-max-T", type=int, default=8)
   ap.add_argument("--budget", type=float, default=30.0,
                   help="max seconds of timed steps per process")
-  ap.add_argument("--peer-python", default="/work/venv-bench/bin/python")
+  ap.add_argument("--peer-python", default=None,
+                  help="python with torch, snntorch, norse and spyx "
+                  "(default /work/venv-bench/bin/python; with --gpu this "
+                  "python)")
+  ap.add_argument("--gpu", action="store_true",
+                  help="run on the GPU: JAX's default backend, PyTorch "
+                  "peers on cuda, %% of --peak-gflops, device memory "
+                  "columns, writes BENCHMARKS_GPU.md")
+  ap.add_argument("--peak-gflops", type=float, default=494_700.0,
+                  help="with --gpu: the peak the %% column divides by "
+                  "(default: H100 SXM dense TF32, 494.7 TFLOP/s; f32 convs "
+                  "run as TF32 in JAX and PyTorch by default)")
+  ap.add_argument("--only", nargs="+",
+                  choices=("main", "remat", "extras", "layer"),
+                  default=("main", "remat", "extras", "layer"),
+                  help="sections to measure (the others can come from "
+                  "--results-in)")
+  ap.add_argument("--results-in", nargs="*", default=[],
+                  help="JSON files of earlier --results-out runs to merge "
+                  "(e.g. sections measured in separate sessions)")
+  ap.add_argument("--results-out", default="",
+                  help="write this run's (merged) records as JSON")
+  ap.add_argument("--log", default=os.path.join(tempfile.gettempdir(),
+                                                "reference_net.log"))
   ap.add_argument("--remat-T", type=int, nargs="*", default=[8, 16, 32])
   ap.add_argument("--chunk", type=int, default=8)
   ap.add_argument("--no-extras", action="store_true",
@@ -220,58 +272,84 @@ def main():
   args = ap.parse_args()
   if args.quick:
     args.T, args.rounds, args.remat_T, args.no_extras = [8], 1, [], True
+  if args.gpu:
+    common.PEAK_GFLOPS = args.peak_gflops
+    common.PEAK_NAME = "TF32 peak"
+    if args.write == os.path.join(ROOT, "BENCHMARKS.md"):
+      args.write = os.path.join(ROOT, "BENCHMARKS_GPU.md")
+  if args.peer_python is None:
+    args.peer_python = (sys.executable if args.gpu else
+                        "/work/venv-bench/bin/python")
   if not os.path.exists(args.peer_python):
     print(f"peer python {args.peer_python} not found: running scnn_jax only "
           "(pip install -r requirements-bench.txt in a separate venv)")
     args.impls = ["scnn_jax"]
-  log_path = os.path.join(tempfile.gettempdir(), "reference_net.log")
+  log_path = args.log
   log = open(log_path, "w")
   t0 = time.time()
 
-  print("== main table", flush=True)
-  jobs = [(i, T, []) for T in args.T for i in args.impls
-          if not (i == "spyx" and T > args.spyx_max_T)]
-  if "scnn_jax" in args.impls:
-    jobs += [("scnn_jax", T, ["--fused-upsample"]) for T in args.T]
-  res = run_jobs(jobs, args, log)
+  res = {}
+  for path in args.results_in:
+    with open(path) as f:
+      for r in json.load(f):
+        res[(r["impl"], r["variant"], r["T"])] = r
+  if "main" in args.only:
+    print("== main table", flush=True)
+    spyx_max_T = 32 if args.gpu else args.spyx_max_T
+    jobs = [(i, T, []) for T in args.T for i in args.impls
+            if not (i == "spyx" and T > spyx_max_T)]
+    if "scnn_jax" in args.impls:
+      jobs += [("scnn_jax", T, ["--fused-upsample"]) for T in args.T]
+    res.update(run_jobs(jobs, args, log))
 
   remat_keys, extra_keys = [], []
-  if "scnn_jax" in args.impls and args.remat_T:
+  if "scnn_jax" in args.impls and args.remat_T and "remat" in args.only:
     print("== remat / chunking", flush=True)
     rjobs = []
     for T in args.remat_T:
       rjobs.append(("scnn_jax", T, []))
       rjobs.append(("scnn_jax", T, ["--remat"]))
       rjobs.append(("scnn_jax", T, ["--chunk", str(args.chunk), "--remat"]))
-    rres = run_jobs([j for j in rjobs if j[2] or j[1] not in args.T], args,
-                    log, args.extra_rounds)
+    rres = run_jobs([j for j in rjobs if j[2] or ("scnn_jax", "default", j[1])
+                     not in res], args, log, args.extra_rounds)
     res.update({k: v for k, v in rres.items() if k not in res})
     for T in args.remat_T:
       remat_keys += [("scnn_jax", "default", T), ("scnn_jax", "remat", T),
                      ("scnn_jax", f"chunk {args.chunk}, remat", T)]
-  if "scnn_jax" in args.impls and not args.no_extras:
+  if ("scnn_jax" in args.impls and not args.no_extras and
+      "extras" in args.only):
     print("== mixed precision, order, unroll, malloc", flush=True)
     xjobs = [("scnn_jax", 8, ["--dtype", "bfloat16"]),
              ("scnn_jax", 8, ["--unroll", "full"]),
              ("scnn_jax", 8, ["--unroll", "1"]),
              ("scnn_jax", 16, ["--unroll", "full"]),
              ("scnn_jax", 16, ["--unroll", "1"]),
-             ("scnn_jax", 8, ["--order", "step", "--conv-impl", "matmul"]),
-             ("scnn_jax", 8, ["--default-malloc"])]
+             ("scnn_jax", 8, ["--order", "step", "--conv-impl", "matmul"])]
+    if args.gpu:  # the mixed-precision switch is meant for accelerators
+      xjobs.insert(1, ("scnn_jax", 32, ["--dtype", "bfloat16"]))
+    else:  # the host allocator matters on CPU only
+      xjobs.append(("scnn_jax", 8, ["--default-malloc"]))
     xres = run_jobs(xjobs, args, log, args.extra_rounds)
     res.update(xres)
     extra_keys = [("scnn_jax", "default", 8)] + list(xres) + [
-        ("scnn_jax", "default", 16)]
+        ("scnn_jax", "default", 16), ("scnn_jax", "default", 32)]
   layer_out = ""
-  if "scnn_jax" in args.impls and not args.no_extras:
+  if ("scnn_jax" in args.impls and not args.no_extras and
+      "layer" in args.only):
     print("== single layer (benchmarks/spiking_conv.py)", flush=True)
-    p = subprocess.run([sys.executable, "benchmarks/spiking_conv.py", "--all"],
+    p = subprocess.run([sys.executable, "benchmarks/spiking_conv.py", "--all"]
+                       + (["--rounds", "50"] if args.gpu else []),
                        cwd=ROOT, capture_output=True, text=True,
-                       env=dict(os.environ, PYTHONPATH=ROOT))
+                       env=dict(os.environ, PYTHONPATH=os.pathsep.join(
+                           p for p in (ROOT, os.environ.get("PYTHONPATH"))
+                           if p)))
     layer_out = "\n".join(l for l in p.stdout.splitlines()
                           if l.startswith(("|", "neuron-scan", "jax ")))
     print(layer_out)
   log.close()
+  if args.results_out:
+    with open(args.results_out, "w") as f:
+      json.dump(list(res.values()), f, indent=1)
 
   table, summary = main_table(res, args.T)
   print("\n" + table)
@@ -281,7 +359,18 @@ def main():
     print("\n" + variant_table(res, remat_keys))
   if extra_keys:
     print("\n" + variant_table(res, extra_keys))
-  if args.write:
+  if args.write and args.gpu:
+    from benchmarks.refnet import report_gpu
+    report_gpu.write(args.write, table=table, summary=summary,
+                     remat=variant_table(res, remat_keys) if remat_keys
+                     else "",
+                     extras=variant_table(res, extra_keys) if extra_keys
+                     else "", layer=layer_out, machine=machine(),
+                     versions=versions(args), argv=" ".join(sys.argv[1:]),
+                     res=res, args=args,
+                     date=datetime.date.today().isoformat())
+    print(f"wrote {args.write}")
+  elif args.write:
     from benchmarks.refnet import report
     report.write(args.write, table=table, summary=summary,
                  remat=variant_table(res, remat_keys) if remat_keys else "",

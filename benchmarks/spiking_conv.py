@@ -85,6 +85,9 @@ def main():
         "conv+ReLU (matmul conv)": (bare("matmul"), opts),
         "SpikingConv2d fold/matmul": (spiking("fold", "matmul"), opts),
         "SpikingConv2d step/matmul": (spiking("step", "matmul"), opts),
+    })
+  if args.all and opts is not None:  # options exist on CPU only
+    cases.update({
         "conv+ReLU, no compiler options": (bare("xla"), None),
         "SpikingConv2d fold/xla, no compiler options":
             (spiking("fold", "xla"), None),

@@ -40,8 +40,11 @@ LAYERS = {
 }
 SPIKING = ("c1", "c2", "c3", "c4")
 # fp32 peak of the benchmark machine: 2 cores x 2 FMA units x 8 lanes x 2
-# FLOP x 2.45 GHz (AMD EPYC, AVX2 + FMA). Override with SCNN_PEAK_GFLOPS.
+# FLOP x 2.45 GHz (AMD EPYC, AVX2 + FMA). reference_net.py --gpu sets both
+# for the accelerator (f32 convs run as TF32 on NVIDIA tensor cores in JAX
+# and PyTorch alike, so that is the peak that bounds them).
 PEAK_GFLOPS = float(os.environ.get("SCNN_PEAK_GFLOPS", "156.8"))
+PEAK_NAME = os.environ.get("SCNN_PEAK_NAME", "fp32 peak")
 
 
 def flops_per_step(T: int) -> float:
@@ -154,6 +157,7 @@ def finish(record: dict, T: int):
   record["gflops"] = flops_per_step(T) / record["step_s"] / 1e9
   record["pct_peak"] = 100.0 * record["gflops"] / PEAK_GFLOPS
   record["peak_rss_mb"] = peak_rss_mb()
+  record.setdefault("dev_peak_mb", None)
   losses = record["losses"]
   record["loss_first"], record["loss_last"] = losses[0], losses[-1]
   record["loss_falls"] = bool(losses[-1] < losses[0])
@@ -168,4 +172,7 @@ def base_args(parser):
   parser.add_argument("--budget", type=float, default=60.0,
                       help="max seconds of timed train steps")
   parser.add_argument("--threads", type=int, default=2)
+  parser.add_argument("--device", default="cpu",
+                      help="PyTorch device of the peers (cpu or cuda); the "
+                      "JAX implementations use JAX's default backend")
   return parser

@@ -25,15 +25,14 @@ from benchmarks.refnet import common, torch_common
 def main():
   args = common.base_args(argparse.ArgumentParser()).parse_args()
   torch_common.setup(args.threads)
-  convs = torch_common.convs()
+  convs = torch_common.convs(device=args.device)
   scale = 1.0 - common.BETA  # dt * tau_mem_inv
-  p = LIFBoxParameters(tau_mem_inv=torch.as_tensor(scale / 1e-3),
-                       v_leak=torch.as_tensor(0.0),
-                       v_th=torch.as_tensor(common.THRESHOLD * scale),
-                       v_reset=torch.as_tensor(0.0), method="super",
-                       alpha=torch.as_tensor(common.SLOPE / scale),
+  t = lambda v: torch.as_tensor(v, device=args.device)
+  p = LIFBoxParameters(tau_mem_inv=t(scale / 1e-3), v_leak=t(0.0),
+                       v_th=t(common.THRESHOLD * scale), v_reset=t(0.0),
+                       method="super", alpha=t(common.SLOPE / scale),
                        reset_method=reset_subtract)
-  cells = [LIFBoxCell(p, dt=1e-3) for _ in common.SPIKING]
+  cells = [LIFBoxCell(p, dt=1e-3).to(args.device) for _ in common.SPIKING]
 
   def forward(x, T, rates=None):
     states = [None] * 4

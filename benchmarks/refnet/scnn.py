@@ -23,7 +23,7 @@ import jax.numpy as jnp  # noqa: E402
 import optax  # noqa: E402
 from flax import nnx  # noqa: E402
 
-from benchmarks.refnet import common  # noqa: E402
+from benchmarks.refnet import common, jax_common  # noqa: E402
 from scnn_jax import layers, sequential  # noqa: E402
 
 
@@ -136,7 +136,8 @@ def main():
     variant.append(f"unroll {args.unroll}")
   rec.update(impl="scnn_jax", variant=", ".join(variant) or "default",
              version=f"jax {jax.__version__}", rates=rates,
-             infer_img_s=common.B / t_inf, xla_mb=xla_mb)
+             infer_img_s=common.B / t_inf, xla_mb=xla_mb,
+             dev_peak_mb=jax_common.device_peak_mb())
   common.finish(rec, T)
 
 

@@ -21,10 +21,11 @@ from benchmarks.refnet import common, torch_common
 def main():
   args = common.base_args(argparse.ArgumentParser()).parse_args()
   torch_common.setup(args.threads)
-  convs = torch_common.convs()
+  convs = torch_common.convs(device=args.device)
   lif = [snn.Leaky(beta=common.BETA, threshold=common.THRESHOLD,
                    spike_grad=surrogate.fast_sigmoid(slope=common.SLOPE),
-                   reset_mechanism="subtract", reset_delay=False)
+                   reset_mechanism="subtract", reset_delay=False
+                   ).to(args.device)
          for _ in common.SPIKING]
 
   def forward(x, T, rates=None):

@@ -23,7 +23,7 @@ import spyx  # noqa: E402
 import spyx.nn as snn  # noqa: E402
 from flax import nnx  # noqa: E402
 
-from benchmarks.refnet import common  # noqa: E402
+from benchmarks.refnet import common, jax_common  # noqa: E402
 
 
 class RefLIF(nnx.Module):
@@ -115,7 +115,7 @@ def main():
   rec.update(impl="spyx", variant="spyx.nn.run (lax.scan)",
              version=f"spyx {getattr(spyx, '__version__', '?')}, jax "
              f"{jax.__version__}", rates=r, infer_img_s=common.B / t_inf,
-             xla_mb=None)
+             xla_mb=None, dev_peak_mb=jax_common.device_peak_mb())
   common.finish(rec, T)
 
 

@@ -14,7 +14,20 @@ def setup(threads: int):
   torch.manual_seed(0)
 
 
-def convs(channels_last=True):
+def sync_of(device: str):
+  """What makes a timer wait for the device's queued work."""
+  if device.startswith("cuda"):
+    return lambda r: (torch.cuda.synchronize(), r)[1]
+  return lambda r: r
+
+
+def peak_device_mb(device: str):
+  if device.startswith("cuda"):
+    return torch.cuda.max_memory_allocated() / 2**20
+  return None
+
+
+def convs(channels_last=True, device="cpu"):
   mods = {}
   for name, (cin, cout, stride, _) in common.LAYERS.items():
     conv = torch.nn.Conv2d(cin, cout, 3, stride, padding=1)
@@ -23,7 +36,7 @@ def convs(channels_last=True):
       conv.weight.copy_(torch.from_numpy(k).permute(3, 2, 0, 1))  # HWIO->OIHW
       conv.bias.copy_(torch.from_numpy(b))
     mods[name] = conv
-  m = torch.nn.ModuleDict(mods)
+  m = torch.nn.ModuleDict(mods).to(device)
   if channels_last:
     m = m.to(memory_format=torch.channels_last)
   return m
@@ -35,9 +48,10 @@ def stride2_pad(conv, x):
   return F.conv2d(F.pad(x, (0, 1, 0, 1)), conv.weight, conv.bias, stride=2)
 
 
-def batch(channels_last=True):
+def batch(channels_last=True, device="cpu"):
   x, img, mask = common.batch()
-  to = lambda a: torch.from_numpy(a).permute(0, 3, 1, 2).contiguous()
+  to = lambda a: torch.from_numpy(a).permute(0, 3, 1, 2).contiguous().to(
+      device)
   x, img, mask = to(x), to(img), to(mask)
   if channels_last:
     x = x.to(memory_format=torch.channels_last)
@@ -46,7 +60,8 @@ def batch(channels_last=True):
 
 def run(net_forward, params, args, impl, version, rates_fn):
   """Train/infer timing of ``net_forward(x, T) -> pred`` (NCHW)."""
-  x, img, mask = batch()
+  x, img, mask = batch(device=args.device)
+  sync = sync_of(args.device)
   T = args.T
   with torch.no_grad():
     rates = rates_fn(x, T)
@@ -61,13 +76,15 @@ def run(net_forward, params, args, impl, version, rates_fn):
     return loss.detach()
 
   _, rec = common.train_and_time(step, None, steps=args.steps,
-                                 budget_s=args.budget, loss_of=lambda l: l)
+                                 budget_s=args.budget, loss_of=lambda l: l,
+                                 sync=sync)
 
   def infer():
     with torch.no_grad():
       return net_forward(x, T)
 
-  t_inf = common.time_inference(infer)
+  t_inf = common.time_inference(infer, sync=sync)
   rec.update(impl=impl, variant="channels-last", version=version,
-             rates=rates, infer_img_s=common.B / t_inf, xla_mb=None)
+             rates=rates, infer_img_s=common.B / t_inf, xla_mb=None,
+             dev_peak_mb=peak_device_mb(args.device))
   common.finish(rec, T)
