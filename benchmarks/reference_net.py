@@ -3,6 +3,9 @@
     python benchmarks/reference_net.py                 # full run, writes BENCHMARKS.md
     python benchmarks/reference_net.py --quick         # T=8 only, 1 round, no extras
     python benchmarks/reference_net.py --T 8 16 --impls scnn_jax snntorch
+    python benchmarks/reference_net.py --gpu           # on a GPU machine:
+        # one python with jax[cuda] + CUDA torch, snntorch, norse, spyx;
+        # writes BENCHMARKS_GPU.md
 
 Every measurement runs in a fresh process (``python -m benchmarks.refnet.<impl>``),
 and the processes are interleaved: round r runs every (T, implementation) once,
@@ -252,6 +255,10 @@ def main():
                   default=("main", "remat", "extras", "layer"),
                   help="sections to measure (the others can come from "
                   "--results-in)")
+  ap.add_argument("--extra-variants", nargs="+",
+                  choices=("bf16", "unroll", "order", "malloc"),
+                  default=("bf16", "unroll", "order", "malloc"),
+                  help="which alternatives the extras section measures")
   ap.add_argument("--results-in", nargs="*", default=[],
                   help="JSON files of earlier --results-out runs to merge "
                   "(e.g. sections measured in separate sessions)")
@@ -319,16 +326,19 @@ def main():
   if ("scnn_jax" in args.impls and not args.no_extras and
       "extras" in args.only):
     print("== mixed precision, order, unroll, malloc", flush=True)
-    xjobs = [("scnn_jax", 8, ["--dtype", "bfloat16"]),
-             ("scnn_jax", 8, ["--unroll", "full"]),
-             ("scnn_jax", 8, ["--unroll", "1"]),
-             ("scnn_jax", 16, ["--unroll", "full"]),
-             ("scnn_jax", 16, ["--unroll", "1"]),
-             ("scnn_jax", 8, ["--order", "step", "--conv-impl", "matmul"])]
+    xjobs = {"bf16": [("scnn_jax", 8, ["--dtype", "bfloat16"])],
+             "unroll": [("scnn_jax", 8, ["--unroll", "full"]),
+                        ("scnn_jax", 8, ["--unroll", "1"]),
+                        ("scnn_jax", 16, ["--unroll", "full"]),
+                        ("scnn_jax", 16, ["--unroll", "1"])],
+             "order": [("scnn_jax", 8, ["--order", "step", "--conv-impl",
+                                        "matmul"])],
+             "malloc": [("scnn_jax", 8, ["--default-malloc"])]}
     if args.gpu:  # the mixed-precision switch is meant for accelerators
-      xjobs.insert(1, ("scnn_jax", 32, ["--dtype", "bfloat16"]))
-    else:  # the host allocator matters on CPU only
-      xjobs.append(("scnn_jax", 8, ["--default-malloc"]))
+      xjobs["bf16"].append(("scnn_jax", 32, ["--dtype", "bfloat16"]))
+      xjobs.pop("malloc")  # the host allocator matters on CPU only
+    xjobs = [j for name in xjobs if name in args.extra_variants
+             for j in xjobs[name]]
     xres = run_jobs(xjobs, args, log, args.extra_rounds)
     res.update(xres)
     extra_keys = [("scnn_jax", "default", 8)] + list(xres) + [
