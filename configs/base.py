@@ -66,6 +66,7 @@ def get_config():
   d.num_eval = 256
   d.prefetch = 4
   d.num_threads = 2
+  d.num_workers = 0               # >0: reader processes (GPU/TPU hosts)
 
   c.masks = k = config_dict.ConfigDict()
   k.kind = "box"                  # box | center | stroke | pixels

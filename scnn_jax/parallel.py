@@ -92,7 +92,8 @@ class DevicePrefetch:
   between two steps; ``next`` only waits when the input is really late (what
   the trainer reports as ``input_wait_fraction``). Errors of the source are
   raised from ``next``. ``close()`` stops the thread (it is a daemon, so an
-  unclosed one never keeps the process alive).
+  unclosed one never keeps the process alive) and then closes ``batches``
+  if it can be closed (grain's worker processes).
   """
 
   _END = object()
@@ -100,6 +101,7 @@ class DevicePrefetch:
   def __init__(self, mesh, batches, size: int = 2):
     self._queue = queue.Queue(maxsize=max(int(size), 1))
     self._stop = threading.Event()
+    self._batches = batches
     self._thread = threading.Thread(target=self._work, args=(mesh, batches),
                                     daemon=True, name="device-prefetch")
     self._thread.start()
@@ -137,6 +139,9 @@ class DevicePrefetch:
   def close(self):
     self._stop.set()
     self._thread.join(timeout=5)
+    close = getattr(self._batches, "close", None)
+    if close is not None and not self._thread.is_alive():
+      close()
 
 
 def example_ids(local_batch_size: int):

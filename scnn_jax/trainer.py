@@ -461,7 +461,7 @@ def train_and_evaluate(config, workdir) -> dict:
 _RUN_LENGTH_FIELDS = ("train.steps", "train.log_every", "train.eval_every",
                       "train.checkpoint_every", "train.keep_checkpoints",
                       "train.num_sample_images", "data.prefetch",
-                      "data.num_threads")
+                      "data.num_threads", "data.num_workers")
 
 
 def _write_config(workdir, config, resumed: bool):

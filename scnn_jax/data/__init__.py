@@ -30,6 +30,9 @@ Config fields read here (``configs/base.py`` defines them)::
   config.data.num_eval             int >= 1, size of the fixed eval set
   config.data.prefetch             int >= 0, batches read ahead
   config.data.num_threads          int >= 0, reader threads
+  config.data.num_workers          optional int >= 0, default 0: reader
+                                   processes instead of threads (use on a
+                                   GPU/TPU host whose step outruns threads)
   config.data.train_crop           random | center (optional, default random;
                                    tfds / mnist5k images larger than the size)
   config.masks.kind                box | center | stroke | pixels
@@ -103,6 +106,7 @@ def validate_config(config) -> None:
   num_eval = check_int("data.num_eval", d("num_eval"), minimum=1)
   check_int("data.prefetch", d("prefetch", 2), minimum=0)
   check_int("data.num_threads", d("num_threads", 2), minimum=0)
+  check_int("data.num_workers", d("num_workers", 0), minimum=0)
   check_choice("data.train_crop", d("train_crop", "random"), TRAIN_CROPS)
   if source == "embedded":
     name = check_choice("data.name", d("name"), EMBEDDED_NAMES)
@@ -156,4 +160,5 @@ def build(config) -> Dataset:
   mask_gen = masks_lib.MaskGenerator.from_config(mcfg, size, size)
   return Dataset(src, mask_gen, seed=int(config.seed),
                  prefetch=int(_get(data, "prefetch", 2)),
-                 num_threads=int(_get(data, "num_threads", 2)), name=name)
+                 num_threads=int(_get(data, "num_threads", 2)),
+                 num_workers=int(_get(data, "num_workers", 0)), name=name)
