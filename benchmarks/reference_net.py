@@ -256,8 +256,8 @@ def main():
                   help="sections to measure (the others can come from "
                   "--results-in)")
   ap.add_argument("--extra-variants", nargs="+",
-                  choices=("bf16", "unroll", "order", "malloc"),
-                  default=("bf16", "unroll", "order", "malloc"),
+                  choices=("bf16", "unroll", "order", "malloc", "chunk"),
+                  default=("bf16", "unroll", "order", "malloc", "chunk"),
                   help="which alternatives the extras section measures")
   ap.add_argument("--results-in", nargs="*", default=[],
                   help="JSON files of earlier --results-out runs to merge "
@@ -333,7 +333,8 @@ def main():
                         ("scnn_jax", 16, ["--unroll", "1"])],
              "order": [("scnn_jax", 8, ["--order", "step", "--conv-impl",
                                         "matmul"])],
-             "malloc": [("scnn_jax", 8, ["--default-malloc"])]}
+             "malloc": [("scnn_jax", 8, ["--default-malloc"])],
+             "chunk": [("scnn_jax", T, ["--chunk", "4"]) for T in (8, 16, 32)]}
     if args.gpu:  # the mixed-precision switch is meant for accelerators
       xjobs["bf16"].append(("scnn_jax", 32, ["--dtype", "bfloat16"]))
       xjobs.pop("malloc")  # the host allocator matters on CPU only

@@ -24,7 +24,10 @@ same outputs and gradients (tests/test_perf_features.py):
   fast needs 9x the activation memory; so on CPU the chunks are a Python
   loop, which runs at full speed but does NOT lower peak memory
   (BENCHMARKS.md has the measurements). Without ``remat`` the chunks are a
-  Python loop everywhere (for streaming state through long sequences).
+  Python loop everywhere (for streaming state through long sequences, and
+  for speed on CPU: ``chunk=4`` trained the reference network 7-28 % faster
+  than ``chunk=None`` at T = 8-32, as the folded convs' working set stays
+  smaller).
 
 Within a chunk the convs run folded over ``C*B`` images (fold order), which
 keeps them on XLA CPU's fast path far better than a scan over single steps.

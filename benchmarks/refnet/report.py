@@ -119,6 +119,24 @@ library (norse) and 1.06x the hand-written PyTorch loop; the fused
 upsample-conv variant is ~25 % faster again (table above, same load for
 both rows).
 
+**Time chunks without remat on CPU** (`SpikingSequential(chunk=4)`: the
+whole network advances 4 steps at a time, each conv folded over 4 x B = 128
+images instead of T x B; same FLOPs and outputs), one interleaved run on a
+quiet machine, 2026-11-24:
+`python benchmarks/reference_net.py --T 8 16 32 --impls scnn_jax norse --rounds 1 --remat-T --only main extras --extra-variants chunk --write ''`
+
+| T | scnn_jax default | scnn_jax chunk 4 | norse | chunk 4 / norse | chunk 4 % fp32 peak |
+|---|---|---|---|---|---|
+| 8 | 2.49 | 2.67 | 2.33 | 1.15 | 68 |
+| 16 | 0.99 | 1.27 | 1.16 | 1.09 | 65 |
+| 32 | 0.43 | 0.52 | 0.56 | 0.93 | 53 |
+
+Chunks of 4 are 7-28 % faster than folding all T steps at once on this CPU
+(the folded convs' working set outgrows the caches as T grows) and put
+scnn_jax ahead of norse up to T = 16. Not the default: `SpikingSequential`
+records no spike rates in chunked mode, and on GPU folding all of T is
+better (larger convs). Use `chunk=4` on CPU when T > 8.
+
 ## Rematerialisation and time chunks (memory)
 
 `SpikingSequential(chunk=C, remat=True)` advances the whole network C steps
