@@ -110,3 +110,10 @@ def test_device_prefetch_keeps_order_shards_and_raises_source_errors():
   next(it)
   it.close()
   assert not it._thread.is_alive()
+  # ... and a closable source (grain's worker processes) is closed after it.
+  endless = (host[0] for _ in iter(int, 1))
+  it = parallel.DevicePrefetch(mesh, endless, size=1)
+  next(it)
+  it.close()
+  assert not it._thread.is_alive()
+  assert endless.gi_frame is None  # generator.close() ran
