@@ -34,7 +34,10 @@ keeps them on XLA CPU's fast path far better than a scan over single steps.
 
 Training noise: each spiking layer draws step t's noise from
 ``step_keys(key, T)[t]`` whatever the chunking, so chunked and whole runs see
-the same noise. Spike rates are not recorded in chunked mode.
+the same noise. Spike rates: under ``nnx.capture(net, SpikeRate)`` each
+spiking layer records one rate for the whole sequence (the mean over all T
+steps, whatever the chunking), as a lone layer's call does; with
+``remat=True`` capturing raises NotImplementedError (a flax limitation).
 """
 
 from __future__ import annotations
@@ -79,6 +82,12 @@ def _is_spiking(layer) -> bool:
   return hasattr(layer, "run") and hasattr(layer, "init_state")
 
 
+def _record_rate(layer, rate):
+  # SpikingConv2d records through its neuron module (same capture path as
+  # its own call); bare neuron layers record themselves.
+  getattr(layer, "neuron", layer).record_rate(rate)
+
+
 class SpikingSequential(nnx.Module):
   """Layers applied in order to a time-major sequence (module docstring).
 
@@ -103,6 +112,12 @@ class SpikingSequential(nnx.Module):
   def __call__(self, x, *, rngs: nnx.Rngs | None = None,
                deterministic: bool | None = None, example_ids=None):
     T = x.shape[0]
+    if self.remat and hasattr(self, "__captures__"):
+      # nnx.split of a captured module holding a list of layers fails in
+      # flax with an opaque pytree-sorting error; say what to do instead.
+      raise NotImplementedError(
+          "SpikingSequential(remat=True) cannot run under nnx.capture: "
+          "capture spike rates with remat=False (same outputs and rates)")
     keys = [l.step_keys(l.noise_key(rngs, deterministic), T)
             if _is_spiking(l) and hasattr(l, "noise_key") else None
             for l in self.layers]
@@ -112,6 +127,15 @@ class SpikingSequential(nnx.Module):
     C = T if self.chunk is None else min(self.chunk, T)
     states = [None] * len(self.layers)
     outs = []
+    # Per spiking layer: sum over chunks of (chunk's mean rate x its length).
+    rate_sums = [None] * len(self.layers)
+
+    def add_rates(rates, steps):
+      for i, r in enumerate(rates):
+        if r is not None:
+          r = jnp.sum(r) if steps is None else r * steps
+          rate_sums[i] = r if rate_sums[i] is None else rate_sums[i] + r
+
     start = 0
     scan = self.scan_chunks
     if scan is None:
@@ -120,8 +144,9 @@ class SpikingSequential(nnx.Module):
       # The first chunk runs outside the loop and gives the state structure;
       # the other whole chunks run in a lax.scan with a checkpointed body.
       k0 = [None if k is None else k[:C] for k in keys]
-      y, states = fn(self, x[:C], states, k0, example_ids)
+      y, states, rates = fn(self, x[:C], states, k0, example_ids)
       outs.append(y)
+      add_rates(rates, C)
       n = T // C - 1
       if n:
         graphdef, mstate = nnx.split(self)
@@ -129,29 +154,40 @@ class SpikingSequential(nnx.Module):
         def body(states, xs):
           xc, kc = xs
           m = nnx.merge(graphdef, mstate)
-          y, states = type(m)._chunk(m, xc, states, kc, example_ids)
-          return states, y
+          y, states, rates = type(m)._chunk(m, xc, states, kc, example_ids)
+          return states, (y, rates)
 
         xs = x[C:C * (n + 1)].reshape((n, C) + x.shape[1:])
         ks = [None if k is None else
               k[C:C * (n + 1)].reshape((n, C) + k.shape[1:]) for k in keys]
-        states, ys = jax.lax.scan(jax.checkpoint(body), states, (xs, ks))
+        states, (ys, rates) = jax.lax.scan(jax.checkpoint(body), states,
+                                           (xs, ks))
         outs.append(ys.reshape((n * C,) + ys.shape[2:]))
+        add_rates([None if r is None else r * C for r in rates], None)
       start = C * (n + 1)
     for start in range(start, T, C):
       stop = min(start + C, T)
       chunk_keys = [None if k is None else k[start:stop] for k in keys]
-      y, states = fn(self, x[start:stop], states, chunk_keys, example_ids)
+      y, states, rates = fn(self, x[start:stop], states, chunk_keys,
+                            example_ids)
       outs.append(y)
+      add_rates(rates, stop - start)
+    for layer, total in zip(self.layers, rate_sums):
+      if total is not None:
+        _record_rate(layer, total / T)
     return outs[0] if len(outs) == 1 else jnp.concatenate(outs, axis=0)
 
   def _chunk(self, x, states, keys, example_ids):
-    new_states = []
+    """(output, new states, per-layer mean spike rate or None) of a chunk."""
+    new_states, rates = [], []
     for layer, state, k in zip(self.layers, states, keys):
+      rate = None
       if _is_spiking(layer):
         x, state = layer.run(x, state, k, example_ids)
+        rate = jnp.mean(x.astype(jnp.float32))
       else:
         x = layer(x)
       new_states.append(state)
-    return x, new_states
+      rates.append(rate)
+    return x, new_states, rates
 

@@ -202,6 +202,32 @@ def test_sequential_errors():
     sequential.SpikingSequential([], chunk=0)
 
 
+@pytest.mark.parametrize("chunk", [None, 4, 6])
+def test_sequential_records_whole_sequence_spike_rates(chunk):
+  # T = 6 in chunks of 4 + 2: each layer records the mean over all steps,
+  # the same value a lone layer's own call records.
+  from scnn_jax import metrics
+  from scnn_jax.variables import SpikeRate
+  x = jax.random.uniform(jax.random.PRNGKey(0), (6, 2, 8, 8, 2)) * 3
+  make = lambda: [layers.SpikingConv2d(2, 4, rngs=nnx.Rngs(0)),
+                  layers.SpikingConv2d(4, 4, rngs=nnx.Rngs(1))]
+  a, b = make()
+  _, cap_a = nnx.capture(a, SpikeRate)(x)
+  _, cap_b = nnx.capture(b, SpikeRate)(a(x))
+  want = [metrics.spike_rates(cap_a)["neuron"],
+          metrics.spike_rates(cap_b)["neuron"]]
+  assert 0.0 < want[1] < want[0] < 1.0  # non-trivial and distinct
+  net = sequential.SpikingSequential(make(), chunk=chunk)
+  _, cap = nnx.capture(net, SpikeRate)(x)
+  got = metrics.spike_rates(cap)
+  assert sorted(got) == ["layers/0/neuron", "layers/1/neuron"]
+  np.testing.assert_allclose(
+      [got["layers/0/neuron"], got["layers/1/neuron"]], want, rtol=1e-6)
+  remat = sequential.SpikingSequential(make(), chunk=chunk, remat=True)
+  with pytest.raises(NotImplementedError, match="remat=False"):
+    nnx.capture(remat, SpikeRate)(x)
+
+
 @pytest.mark.parametrize("impl,hw", [("xla", (5, 4)), ("matmul", (6, 6))])
 def test_upsample_conv_equals_upsample_then_conv(impl, hw):
   x = jax.random.normal(jax.random.PRNGKey(0), (2,) + hw + (3,))

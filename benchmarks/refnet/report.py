@@ -133,9 +133,9 @@ quiet machine, 2026-11-24:
 
 Chunks of 4 are 7-28 % faster than folding all T steps at once on this CPU
 (the folded convs' working set outgrows the caches as T grows) and put
-scnn_jax ahead of norse up to T = 16. Not the default: `SpikingSequential`
-records no spike rates in chunked mode, and on GPU folding all of T is
-better (larger convs). Use `chunk=4` on CPU when T > 8.
+scnn_jax ahead of norse up to T = 16. Not yet the default: one run only,
+and the tables above would have to be regenerated with it; on GPU folding
+all of T is better (larger convs). Use `chunk=4` on CPU when T > 8.
 
 ## Rematerialisation and time chunks (memory)
 
