@@ -39,12 +39,11 @@ if point is not None:
   c = ablation.points(c)[point].config
 t0 = time.time()
 trainer.train_and_evaluate(c, {workdir!r})
-import jax
-stats = jax.local_devices()[0].memory_stats() or {{}}
+from benchmarks.refnet import jax_common
 print(json.dumps({{"wall_s": time.time() - t0,
                   "peak_rss_mb": resource.getrusage(
                       resource.RUSAGE_SELF).ru_maxrss / 1024,
-                  "dev_peak_mb": stats.get("peak_bytes_in_use", 0) / 2**20}}))
+                  "dev_peak_mb": jax_common.device_peak_mb() or 0.0}}))
 """
 
 

@@ -56,6 +56,11 @@ GLIBC_TUNABLES = ("glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold="
                   "1073741824:glibc.malloc.arena_max=1")
 
 
+def _pythonpath():
+  # The repo first, then whatever the caller had (e.g. carried packages).
+  return os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p)
+
+
 def run_job(impl, T, extra, args, log):
   python = sys.executable if impl == "scnn_jax" else args.peer_python
   steps = args.steps if T <= 8 else args.steps_long
@@ -66,9 +71,8 @@ def run_job(impl, T, extra, args, log):
          "--steps", str(steps), "--budget", str(budget)] + list(extra)
   if args.gpu and impl in ("snntorch", "norse"):
     cmd += ["--device", "cuda"]
-  env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-                 p for p in (ROOT, os.environ.get("PYTHONPATH")) if p),
-             OMP_NUM_THREADS="2", MKL_NUM_THREADS="2",
+  env = dict(os.environ, PYTHONPATH=_pythonpath(), OMP_NUM_THREADS="2",
+             MKL_NUM_THREADS="2",
              GLIBC_TUNABLES=GLIBC_TUNABLES,
              SCNN_PEAK_GFLOPS=str(common.PEAK_GFLOPS),
              SCNN_PEAK_NAME=common.PEAK_NAME)
@@ -351,9 +355,7 @@ def main():
     p = subprocess.run([sys.executable, "benchmarks/spiking_conv.py", "--all"]
                        + (["--rounds", "50"] if args.gpu else []),
                        cwd=ROOT, capture_output=True, text=True,
-                       env=dict(os.environ, PYTHONPATH=os.pathsep.join(
-                           p for p in (ROOT, os.environ.get("PYTHONPATH"))
-                           if p)))
+                       env=dict(os.environ, PYTHONPATH=_pythonpath()))
     layer_out = "\n".join(l for l in p.stdout.splitlines()
                           if l.startswith(("|", "neuron-scan", "jax ")))
     print(layer_out)

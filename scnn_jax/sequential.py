@@ -128,13 +128,12 @@ class SpikingSequential(nnx.Module):
     states = [None] * len(self.layers)
     outs = []
     # Per spiking layer: sum over chunks of (chunk's mean rate x its length).
-    rate_sums = [None] * len(self.layers)
+    rate_sums = [0.0 if _is_spiking(l) else None for l in self.layers]
 
     def add_rates(rates, steps):
       for i, r in enumerate(rates):
         if r is not None:
-          r = jnp.sum(r) if steps is None else r * steps
-          rate_sums[i] = r if rate_sums[i] is None else rate_sums[i] + r
+          rate_sums[i] += r * steps
 
     start = 0
     scan = self.scan_chunks
@@ -163,7 +162,7 @@ class SpikingSequential(nnx.Module):
         states, (ys, rates) = jax.lax.scan(jax.checkpoint(body), states,
                                            (xs, ks))
         outs.append(ys.reshape((n * C,) + ys.shape[2:]))
-        add_rates([None if r is None else r * C for r in rates], None)
+        add_rates([None if r is None else jnp.sum(r) for r in rates], C)
       start = C * (n + 1)
     for start in range(start, T, C):
       stop = min(start + C, T)
