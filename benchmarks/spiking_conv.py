@@ -85,6 +85,8 @@ def main():
         "conv+ReLU (matmul conv)": (bare("matmul"), opts),
         "SpikingConv2d fold/matmul": (spiking("fold", "matmul"), opts),
         "SpikingConv2d step/matmul": (spiking("step", "matmul"), opts),
+        "SpikingConv2d step/xla (conv inside the rolled scan)":
+            (spiking("step", "xla"), opts),
     })
   if args.all and opts is not None:  # options exist on CPU only
     cases.update({

@@ -2,12 +2,16 @@
 
 * ``"xla"``: ``lax.conv_general_dilated``. Fast on GPU/TPU, and on CPU when the
   step is compiled with ``scnn_jax.backend.compiler_options()`` (XLA CPU then
-  routes convs through YNNPACK). Without those options XLA CPU's conv runs at
-  ~15 GFLOP/s here, and inside a rolled ``lax.scan`` its backward falls to
-  ~2.4 GFLOP/s (see BENCHMARKS.md).
-* ``"matmul"``: patch extraction (im2col) followed by one matmul. The matmul
-  stays on XLA CPU's fast path even inside a rolled ``lax.scan``, so this is
-  the formulation for per-step execution on CPU.
+  routes convs through YNNPACK; without those options its conv runs at ~15
+  GFLOP/s here). On CPU its gradients are written as ordinary forward convs
+  of explicitly transposed operands (``input_grad``, ``kernel_grad``): with
+  JAX's own transpose rules the backward of a conv inside a rolled
+  ``lax.scan`` fell off XLA CPU's fast path (~1-2.4 GFLOP/s, the trap of
+  BENCHMARKS.md); written this way it runs as fast inside the loop as
+  outside.
+* ``"matmul"``: patch extraction (im2col) followed by one matmul. Same
+  numbers; slower than "xla" on every backend we measured, kept as a
+  reference formulation and for backends whose conv is weak.
 
 Arrays are NHWC, kernels HWIO (the Flax convention). These functions know
 nothing about time: fold ``[T, B]`` into the batch before calling them.
@@ -73,7 +77,8 @@ def conv2d(x, kernel, *, strides=1, padding: Padding = "SAME", impl="xla",
 
 @functools.lru_cache(maxsize=None)
 def _xla_conv(strides, pads, precision):
-  """``lax.conv`` whose batching rule loops over models.
+  """``lax.conv`` with a custom VJP: canonical gradient convs on CPU
+  (``input_grad``, ``kernel_grad``) and a batching rule that loops over models.
 
   Under ``jax.vmap`` with both the input and the kernel batched (the K
   models of a vmapped ablation, each with its own weights and activations)
@@ -90,7 +95,12 @@ def _xla_conv(strides, pads, precision):
         precision=precision)
 
   def conv_vjp(x, kernel, g):
-    return jax.vjp(conv, x, kernel)[1](g)
+    if jax.default_backend() != "cpu":
+      # cuDNN / TPU convs take any operand layout; JAX's rule is fine there
+      # and the explicit transposes would only add copies.
+      return jax.vjp(conv, x, kernel)[1](g)
+    return (input_grad(g, kernel, x.shape[1:3], strides, pads, precision),
+            kernel_grad(x, g, kernel.shape[:2], strides, pads, precision))
 
   forward, backward = _per_model(conv), _per_model(conv_vjp)
 
@@ -106,6 +116,57 @@ def _xla_conv(strides, pads, precision):
 
   f.defvjp(f_fwd, f_bwd)
   return f
+
+
+def input_grad(g, kernel, in_hw, strides, pads, precision=None):
+  """Gradient of ``conv2d`` (impl "xla") w.r.t. its input ``[N, H, W, Cin]``.
+
+  ``g [N, Ho, Wo, Cout]`` is the output gradient and ``in_hw`` the input's
+  (H, W). The transposed conv as an ordinary NHWC x HWIO conv of the
+  stride-dilated gradient with the flipped kernel, its in/out channels
+  swapped explicitly (JAX's rule swaps them through dimension numbers, which
+  inside a rolled ``lax.scan`` on XLA CPU runs up to 7x slower: 64->32 conv
+  over 128 28x28 images, value + grad, 4-step scan 3975 ms vs 534 ms for the
+  same four steps unrolled).
+  """
+  kh, kw = kernel.shape[:2]
+  # Input rows the forward conv never read (stride remainder) get zero
+  # gradient through the right/bottom padding.
+  pad = [(k - 1 - lo, size - (o - 1) * s - 1 + lo)
+         for (lo, _), k, size, o, s in
+         zip(pads, (kh, kw), in_hw, g.shape[1:3], strides)]
+  flipped = jnp.transpose(kernel[::-1, ::-1], (0, 1, 3, 2))
+  return lax.conv_general_dilated(
+      g, flipped, (1, 1), pad, lhs_dilation=tuple(strides),
+      dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=precision)
+
+
+def kernel_grad(x, g, kernel_hw, strides, pads, precision=None):
+  """Gradient of ``conv2d`` (impl "xla") w.r.t. its HWIO kernel.
+
+  ``x [N, H, W, Cin]`` is the conv input, ``g [N, Ho, Wo, Cout]`` the output
+  gradient. The same numbers as JAX's transpose rule, but written as an
+  ordinary NHWC x HWIO conv of explicitly transposed operands: the batch
+  axis becomes the contracted feature axis (``x -> [Cin, H, W, N]``,
+  ``g -> [Ho, Wo, N, Cout]``, the output gradient dilated by the stride).
+  JAX's rule expresses this conv through swapped dimension numbers instead,
+  and inside a rolled ``lax.scan`` XLA CPU then keeps the operands in a
+  layout its fast conv path does not take: measured 1.0 vs 124 GFLOP/s
+  (value + grad of a 32->64 conv over 128 28x28 images in a 4-step
+  checkpointed scan; outside loops both run at the same speed).
+  """
+  kh, kw = kernel_hw
+  ho, wo = g.shape[1:3]
+  # Right/bottom padding that makes the output exactly kh x kw: the forward
+  # conv may leave input rows unused when (H + pads - kh) % stride != 0.
+  pad = [(lo, k - size - lo + (o - 1) * s)
+         for (lo, _), k, size, o, s in
+         zip(pads, (kh, kw), x.shape[1:3], (ho, wo), strides)]
+  out = lax.conv_general_dilated(
+      jnp.transpose(x, (3, 1, 2, 0)), jnp.transpose(g, (1, 2, 0, 3)),
+      (1, 1), pad, rhs_dilation=tuple(strides),
+      dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=precision)
+  return jnp.transpose(out, (1, 2, 0, 3))
 
 
 def _per_model(fn):
@@ -261,11 +322,12 @@ def flops(batch, out_hw, kernel_hw, cin, cout) -> int:
 def default_impl(order: str, platform: str | None = None) -> str:
   """The faster formulation for an execution order on a backend.
 
-  Measured on XLA CPU (BENCHMARKS.md): inside a rolled scan ("step") only the
-  matmul form is fast; folded over T*B ("fold") the YNNPACK conv wins. On
-  GPU/TPU the native conv wins everywhere.
+  "xla" everywhere since its CPU gradients run on the fast path inside rolled
+  scans too (module docstring). Measured on the 2-core CPU of BENCHMARKS.md,
+  one SpikingConv2d (T=8, B=32, 28x28, 32->64), value + grad: order "step"
+  (conv inside the neuron scan) 231 ms with "xla" vs 354 ms with "matmul";
+  order "fold" 244 vs 298 ms. ``order`` and ``platform`` stay in the
+  signature so that a backend where this differs can say so here.
   """
-  platform = platform or jax.default_backend()
-  if platform == "cpu" and order == "step":
-    return "matmul"
+  del order, platform
   return "xla"

@@ -16,21 +16,21 @@ same outputs and gradients (tests/test_perf_features.py):
   chunk is ``jax.checkpoint``-ed so that the backward pass keeps only the
   chunk inputs and the neuron states at chunk boundaries and recomputes one
   chunk at a time. Only a loop forces XLA to recompute one chunk at a time
-  (in straight-line code its scheduler may hoist all recomputations), so on
-  GPU / TPU the chunks after the first run in a ``lax.scan`` with a
-  checkpointed body (``scan_chunks=None`` = auto). On XLA CPU that loop is a
-  trap: convs inside a while loop leave the fast path (0.02 vs 0.96 train
-  steps/s, reference network, T = 16), and the im2col formulation that stays
-  fast needs 9x the activation memory; so on CPU the chunks are a Python
-  loop, which runs at full speed but does NOT lower peak memory
-  (BENCHMARKS.md has the measurements). Without ``remat`` the chunks are a
-  Python loop everywhere (for streaming state through long sequences, and
-  for speed on CPU: ``chunk=4`` trained the reference network 7-28 % faster
-  than ``chunk=None`` at T = 8-32, as the folded convs' working set stays
+  (in straight-line code XLA CPU's scheduler hoisted all recomputations and
+  the buffers did not shrink), so the chunks after the first run in a
+  ``lax.scan`` with a checkpointed body (``scan_chunks=None`` = True;
+  ``False`` = a Python loop). On the 2-core CPU of BENCHMARKS.md, T = 32,
+  ``chunk=4, remat=True``: XLA step buffers 395 MB (1346 MB for
+  ``chunk=None``, 376 MB at T = 8) at the same train speed. Convs inside
+  that loop stay on XLA CPU's fast path because ``conv.conv2d`` writes their
+  gradients as canonical convs. Without ``remat`` the chunks are a Python
+  loop (for streaming state through long sequences, and for speed on CPU:
+  ``chunk=4`` trained the reference network 7-28 % faster than
+  ``chunk=None`` at T = 8-32, as the folded convs' working set stays
   smaller).
 
-Within a chunk the convs run folded over ``C*B`` images (fold order), which
-keeps them on XLA CPU's fast path far better than a scan over single steps.
+Within a chunk the convs run folded over ``C*B`` images (fold order), the
+largest convs the chunk allows.
 
 Training noise: each spiking layer draws step t's noise from
 ``step_keys(key, T)[t]`` whatever the chunking, so chunked and whole runs see
@@ -95,8 +95,9 @@ class SpikingSequential(nnx.Module):
     layers: modules or callables; spiking ones follow the ``run`` contract.
     chunk: steps per chunk (None: the whole sequence at once).
     remat: checkpoint each chunk (with ``chunk``) or the whole stack.
-    scan_chunks: run the checkpointed chunks in a ``lax.scan`` (True), a
-      Python loop (False), or choose by backend (None: scan except on CPU).
+    scan_chunks: run the checkpointed chunks in a ``lax.scan`` (True or
+      None, the default) or a Python loop (False: same numbers, but XLA may
+      then keep every chunk's recomputation alive at once).
   """
 
   def __init__(self, layers: Sequence, *, chunk: int | None = None,
@@ -136,9 +137,7 @@ class SpikingSequential(nnx.Module):
           rate_sums[i] += r * steps
 
     start = 0
-    scan = self.scan_chunks
-    if scan is None:
-      scan = jax.default_backend() != "cpu"
+    scan = self.scan_chunks is not False
     if self.remat and scan and T // C > 1:
       # The first chunk runs outside the loop and gives the state structure;
       # the other whole chunks run in a lax.scan with a checkpointed body.
