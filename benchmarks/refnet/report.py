@@ -71,6 +71,10 @@ All implementations load the same weights (uniform +-3/sqrt(fan_in)) and
 batch (benchmarks/refnet/common.py). Spike rates are per LIF layer at the
 initial weights; "loss first -> last" is over the timed steps (steps in
 parentheses, spyx gets only a few because one of its steps takes 10-100 s).
+"Peak RSS" is the training phase's own peak: just before the first train
+step the process returns freed heap to the OS (`malloc_trim`) and resets the
+kernel's high-water mark, so it holds the runtime (~0.4 GB for JAX) and the
+train steps, not the eager spike-rate pass or the inference timing.
 
 {table}
 
@@ -96,8 +100,10 @@ How each library runs it (benchmarks/refnet/):
   of the whole network, convs inside the rolled loop), plain `jax.jit`; the
   reference neuron written on spyx's stateful-layer interface (spyx's own LIF
   fires from the previous step's membrane). Its convs run inside a while loop,
-  where XLA CPU's conv backward is ~30x slower: that, not spyx's code, is
-  why it is two orders of magnitude behind.
+  where XLA CPU's conv backward (JAX's transpose rules) is ~30x slower: that,
+  not spyx's code, is why it is two orders of magnitude behind. scnn_jax's
+  `conv.conv2d` writes those gradients so that they stay fast in loops
+  (section "Rematerialisation").
 - Stride-2 conv: "SAME" padding (0, 1) everywhere (PyTorch pads explicitly).
 
 ### Spot measurements on a quiet machine (not regenerated)
@@ -145,25 +151,23 @@ the neuron states at chunk boundaries and recomputes one chunk at a time.
 `remat` alone (no chunk) checkpoints the whole stack (only saves the
 forward activations between the forward and backward passes).
 
-How the chunks run: with `remat=True` each chunk is `jax.checkpoint`-ed.
-Only a loop forces XLA to recompute one chunk at a time; in straight-line
-code (a Python loop of checkpointed chunks) XLA CPU's scheduler, which is
-not memory-aware, hoists all recomputed forward passes together, so the step
-buffers do not shrink (1346 MB default vs 1334 MB chunk 8 + remat at T = 32
-in an earlier run; a custom VJP with `optimization_barrier` did not help
-either). A `lax.scan` over checkpointed chunks is that loop, but on XLA CPU
-its convs leave the fast path: 0.02 train steps/s at T = 16 (vs 0.96 for
-the default), and switching them to the im2col formulation (fast inside
-loops) raised the XLA buffers to 1622 MB at T = 16 (default 680 MB). So
-`SpikingSequential(scan_chunks=None)` uses the scan only on GPU/TPU
-(on an H100 it does what it should: step buffers 258 -> 332 MB from T = 8
-to T = 32, 1.28x, target met; section "GPU") and the Python loop on CPU,
-where chunked remat runs at near full speed but **does not lower peak
-memory: the memory target is not met on CPU**. "XLA buffers" = arguments + outputs +
-temporaries of the compiled train step (exact, from
-`compiled.memory_analysis()`); peak RSS also holds the runtime, compiler and
-Python (~0.5-0.8 GB) and is inflated by the tuned allocator, which keeps
-freed memory mapped (compare the "default malloc" row).
+How the chunks run: with `remat=True` each chunk is `jax.checkpoint`-ed and
+the chunks after the first run in a `lax.scan` (`scan_chunks=None`, every
+backend). Only a loop forces XLA to recompute one chunk at a time: as a
+Python loop of checkpointed chunks (`scan_chunks=False`) XLA CPU's scheduler
+hoisted all recomputed forward passes together and the step buffers did not
+shrink (T = 32: 1334 MB for chunk 8 + remat vs 1346 MB default, measured
+before this change). Until 2026-11-24 the scan was a trap on CPU: JAX's
+transpose rules write a conv's input and weight gradients with swapped
+dimension numbers, and inside a while loop XLA CPU keeps those operands in
+a layout YNNPACK does not take (0.02 train steps/s at T = 16 vs 0.96
+default; a 32->64 conv's value + grad in a 4-step checkpointed scan ran at
+1.0 GFLOP/s). `conv.conv2d` now computes both gradients on CPU as ordinary
+NHWC x HWIO convs of explicitly transposed operands (`conv.input_grad`,
+`conv.kernel_grad`; bit-identical results): the same conv runs at 124
+GFLOP/s inside the scan, as fast as unrolled. "XLA buffers" = arguments +
+outputs + temporaries of the compiled train step (exact, from
+`compiled.memory_analysis()`).
 
 {remat or '(not run)'}
 
@@ -191,10 +195,12 @@ process, interleaved.
   `xla_cpu_experimental_ynn_fusion_type=LIBRARY_FUSION_TYPE_DOT`): ~4x XLA
   CPU's default conv (see the "no compiler options" rows). oneDNN / XNNPACK
   fusion flags did not beat it in our tests (jax 0.10.2).
-- **Order "fold"** (conv once over T*B, then the neuron scan) everywhere on
-  CPU; "step" order puts convs in a rolled loop (im2col matmuls: fast path
-  but ~2x slower than folded YNNPACK convs). On GPU/TPU fold is also the
-  default (largest batched convs).
+- **Order "fold"** (conv once over T*B, then the neuron scan) by default.
+  "step" order puts the convs inside the rolled neuron scan; with
+  `conv.conv2d`'s loop-safe gradients it is as fast as fold for one layer
+  and a few % slower on the reference network (rows "step/xla"); the im2col
+  formulation ("step/matmul") is slower. On GPU/TPU fold is also the default
+  (largest batched convs).
 - **Bias gradient as a matmul** (`conv.add_bias`): XLA CPU fused the bias
   reduction with the neuron backward pass and recomputed the whole unrolled
   scan inside a slow reduce loop (a 32->64 SpikingConv2d spent 60 % of its
@@ -210,8 +216,11 @@ process, interleaved.
   unmaps every buffer > 32 MB, so each step page-faults ~1 GB of fresh
   memory; keeping it mapped made a 51 MB write 9x faster and the
   reference step ~25 % faster (row "default malloc").
-- **Chunked remat** is off by default (it costs one extra forward, ~+30 %);
-  switch it on when T is large or memory is short.
+- **Chunked remat** is off by default (it costs one extra forward: ~25 %
+  slower at T = 8, about even at T = 32, where the default's large folded
+  convs fall out of the caches); switch it on when T is large or memory is
+  short: `SpikingSequential(chunk=4, remat=True)` keeps the step's memory
+  flat in T.
 
 ## What limits it (honest notes)
 

@@ -28,7 +28,8 @@ def _targets(summary, res, args):
         r = b[field] / a[field]
         parts.append(f"{name} {a[field]:.0f} -> {b[field]:.0f} MB = "
                      f"**{r:.2f}x** ({'met' if r <= 1.5 else 'NOT met'})")
-    out.append("- chunk 8 + remat, T = 32 vs T = 8 (target <= 1.5x): " +
+    out.append(f"- chunk {args.chunk} + remat, T = 32 vs T = 8 (target <= "
+               "1.5x): " +
                "; ".join(parts) + ".")
   return "\n".join(out)
 
