@@ -10,8 +10,9 @@
   BENCHMARKS.md); written this way it runs as fast inside the loop as
   outside.
 * ``"matmul"``: patch extraction (im2col) followed by one matmul. Same
-  numbers; slower than "xla" on every backend we measured, kept as a
-  reference formulation and for backends whose conv is weak.
+  numbers; slower than "xla" wherever we measured it (CPU, inside and
+  outside loops), kept as a reference formulation and for backends whose
+  conv is weak.
 
 Arrays are NHWC, kernels HWIO (the Flax convention). These functions know
 nothing about time: fold ``[T, B]`` into the batch before calling them.
