@@ -183,7 +183,7 @@ def test_vmapped_conv_equals_separate_convs_and_never_groups(batched):
 
 
 @pytest.mark.parametrize("hw,kernel,strides,padding", [
-    ((9, 9), (3, 3), 1, "SAME"), ((9, 8), (3, 3), 2, "SAME"),
+    ((9, 8), (3, 3), 2, "SAME"),
     ((9, 7), (3, 3), 2, "VALID"), ((10, 11), (5, 3), (3, 2), "SAME"),
     ((8, 8), (3, 3), (1, 2), ((2, 0), (1, 3))), ((7, 7), (2, 2), 2, 3),
     ((6, 6), (1, 1), 2, "VALID")])
@@ -198,16 +198,21 @@ def test_conv_gradients_match_jax_transpose_rules(hw, kernel, strides,
   pads = conv.explicit_padding(padding, hw, kernel, s2)
   ref_conv = lambda x, k: jax.lax.conv_general_dilated(
       x, k, s2, pads, dimension_numbers=("NHWC", "HWIO", "NHWC"))
-  y, vjp = jax.vjp(ref_conv, x, k)
-  g = jax.random.normal(jax.random.PRNGKey(2), y.shape)
-  gx, gk = vjp(g)
-  np.testing.assert_allclose(conv.input_grad(g, k, hw, s2, pads), gx,
-                             rtol=1e-5, atol=1e-5)
-  np.testing.assert_allclose(conv.kernel_grad(x, g, kernel, s2, pads), gk,
-                             rtol=1e-5, atol=1e-5)
+  g = jax.random.normal(jax.random.PRNGKey(2),
+                        jax.eval_shape(ref_conv, x, k).shape)
+
+  @jax.jit  # one compilation per case instead of op-by-op dispatch
+  def all_grads(x, k, g):
+    gx, gk = jax.vjp(ref_conv, x, k)[1](g)
+    cx, ck = jax.vjp(lambda x, k: conv.conv2d(x, k, strides=strides,
+                                              padding=padding), x, k)[1](g)
+    return (gx, gk, conv.input_grad(g, k, hw, s2, pads),
+            conv.kernel_grad(x, g, kernel, s2, pads), cx, ck)
+
+  gx, gk, ix, ik, cx, ck = all_grads(x, k, g)
+  np.testing.assert_allclose(ix, gx, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(ik, gk, rtol=1e-5, atol=1e-5)
   # and through conv2d's custom VJP
-  cx, ck = jax.vjp(lambda x, k: conv.conv2d(x, k, strides=strides,
-                                            padding=padding), x, k)[1](g)
   np.testing.assert_allclose(cx, gx, rtol=1e-5, atol=1e-5)
   np.testing.assert_allclose(ck, gk, rtol=1e-5, atol=1e-5)
 
