@@ -320,15 +320,10 @@ def flops(batch, out_hw, kernel_hw, cin, cout) -> int:
   return 2 * batch * out_hw[0] * out_hw[1] * kernel_hw[0] * kernel_hw[1] * cin * cout
 
 
-def default_impl(order: str, platform: str | None = None) -> str:
-  """The faster formulation for an execution order on a backend.
-
-  "xla" everywhere since its CPU gradients run on the fast path inside rolled
-  scans too (module docstring). Measured on the 2-core CPU of BENCHMARKS.md,
-  one SpikingConv2d (T=8, B=32, 28x28, 32->64), value + grad: order "step"
-  (conv inside the neuron scan) 231 ms with "xla" vs 354 ms with "matmul";
-  order "fold" 244 vs 298 ms. ``order`` and ``platform`` stay in the
-  signature so that a backend where this differs can say so here.
-  """
-  del order, platform
-  return "xla"
+# What impl="auto" means in layers.Conv2d / SpikingConv2d, on every backend
+# and in both execution orders now that "xla" gradients stay fast inside
+# rolled scans on CPU (module docstring). Measured on the 2-core CPU of
+# BENCHMARKS.md, one SpikingConv2d (T=8, B=32, 28x28, 32->64), value + grad:
+# order "step" (conv inside the neuron scan) 231 ms with "xla" vs 354 ms with
+# "matmul"; order "fold" 244 vs 298 ms.
+DEFAULT_IMPL = "xla"

@@ -274,7 +274,7 @@ class Conv2d(nnx.Module):
                                         param_dtype))
     self.bias = (nnx.Param(bias_init(rngs.params(), (out_features,),
                                      param_dtype)) if use_bias else None)
-    self.impl = conv_lib.default_impl("fold") if impl == "auto" else impl
+    self.impl = conv_lib.DEFAULT_IMPL if impl == "auto" else impl
     if self.impl not in conv_lib.IMPLS:
       raise ValueError(f"unknown conv impl {impl!r}; allowed: auto, "
                        f"{', '.join(conv_lib.IMPLS)}")
@@ -362,7 +362,7 @@ class SpikingConv2d(nnx.Module):
     if noise_resample not in NOISE_RESAMPLE:
       raise ValueError(f"unknown noise_resample {noise_resample!r}; allowed: "
                        f"{', '.join(NOISE_RESAMPLE)}")
-    impl = conv_lib.default_impl(order) if conv_impl == "auto" else conv_impl
+    impl = conv_lib.DEFAULT_IMPL if conv_impl == "auto" else conv_impl
     self.conv = Conv2d(in_features, out_features, kernel_size, strides=strides,
                        padding=padding, use_bias=use_bias, impl=impl,
                        upsample=upsample, dtype=dtype,

@@ -18,7 +18,7 @@ same outputs and gradients (tests/test_perf_features.py):
   chunk at a time. Only a loop forces XLA to recompute one chunk at a time
   (in straight-line code XLA CPU's scheduler hoisted all recomputations and
   the buffers did not shrink), so the chunks after the first run in a
-  ``lax.scan`` with a checkpointed body (``scan_chunks=None`` = True;
+  ``lax.scan`` with a checkpointed body (``scan_chunks=True``, the default;
   ``False`` = a Python loop). On the 2-core CPU of BENCHMARKS.md, T = 32,
   ``chunk=4, remat=True``: XLA step buffers 395 MB (1346 MB for
   ``chunk=None``, 376 MB at T = 8) at the same train speed. Convs inside
@@ -95,13 +95,13 @@ class SpikingSequential(nnx.Module):
     layers: modules or callables; spiking ones follow the ``run`` contract.
     chunk: steps per chunk (None: the whole sequence at once).
     remat: checkpoint each chunk (with ``chunk``) or the whole stack.
-    scan_chunks: run the checkpointed chunks in a ``lax.scan`` (True or
-      None, the default) or a Python loop (False: same numbers, but XLA may
-      then keep every chunk's recomputation alive at once).
+    scan_chunks: run the checkpointed chunks in a ``lax.scan`` (True) or a
+      Python loop (False: same numbers, but XLA may then keep every chunk's
+      recomputation alive at once).
   """
 
   def __init__(self, layers: Sequence, *, chunk: int | None = None,
-               remat: bool = False, scan_chunks: bool | None = None):
+               remat: bool = False, scan_chunks: bool = True):
     if chunk is not None and chunk < 1:
       raise ValueError(f"chunk must be None or >= 1, got {chunk}")
     self.layers = nnx.List([l if isinstance(l, nnx.Module) else Lambda(l)
@@ -137,8 +137,7 @@ class SpikingSequential(nnx.Module):
           rate_sums[i] += r * steps
 
     start = 0
-    scan = self.scan_chunks is not False
-    if self.remat and scan and T // C > 1:
+    if self.remat and self.scan_chunks and T // C > 1:
       # The first chunk runs outside the loop and gives the state structure;
       # the other whole chunks run in a lax.scan with a checkpointed body.
       k0 = [None if k is None else k[:C] for k in keys]

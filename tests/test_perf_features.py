@@ -16,7 +16,7 @@ from scnn_jax import backend, conv, layers, sequential
 
 
 def _net(neuron="lif", noise_std=None, chunk=None, remat=False, order="fold",
-         dtype=None, deep=None, scan_chunks=None):
+         dtype=None, deep=None, scan_chunks=True):
   """deep: two spiking layers (stride 2, upsample); default: deep without
   noise, one spiking layer with noise (keeps compile times short)."""
   deep = noise_std is None if deep is None else deep
@@ -58,7 +58,7 @@ def _reference(neuron, noise):
 
 @pytest.mark.parametrize("neuron,noise,chunk,remat,scan", [
     ("lif", True, 2, True, True), ("lif", True, 2, True, False),
-    ("alif", False, 3, False, None)])
+    ("alif", False, 3, False, True)])
 def test_chunked_remat_matches_layer_by_layer(neuron, noise, chunk, remat,
                                               scan):
   # scan=True: the checkpointed chunk scan (the default); False: a Python
@@ -236,7 +236,7 @@ def test_conv_gradients_inside_a_scan_are_plain_convs():
   assert set(dims) == {"[b, 0, 1, f]x[0, 1, i, o]->[b, 0, 1, f]"}
 
 
-def _step_temp_bytes(T, chunk, remat, scan_chunks=None):
+def _step_temp_bytes(T, chunk, remat, scan_chunks=True):
   rngs = nnx.Rngs(0)
   kw = dict(neuron_kwargs=dict(threshold=0.3))
   net = sequential.SpikingSequential(

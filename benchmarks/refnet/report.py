@@ -152,7 +152,7 @@ the neuron states at chunk boundaries and recomputes one chunk at a time.
 forward activations between the forward and backward passes).
 
 How the chunks run: with `remat=True` each chunk is `jax.checkpoint`-ed and
-the chunks after the first run in a `lax.scan` (`scan_chunks=None`, every
+the chunks after the first run in a `lax.scan` (`scan_chunks=True`, every
 backend). Only a loop forces XLA to recompute one chunk at a time: as a
 Python loop of checkpointed chunks (`scan_chunks=False`) XLA CPU's scheduler
 hoisted all recomputed forward passes together and the step buffers did not

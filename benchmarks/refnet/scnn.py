@@ -50,7 +50,7 @@ def build(args):
       [sc(2, 32), sc(32, 64, 2), sc(64, 64)] + up_c4 +
       [layers.Conv2d(32, 1, dtype=dtype, rngs=rngs)],
       chunk=args.chunk, remat=args.remat,
-      scan_chunks={"auto": None, "on": True, "off": False}[args.scan_chunks])
+      scan_chunks=args.scan_chunks == "on")
   convs = [l.conv if isinstance(l, layers.SpikingConv2d) else l
            for l in net.layers if not isinstance(l, sequential.Upsample2d)]
   conv_of = dict(zip(("c1", "c2", "c3", "c4", "out"), convs))
@@ -82,8 +82,8 @@ def main():
   ap = common.base_args(argparse.ArgumentParser())
   ap.add_argument("--chunk", type=int, default=None)
   ap.add_argument("--remat", action="store_true")
-  ap.add_argument("--scan-chunks", default="auto", choices=("auto", "on", "off"),
-                  help="SpikingSequential(scan_chunks=None/True/False)")
+  ap.add_argument("--scan-chunks", default="on", choices=("on", "off"),
+                  help="SpikingSequential(scan_chunks=True/False)")
   ap.add_argument("--dtype", default="float32")
   ap.add_argument("--order", default="fold")
   ap.add_argument("--conv-impl", default="auto")
@@ -131,8 +131,8 @@ def main():
     variant.append(f"chunk {args.chunk}")
   if args.remat:
     variant.append("remat")
-  if args.scan_chunks != "auto":
-    variant.append(f"scan chunks {args.scan_chunks}")
+  if args.scan_chunks == "off":
+    variant.append("python chunk loop")
   if args.dtype != "float32":
     variant.append(args.dtype)
   if args.order != "fold" or args.conv_impl != "auto":
