@@ -130,6 +130,10 @@ def fmt_rates(r):
   return "/".join(f"{100 * x:.0f}" for x in r)
 
 
+def _pct(x):
+  return "" if x is None else f"{x:.1f}"
+
+
 def _dev(v):
   return "" if v.get("dev_peak_mb") is None else f"{v['dev_peak_mb']:.0f}"
 
@@ -138,23 +142,25 @@ def main_table(res, Ts):
   gpu = any(v.get("dev_peak_mb") is not None for v in res.values())
   mem = "peak device MB | peak RSS MB" if gpu else "peak RSS MB"
   lines = ["| library | variant | T | train steps/s | vs fastest peer | "
-           f"inference img/s | % {common.PEAK_NAME} | {mem} | compile s | "
-           "loss first -> last (steps) | spike rates % | cpu avail |",
-           "|---" * (13 if gpu else 12) + "|"]
+           f"inference img/s | % {common.PEAK_NAME} | executed % | {mem} | "
+           "compile s | loss first -> last (steps) | spike rates % | "
+           "cpu avail |", "|---" * (14 if gpu else 13) + "|"]
   summary = {}
   for T in Ts:
     rows = [v for (i, var, t), v in res.items() if t == T and
-            (i != "scnn_jax" or var in ("default", "fused upsample-conv"))]
+            (i != "scnn_jax" or var in ("default", "same FLOPs"))]
     peers = [v["steps_per_s"] for v in rows if v["impl"] != "scnn_jax"]
     best = max(peers) if peers else None
     for v in sorted(rows, key=lambda v: -v["steps_per_s"]):
       ratio = (f"{v['steps_per_s'] / best:.2f}" if best and
                v["impl"] == "scnn_jax" else "")
       if v["impl"] == "scnn_jax":
-        summary[(T, v["variant"])] = (v["steps_per_s"], best, v["pct_peak"])
+        summary[(T, v["variant"])] = (v["steps_per_s"], best, v["pct_peak"],
+                                      v.get("exec_pct_peak"))
       lines.append(
           f"| {v['impl']} | {v['variant']} | {T} | {v['steps_per_s']:.2f} | "
           f"{ratio} | {v['infer_img_s']:.0f} | {v['pct_peak']:.1f} | "
+          f"{_pct(v.get('exec_pct_peak'))} | "
           + (f"{_dev(v)} | " if gpu else "") +
           f"{v['peak_rss_mb']:.0f} | {v['compile_s']:.1f} | "
           f"{v['loss_first']:.4f} -> {v['loss_last']:.4f} "
@@ -313,7 +319,7 @@ def main():
     jobs = [(i, T, []) for T in args.T for i in args.impls
             if not (i == "spyx" and T > spyx_max_T)]
     if "scnn_jax" in args.impls:
-      jobs += [("scnn_jax", T, ["--fused-upsample"]) for T in args.T]
+      jobs += [("scnn_jax", T, ["--same-flops"]) for T in args.T]
     res.update(run_jobs(jobs, args, log))
 
   remat_keys, extra_keys = [], []

@@ -32,6 +32,13 @@ same outputs and gradients (tests/test_perf_features.py):
 Within a chunk the convs run folded over ``C*B`` images (fold order), the
 largest convs the chunk allows.
 
+Direct encoding: ``net(x, T=T)`` with a static ``x [B, H, W, C]`` (no time
+axis) means the same input at every step. It passes unbroadcast through
+the leading ``Conv2d`` / ``Upsample2d`` layers and into the first
+``SpikingConv2d``, whose conv then runs once per chunk instead of once per
+step (exactly the outputs of feeding ``[T, B, ...]`` copies); any other
+layer gets it broadcast over the chunk's steps.
+
 Training noise: each spiking layer draws step t's noise from
 ``step_keys(key, T)[t]`` whatever the chunking, so chunked and whole runs see
 the same noise. Spike rates: under ``nnx.capture(net, SpikeRate)`` each
@@ -48,10 +55,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from scnn_jax import layers as layers_lib
+from scnn_jax.conv import upsample_nearest
 from scnn_jax.layers import checkpointed
-
-
-from scnn_jax.conv import upsample_nearest  # noqa: F401
 
 
 class Upsample2d(nnx.Module):
@@ -82,6 +88,14 @@ def _is_spiking(layer) -> bool:
   return hasattr(layer, "run") and hasattr(layer, "init_state")
 
 
+def _takes_static(layer) -> bool:
+  # Layers that map a static [B, ...] input to what copies over T would
+  # give: per-image stateless ones keep it static, SpikingConv2d turns it
+  # into a sequence after its (single) conv.
+  return isinstance(layer, (layers_lib.Conv2d, Upsample2d,
+                            layers_lib.SpikingConv2d))
+
+
 def _record_rate(layer, rate):
   # SpikingConv2d records through its neuron module (same capture path as
   # its own call); bare neuron layers record themselves.
@@ -110,9 +124,22 @@ class SpikingSequential(nnx.Module):
     self.remat = remat
     self.scan_chunks = scan_chunks
 
-  def __call__(self, x, *, rngs: nnx.Rngs | None = None,
+  def __call__(self, x, *, T: int | None = None,
+               rngs: nnx.Rngs | None = None,
                deterministic: bool | None = None, example_ids=None):
-    T = x.shape[0]
+    """Outputs ``[T, B, ...]`` for a sequence ``x [T, B, ...]``, or for a
+    static ``x [B, ...]`` repeated over ``T`` steps (direct encoding)."""
+    static = T is not None
+    if static:
+      if not isinstance(T, int) or isinstance(T, bool) or T < 1:
+        raise ValueError(f"T must be an int >= 1, got {T!r}")
+      if x.ndim != 4:
+        raise ValueError("with T= the input is one static image batch "
+                         f"[B, H, W, C] repeated over T steps; got shape "
+                         f"{x.shape} (pass a [T, B, ...] sequence without "
+                         "T=)")
+    else:
+      T = x.shape[0]
     if self.remat and hasattr(self, "__captures__"):
       # nnx.split of a captured module holding a list of layers fails in
       # flax with an opaque pytree-sorting error; say what to do instead.
@@ -136,12 +163,17 @@ class SpikingSequential(nnx.Module):
         if r is not None:
           rate_sums[i] += r * steps
 
+    def chunk_x(start, stop):
+      if static:
+        return layers_lib._Static(x, stop - start)
+      return x[start:stop]
+
     start = 0
     if self.remat and self.scan_chunks and T // C > 1:
       # The first chunk runs outside the loop and gives the state structure;
       # the other whole chunks run in a lax.scan with a checkpointed body.
       k0 = [None if k is None else k[:C] for k in keys]
-      y, states, rates = fn(self, x[:C], states, k0, example_ids)
+      y, states, rates = fn(self, chunk_x(0, C), states, k0, example_ids)
       outs.append(y)
       add_rates(rates, C)
       n = T // C - 1
@@ -150,22 +182,25 @@ class SpikingSequential(nnx.Module):
 
         def body(states, xs):
           xc, kc = xs
+          if static:  # the same input in every chunk: not scanned over
+            xc = layers_lib._Static(x, C)
           m = nnx.merge(graphdef, mstate)
           y, states, rates = type(m)._chunk(m, xc, states, kc, example_ids)
           return states, (y, rates)
 
-        xs = x[C:C * (n + 1)].reshape((n, C) + x.shape[1:])
+        xs = (None if static else
+              x[C:C * (n + 1)].reshape((n, C) + x.shape[1:]))
         ks = [None if k is None else
               k[C:C * (n + 1)].reshape((n, C) + k.shape[1:]) for k in keys]
         states, (ys, rates) = jax.lax.scan(jax.checkpoint(body), states,
-                                           (xs, ks))
+                                           (xs, ks), length=n)
         outs.append(ys.reshape((n * C,) + ys.shape[2:]))
         add_rates([None if r is None else jnp.sum(r) for r in rates], C)
       start = C * (n + 1)
     for start in range(start, T, C):
       stop = min(start + C, T)
       chunk_keys = [None if k is None else k[start:stop] for k in keys]
-      y, states, rates = fn(self, x[start:stop], states, chunk_keys,
+      y, states, rates = fn(self, chunk_x(start, stop), states, chunk_keys,
                             example_ids)
       outs.append(y)
       add_rates(rates, stop - start)
@@ -175,16 +210,30 @@ class SpikingSequential(nnx.Module):
     return outs[0] if len(outs) == 1 else jnp.concatenate(outs, axis=0)
 
   def _chunk(self, x, states, keys, example_ids):
-    """(output, new states, per-layer mean spike rate or None) of a chunk."""
+    """(output, new states, per-layer mean spike rate or None) of a chunk.
+
+    ``x`` is the chunk ``[C, B, ...]`` or a ``layers._Static`` (direct
+    encoding: one ``[B, ...]`` input for all C steps).
+    """
     new_states, rates = [], []
     for layer, state, k in zip(self.layers, states, keys):
       rate = None
+      static = isinstance(x, layers_lib._Static)
+      if static and not _takes_static(layer):
+        x, static = jnp.broadcast_to(x.x, (x.T,) + x.x.shape), False
       if _is_spiking(layer):
-        x, state = layer.run(x, state, k, example_ids)
+        if static:
+          x, state = layer.run(x.x, state, k, example_ids, T=x.T)
+        else:
+          x, state = layer.run(x, state, k, example_ids)
         rate = jnp.mean(x.astype(jnp.float32))
+      elif static:
+        x = layers_lib._Static(layer(x.x), x.T)
       else:
         x = layer(x)
       new_states.append(state)
       rates.append(rate)
+    if isinstance(x, layers_lib._Static):  # no layer consumed the time axis
+      x = jnp.broadcast_to(x.x, (x.T,) + x.x.shape)
     return x, new_states, rates
 

@@ -279,6 +279,64 @@ def test_tune_host_allocator_is_harmless():
   assert float(jnp.sum(jnp.ones((1000, 1000)))) == 1e6
 
 
+@pytest.mark.parametrize("chunk,remat,scan", [
+    (None, False, True), (3, False, True), (2, True, True),
+    (3, True, False)])
+def test_sequential_static_input_equals_copies_over_time(chunk, remat, scan):
+  # net(x, T=T) with x [B, H, W, C] == net(T copies of x), outputs and
+  # gradients, whole, chunked (3 does not divide T = 4) and in checkpointed
+  # chunks (scan and Python loop); noise on, so the step keys line up too.
+  # A leading Upsample2d stays static; the Lambda after the first spiking
+  # layer gets an ordinary sequence.
+  def net():
+    rngs = nnx.Rngs(0)
+    return sequential.SpikingSequential(
+        [sequential.Upsample2d(2),
+         layers.SpikingConv2d(2, 4, noise_std=0.2, rngs=rngs,
+                              neuron_kwargs=dict(threshold=0.3)),
+         lambda h: h * 2.0,
+         layers.SpikingConv2d(4, 4, strides=2, rngs=rngs,
+                              neuron_kwargs=dict(threshold=0.3)),
+         layers.Conv2d(4, 1, rngs=rngs)],
+        chunk=chunk, remat=remat, scan_chunks=scan)
+
+  x = _x(1)[0]
+  T = 4
+  graphdef, params, rest = nnx.split(net(), nnx.Param, ...)
+
+  def run(params, static):
+    m = nnx.merge(graphdef, params, rest)
+    r = nnx.Rngs(noise=7)
+    if static:
+      return m(x, T=T, rngs=r)
+    return m(jnp.broadcast_to(x, (T,) + x.shape), rngs=r)
+
+  def loss(params, static):
+    return jnp.mean(jax.nn.sigmoid(jnp.mean(run(params, static), 0)) ** 2)
+
+  f = jax.jit(jax.value_and_grad(loss), static_argnums=1)
+  (l0, g0), (l1, g1) = f(params, False), f(params, True)
+  np.testing.assert_allclose(l1, l0, rtol=1e-6)
+  for a, b in zip(jax.tree.leaves(g0), jax.tree.leaves(g1)):
+    np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)
+  assert sum(float(jnp.abs(a).sum()) for a in jax.tree.leaves(g0)) > 0
+  # The first conv runs on the B = 2 images of a chunk, not on C*B copies.
+  jaxpr = str(jax.make_jaxpr(lambda p: run(p, True))(params))
+  first = re.search(r"conv_general_dilated\[[^\]]*\] (\w+) ", jaxpr)
+  assert first is not None
+  shape = re.search(rf"\b{first.group(1)}:f32\[(\d+),", jaxpr)
+  assert shape is not None and shape.group(1) == "2", shape
+
+
+def test_sequential_static_input_errors():
+  net = sequential.SpikingSequential(
+      [layers.SpikingConv2d(2, 4, rngs=nnx.Rngs(0))])
+  with pytest.raises(ValueError, match="T must be an int >= 1"):
+    net(_x(1)[0], T=0)
+  with pytest.raises(ValueError, match=r"static image batch \[B, H, W, C\]"):
+    net(_x(2), T=2)
+
+
 def test_sequential_errors():
   with pytest.raises(ValueError, match="chunk must be None or >= 1"):
     sequential.SpikingSequential([], chunk=0)

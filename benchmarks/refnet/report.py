@@ -8,12 +8,13 @@ from benchmarks.refnet import common
 
 def _targets(summary, res, args):
   out = []
-  for variant, note in (("default", "same network, same FLOPs as the peers"),
-                        ("fused upsample-conv", "same outputs, 31 % fewer "
-                         "FLOPs; % of peak is *effective* (nominal FLOPs)")):
+  for variant, note in (
+      ("default", "the network as scnn_jax writes it: same function, "
+       "exact shortcuts execute ~1/3 fewer FLOPs"),
+      ("same FLOPs", "the literal network, executes the peers' FLOPs")):
     if (8, variant) not in summary:
       continue
-    sps, best, pct = summary[(8, variant)]
+    sps, best, pct, executed = summary[(8, variant)]
     out.append(f"- scnn_jax {variant} ({note}):")
     if best:
       r = sps / best
@@ -25,9 +26,11 @@ def _targets(summary, res, args):
           "quiet-machine figures below")
       out.append(f"  - train steps/s at T = 8 >= 1.1x the fastest peer: "
                  f"{sps:.2f} vs {best:.2f} = **{r:.2f}x** ({verdict}).")
-    out.append(f"  - >= 70 % of the fp32 peak at T = 8: **{pct:.0f} %** "
-               f"({'met' if pct >= 70 else 'NOT met'}; see 'What limits "
-               f"it').")
+    out.append(f"  - >= 70 % of the fp32 peak at T = 8 (the issue's measure: "
+               f"the network's nominal FLOPs per second): **{pct:.0f} %** "
+               f"({'met' if pct >= 70 else 'NOT met'}); the FLOPs it "
+               f"executes run at {executed:.0f} % of the peak (see 'What "
+               f"limits it').")
   key8 = ("scnn_jax", f"chunk {args.chunk}, remat", 8)
   key32 = ("scnn_jax", f"chunk {args.chunk}, remat", 32)
   if key8 in res and key32 in res:
@@ -66,7 +69,13 @@ load, so a loaded run flatters scnn_jax.
 
 One train step = forward + backward (full BPTT) + Adam on a fixed batch,
 {common.flops_per_step(1) / 1e9:.2f} GFLOP x T (3 x the forward convs);
-% fp32 peak = that over the step time / {common.PEAK_GFLOPS:.0f} GFLOP/s.
+% fp32 peak = that over the step time / {common.PEAK_GFLOPS:.0f} GFLOP/s (the
+issue's measure: the network's nominal FLOPs). "executed %" counts the FLOPs
+the step really executes instead (`common.executed_flops`): the same for
+the peers (less c1's input gradient, which nobody computes), about a third
+fewer for scnn_jax's "default" row, which computes the same function with
+three exact shortcuts (below). The "same FLOPs" row is the literal network
+and executes the peers' FLOPs.
 All implementations load the same weights (uniform +-3/sqrt(fan_in)) and
 batch (benchmarks/refnet/common.py). Spike rates are per LIF layer at the
 initial weights; "loss first -> last" is over the timed steps (steps in
@@ -87,7 +96,17 @@ How each library runs it (benchmarks/refnet/):
   the library defaults: fold order (each conv once over T*B images,
   YNNPACK via `scnn_jax.backend.compiler_options()`), neuron `lax.scan`
   with `unroll="auto"`, bias gradients as matmuls, `backend.jit`, donated
-  train state, `backend.tune_host_allocator()`.
+  train state, `backend.tune_host_allocator()`. Row "default" writes the
+  network the way the library offers it, three exact identities that the
+  PyTorch peers could use too but that their usual hand loops do not:
+  the direct-encoded input goes in once (`net(x, T=T)`: c1 convolves B
+  images once per time chunk instead of T x B copies), nearest upsample +
+  c4 is `SpikingConv2d(upsample=2)` (four 2x2 phase convs at 14x14, 2.25x
+  fewer FLOPs), and the readout conv runs on the mean spikes (a conv is
+  linear: `conv(mean_t s) = mean_t conv(s)`). Same outputs and gradients
+  up to float rounding (same losses in the table). Row "same FLOPs"
+  (`--same-flops`) is the literal network: T copies of the input,
+  `Upsample2d` then conv, readout at every step.
 - **snnTorch** 1.0: hand loop over T, channels-last convs, `snn.Leaky(beta=0.9,
   reset_mechanism="subtract", reset_delay=False)`, fast_sigmoid(25).
   snnTorch fires from the membrane *after* subtracting the previous step's
@@ -114,16 +133,16 @@ machine while it was quiet (`cpu avail` 0.95), interleaved in one process
 
 | scnn_jax train step, T = 8 | ms | steps/s | % fp32 peak |
 |---|---|---|---|
-| default (fold, rolled scan, bias-as-matmul, tuned malloc) | 416 | 2.40 | 61 |
+| literal network, today's "same FLOPs" row (fold, rolled scan, bias-as-matmul, tuned malloc) | 416 | 2.40 | 61 |
 | same network with ReLU instead of LIF (conv-only bound) | 392 | 2.55 | 65 |
 | issue 6's JAX figures before this work: fold / fully unrolled | 2040 / 685 | 0.49 / 1.46 | 12 / 37 |
 
 Issue 6's quiet-machine peer figures at T = 8 (PyTorch 2.13, 2 threads):
 PyTorch hand loop channels-last 2.26, norse 2.04, snnTorch 1.96, spyx 1.0
 0.07 steps/s. Against those, 2.40 steps/s is 1.18x the fastest listed peer
-library (norse) and 1.06x the hand-written PyTorch loop; the fused
-upsample-conv variant is ~25 % faster again (table above, same load for
-both rows).
+library (norse) and 1.06x the hand-written PyTorch loop; today's
+"default" row (the exact shortcuts) is ~40 % faster again (table above,
+same load for both rows).
 
 **Time chunks without remat on CPU** (`SpikingSequential(chunk=4)`: the
 whole network advances 4 steps at a time, each conv folded over 4 x B = 128
@@ -224,19 +243,33 @@ process, interleaved.
 
 ## What limits it (honest notes)
 
-- % of peak is bounded by the convs themselves: on this machine YNNPACK runs
+- The hardware side: the FLOPs a step executes run at ~55-60 % of the
+  peak ("executed %"), the same for the literal network and the default.
+  That is bounded by the convs themselves: on this machine YNNPACK runs
   the 64-channel 3x3 convs at ~70-150 GFLOP/s fwd+bwd depending on load, the
   2->32 input conv at ~15 and the 32->1 readout at ~7 GFLOP/s (tiny channel
-  counts vectorise poorly; they are 2 % of the FLOPs but ~10 % of the time),
-  plus the transposes XLA inserts around the weight-gradient convs. The
-  LIF scans and Adam are ~5-10 % of a step. Reaching 70 % of peak would
-  need every conv at >= 110 GFLOP/s including backward.
+  counts vectorise poorly), plus the transposes XLA inserts around the
+  weight-gradient convs; one 32->64 conv + ReLU alone reaches ~62 % (the
+  single-layer table), the whole literal network with ReLU instead of LIF
+  65 %. The LIF scans and Adam are ~5-10 % of a step. 70 % of the peak in
+  executed FLOPs would need every conv at >= 110 GFLOP/s including
+  backward, which XLA CPU does not reach for these shapes.
+- So the default meets the issue's 70 % (nominal FLOPs) by doing less
+  work, not by running the convs faster: the input conv once instead of
+  T times (the direct-encoded input does not change), the upsample-conv
+  as phase convs, the readout once on the mean spikes. Of the three, the
+  fused upsample-conv gives most (c4 is 46 % of the FLOPs); input and
+  readout once together ~10 % of the step (they were the slow small
+  convs).
 - Timings on this machine move by 2-3x with other jobs' load; see the `cpu
   avail` column before comparing absolute numbers.
 
 ## GPU (NVIDIA H100 80GB HBM3, measured 2026-11-24)
 
-[BENCHMARKS_GPU.md](BENCHMARKS_GPU.md) holds the tables (jax 0.11.2, torch
+[BENCHMARKS_GPU.md](BENCHMARKS_GPU.md) holds the tables, measured before
+the default network used the exact shortcuts: its "default" rows are the
+literal network (today's "same FLOPs"), "fused upsample-conv" the fused c4
+alone (jax 0.11.2, torch
 2.11 + CUDA 13, one round; the lease allowed ~30 device-minutes). They were
 measured in three runs merged through `--results-in` (records in
 `benchmarks/results/`): `--gpu --only main` (scnn_jax rows), `--gpu --impls

@@ -1,10 +1,11 @@
 """The reference network built from scnn_jax's own layers (see common.py).
 
-    python -m benchmarks.refnet.scnn --T 8 [--chunk 8 --remat] [--dtype bfloat16]
+    python -m benchmarks.refnet.scnn --T 8 [--chunk 4 --remat] [--same-flops]
 
 Prints one ``RESULT {json}`` line. Defaults are the library's per-backend
-defaults (fold order, "auto" conv formulation and unroll); the flags exist to
-measure the alternatives.
+defaults (fold order, "auto" conv formulation and unroll) and the network as
+a scnn_jax user writes it (``RefNet``); the flags exist to measure the
+alternatives.
 """
 
 from __future__ import annotations
@@ -27,6 +28,36 @@ from benchmarks.refnet import common, jax_common  # noqa: E402
 from scnn_jax import layers, sequential  # noqa: E402
 
 
+class RefNet(nnx.Module):
+  """The spiking stack (a ``SpikingSequential``) and the readout conv.
+
+  How a scnn_jax user writes the reference network (the default): the
+  direct-encoded input goes in once as a static batch (``net(x, T=T)``: the
+  first conv runs once per time chunk), nearest upsample + conv is one
+  ``SpikingConv2d(upsample=2)``, and the readout conv is applied to the
+  mean spikes (a conv is linear, so ``conv(mean_t s) = mean_t conv(s)``).
+  Each is the same function as the literal network, with fewer FLOPs;
+  ``--same-flops`` turns all three off and executes the peers' FLOPs.
+  """
+
+  def __init__(self, body, readout, *, static_input, mean_first):
+    self.body = body
+    self.readout = readout
+    self.static_input = static_input
+    self.mean_first = mean_first
+
+  def __call__(self, x, T):
+    if self.static_input:
+      spikes = self.body(x, T=T)
+    else:
+      spikes = self.body(jnp.broadcast_to(x, (T,) + x.shape))
+    if self.mean_first:
+      y = self.readout(jnp.mean(spikes, axis=0))
+    else:
+      y = jnp.mean(self.readout(spikes), axis=0)
+    return jax.nn.sigmoid(y.astype(jnp.float32))
+
+
 def build(args):
   rngs = nnx.Rngs(0)
   dtype = None if args.dtype == "float32" else jnp.dtype(args.dtype)
@@ -42,40 +73,65 @@ def build(args):
                                 upsample=upsample, neuron_kwargs=neuron,
                                 rngs=rngs)
 
-  if args.fused_upsample:  # same function, 2.25x fewer FLOPs in c4
+  if args.upsample == "fused":  # same function, 2.25x fewer FLOPs in c4
     up_c4 = [sc(64, 32, upsample=2)]
   else:
     up_c4 = [sequential.Upsample2d(2), sc(64, 32)]
-  net = sequential.SpikingSequential(
-      [sc(2, 32), sc(32, 64, 2), sc(64, 64)] + up_c4 +
-      [layers.Conv2d(32, 1, dtype=dtype, rngs=rngs)],
+  body = sequential.SpikingSequential(
+      [sc(2, 32), sc(32, 64, 2), sc(64, 64)] + up_c4,
       chunk=args.chunk, remat=args.remat,
       scan_chunks=args.scan_chunks == "on")
-  convs = [l.conv if isinstance(l, layers.SpikingConv2d) else l
-           for l in net.layers if not isinstance(l, sequential.Upsample2d)]
-  conv_of = dict(zip(("c1", "c2", "c3", "c4", "out"), convs))
-  for name, (k, b) in common.weights().items():
-    conv_of[name].kernel[...] = jnp.asarray(k)
-    conv_of[name].bias[...] = jnp.asarray(b)
-  return net
+  readout = layers.Conv2d(32, 1, dtype=dtype, rngs=rngs)
+  convs = [l.conv for l in body.layers
+           if isinstance(l, layers.SpikingConv2d)] + [readout]
+  for conv, (k, b) in zip(convs, common.weights().values()):
+    conv.kernel[...] = jnp.asarray(k)
+    conv.bias[...] = jnp.asarray(b)
+  return RefNet(body, readout, static_input=args.input == "static",
+                mean_first=args.readout == "mean-first")
 
 
-def predict(net, x, T):
-  seq = jnp.broadcast_to(x, (T,) + x.shape)  # direct encoding
-  y = net(seq)
-  return jax.nn.sigmoid(jnp.mean(y.astype(jnp.float32), axis=0))
+def executed_flops(args, T):
+  chunks = -(-T // min(args.chunk or T, T))
+  return common.executed_flops(
+      T, c1_runs=chunks if args.input == "static" else T,
+      c4_fused=args.upsample == "fused",
+      readout_runs=1 if args.readout == "mean-first" else T)
 
 
 def spike_rates(net, x, T):
   h = jnp.broadcast_to(x, (T,) + x.shape)
   rates = []
-  for layer in net.layers:
+  for layer in net.body.layers:
     if isinstance(layer, layers.SpikingConv2d):
       h, _ = layer.run(h)
       rates.append(float(jnp.mean(h.astype(jnp.float32))))
     else:
       h = layer(h)
   return rates
+
+
+def variant_name(args):
+  shortcuts = {"input copies": args.input == "copies",
+               "separate upsample": args.upsample == "separate",
+               "per-step readout": args.readout == "per-step"}
+  if all(shortcuts.values()):
+    variant = ["same FLOPs"]
+  else:
+    variant = [name for name, off in shortcuts.items() if off]
+  if args.chunk:
+    variant.append(f"chunk {args.chunk}")
+  if args.remat:
+    variant.append("remat")
+  if args.scan_chunks == "off":
+    variant.append("python chunk loop")
+  if args.dtype != "float32":
+    variant.append(args.dtype)
+  if args.order != "fold" or args.conv_impl != "auto":
+    variant.append(f"{args.order}/{args.conv_impl}")
+  if args.unroll != "auto":
+    variant.append(f"unroll {args.unroll}")
+  return ", ".join(variant) or "default"
 
 
 def main():
@@ -88,10 +144,23 @@ def main():
   ap.add_argument("--order", default="fold")
   ap.add_argument("--conv-impl", default="auto")
   ap.add_argument("--unroll", default="auto")
-  ap.add_argument("--fused-upsample", action="store_true",
-                  help="SpikingConv2d(upsample=2) instead of Upsample2d + "
-                  "SpikingConv2d (same outputs, 2.25x fewer FLOPs in c4)")
+  ap.add_argument("--input", default="static", choices=("static", "copies"),
+                  help="static: net(x, T=T), the first conv once per chunk; "
+                  "copies: T copies of x, the first conv at every step")
+  ap.add_argument("--upsample", default="fused",
+                  choices=("fused", "separate"),
+                  help="fused: SpikingConv2d(upsample=2) (2.25x fewer FLOPs "
+                  "in c4); separate: Upsample2d then SpikingConv2d")
+  ap.add_argument("--readout", default="mean-first",
+                  choices=("mean-first", "per-step"),
+                  help="mean-first: readout conv on the mean spikes (once); "
+                  "per-step: readout conv at every step, then the mean")
+  ap.add_argument("--same-flops", action="store_true",
+                  help="--input copies --upsample separate --readout "
+                  "per-step: exactly the peers' FLOPs")
   args = ap.parse_args()
+  if args.same_flops:
+    args.input, args.upsample, args.readout = "copies", "separate", "per-step"
   T = args.T
   x, img, mask = (jnp.asarray(a) for a in common.batch())
   net = build(args)
@@ -100,7 +169,7 @@ def main():
   tx = optax.adam(common.LR)
 
   def loss_fn(params):
-    pred = predict(nnx.merge(graphdef, params, rest), x, T)
+    pred = nnx.merge(graphdef, params, rest)(x, T)
     return jnp.sum(mask * (pred - img) ** 2) / jnp.sum(mask)
 
   def train_step(carry):
@@ -123,23 +192,11 @@ def main():
       compiled, carry, steps=args.steps, budget_s=args.budget,
       sync=jax.block_until_ready)
   rec["compile_s"] += compile_s
-  infer = backend.jit(lambda p: predict(nnx.merge(graphdef, p, rest), x, T))
+  infer = backend.jit(lambda p: nnx.merge(graphdef, p, rest)(x, T))
   t_inf = common.time_inference(lambda: infer(carry[0]),
                                 sync=jax.block_until_ready)
-  variant = ["fused upsample-conv"] if args.fused_upsample else []
-  if args.chunk:
-    variant.append(f"chunk {args.chunk}")
-  if args.remat:
-    variant.append("remat")
-  if args.scan_chunks == "off":
-    variant.append("python chunk loop")
-  if args.dtype != "float32":
-    variant.append(args.dtype)
-  if args.order != "fold" or args.conv_impl != "auto":
-    variant.append(f"{args.order}/{args.conv_impl}")
-  if args.unroll != "auto":
-    variant.append(f"unroll {args.unroll}")
-  rec.update(impl="scnn_jax", variant=", ".join(variant) or "default",
+  rec.update(impl="scnn_jax", variant=variant_name(args),
+             exec_flops=executed_flops(args, T),
              version=f"jax {jax.__version__}", rates=rates,
              infer_img_s=common.B / t_inf, xla_mb=xla_mb,
              dev_peak_mb=jax_common.device_peak_mb())
