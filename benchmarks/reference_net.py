@@ -328,13 +328,16 @@ def main():
     rjobs = []
     for T in args.remat_T:
       rjobs.append(("scnn_jax", T, []))
-      rjobs.append(("scnn_jax", T, ["--remat"]))
+      rjobs.append(("scnn_jax", T, ["--chunk", "none"]))
+      rjobs.append(("scnn_jax", T, ["--chunk", "none", "--remat"]))
       rjobs.append(("scnn_jax", T, ["--chunk", str(args.chunk), "--remat"]))
     rres = run_jobs([j for j in rjobs if j[2] or ("scnn_jax", "default", j[1])
                      not in res], args, log, args.extra_rounds)
     res.update({k: v for k, v in rres.items() if k not in res})
     for T in args.remat_T:
-      remat_keys += [("scnn_jax", "default", T), ("scnn_jax", "remat", T),
+      remat_keys += [("scnn_jax", "default", T),
+                     ("scnn_jax", "whole sequence", T),
+                     ("scnn_jax", "whole sequence, remat", T),
                      ("scnn_jax", f"chunk {args.chunk}, remat", T)]
   if ("scnn_jax" in args.impls and not args.no_extras and
       "extras" in args.only):
@@ -349,7 +352,12 @@ def main():
                        ("scnn_jax", 8, ["--order", "step", "--conv-impl",
                                         "matmul"])],
              "malloc": [("scnn_jax", 8, ["--default-malloc"])],
-             "chunk": [("scnn_jax", T, ["--chunk", "4"]) for T in (8, 16, 32)]}
+             # "whole sequence" rows come from the remat section if it ran
+             "chunk": [("scnn_jax", T, ["--chunk", c])
+                       for T, c in ((8, "none"), (16, "none"), (32, "none"),
+                                    (16, "8"), (32, "8"))
+                       if ("scnn_jax", "whole sequence" if c == "none" else
+                           f"chunk {c}", T) not in res]}
     if args.gpu:  # the mixed-precision switch is meant for accelerators
       xjobs["bf16"].append(("scnn_jax", 32, ["--dtype", "bfloat16"]))
       xjobs.pop("malloc")  # the host allocator matters on CPU only
@@ -358,7 +366,9 @@ def main():
     xres = run_jobs(xjobs, args, log, args.extra_rounds)
     res.update(xres)
     extra_keys = [("scnn_jax", "default", 8)] + list(xres) + [
-        ("scnn_jax", "default", 16), ("scnn_jax", "default", 32)]
+        ("scnn_jax", "default", 16), ("scnn_jax", "default", 32)] + [
+        ("scnn_jax", "whole sequence", T) for T in (8, 16, 32)
+        if ("scnn_jax", "whole sequence", T) not in xres]
   layer_out = ""
   if ("scnn_jax" in args.impls and not args.no_extras and
       "layer" in args.only):

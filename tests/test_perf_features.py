@@ -338,8 +338,13 @@ def test_sequential_static_input_errors():
 
 
 def test_sequential_errors():
-  with pytest.raises(ValueError, match="chunk must be None or >= 1"):
-    sequential.SpikingSequential([], chunk=0)
+  for bad in (0, "4", 2.0, True):
+    with pytest.raises(ValueError, match="chunk must be 'auto', None or an "
+                       "int >= 1"):
+      sequential.SpikingSequential([], chunk=bad)
+  assert sequential.resolve_chunk("auto", "cpu") == sequential.AUTO_CHUNK_CPU
+  assert sequential.resolve_chunk("auto", "gpu") is None
+  assert sequential.resolve_chunk(3, "gpu") == 3
 
 
 @pytest.mark.parametrize("chunk", [None, 4, 6])

@@ -144,31 +144,35 @@ library (norse) and 1.06x the hand-written PyTorch loop; today's
 "default" row (the exact shortcuts) is ~40 % faster again (table above,
 same load for both rows).
 
-**Time chunks without remat on CPU** (`SpikingSequential(chunk=4)`: the
-whole network advances 4 steps at a time, each conv folded over 4 x B = 128
-images instead of T x B; same FLOPs and outputs), one interleaved run on a
-quiet machine, 2026-11-24:
+**Time chunks on CPU: the default** (`SpikingSequential(chunk="auto")` =
+4 steps on CPU: the whole network advances 4 steps at a time, each conv
+folded over 4 x B = 128 images instead of T x B; same FLOPs and outputs).
+First seen in one interleaved run on a quiet machine (literal network,
+before the shortcuts), 2026-11-24:
 `python benchmarks/reference_net.py --T 8 16 32 --impls scnn_jax norse --rounds 1 --remat-T --only main extras --extra-variants chunk --write ''`
 
-| T | scnn_jax default | scnn_jax chunk 4 | norse | chunk 4 / norse | chunk 4 % fp32 peak |
+| T | scnn_jax whole sequence | scnn_jax chunk 4 | norse | chunk 4 / norse | chunk 4 % fp32 peak |
 |---|---|---|---|---|---|
 | 8 | 2.49 | 2.67 | 2.33 | 1.15 | 68 |
 | 16 | 0.99 | 1.27 | 1.16 | 1.09 | 65 |
 | 32 | 0.43 | 0.52 | 0.56 | 0.93 | 53 |
 
-Chunks of 4 are 7-28 % faster than folding all T steps at once on this CPU
-(the folded convs' working set outgrows the caches as T grows) and put
-scnn_jax ahead of norse up to T = 16. Not yet the default: one run only,
-and the tables above would have to be regenerated with it; on GPU folding
-all of T is better (larger convs). Use `chunk=4` on CPU when T > 8.
+and again with the shortcuts (rows "chunk 4" vs "default" of the run
+before this one: 3.40 / 1.84 / 0.92 vs 3.31 / 1.64 / 0.54 steps/s at
+T = 8 / 16 / 32): folded over all of T the convs' working set outgrows the
+caches. The "whole sequence" rows below (`chunk=None`) are the old
+default. On a GPU `"auto"` folds the whole sequence (larger convs).
 
 ## Rematerialisation and time chunks (memory)
 
 `SpikingSequential(chunk=C, remat=True)` advances the whole network C steps
 at a time and checkpoints each chunk: backprop keeps the chunk inputs and
 the neuron states at chunk boundaries and recomputes one chunk at a time.
-`remat` alone (no chunk) checkpoints the whole stack (only saves the
-forward activations between the forward and backward passes).
+`remat` with `chunk=None` ("whole sequence, remat") checkpoints the whole
+stack (only saves the forward activations between the forward and backward
+passes). The "default" rows (chunks of 4 without remat, a Python loop)
+keep every chunk's activations for the backward pass, so their memory
+grows with T like the whole sequence's.
 
 How the chunks run: with `remat=True` each chunk is `jax.checkpoint`-ed and
 the chunks after the first run in a `lax.scan` (`scan_chunks=True`, every
@@ -227,19 +231,20 @@ process, interleaved.
   it ~1.0-1.2.
 - **Unroll "auto"** = rolled on CPU (full unroll for T <= 8 on GPU/TPU): with
   the bias fix, rolled was 4 % faster than full unroll at T = 8 in a quiet
-  interleaved run and compiles 2x faster; in the loaded single-round run
-  above full unroll came out 15 % ahead at T = 8 and 11 % behind at T = 16.
-  The evidence at T = 8 is mixed; rolled is kept for compile time and T > 8.
+  interleaved run and compiles 2x faster; in the single-round runs of this
+  table full unroll has come out 10-15 % ahead at T = 8 and 10-20 % behind
+  at T = 16 (rows "unroll"). The evidence at T = 8 is mixed; rolled is kept
+  for compile time and T > 8.
 - **Host allocator** (`backend.tune_host_allocator()`, or the
   `GLIBC_TUNABLES` the runner sets for every library): glibc mmaps and
   unmaps every buffer > 32 MB, so each step page-faults ~1 GB of fresh
   memory; keeping it mapped made a 51 MB write 9x faster and the
   reference step ~25 % faster (row "default malloc").
-- **Chunked remat** is off by default (it costs one extra forward: ~25 %
-  slower at T = 8, about even at T = 32, where the default's large folded
-  convs fall out of the caches); switch it on when T is large or memory is
-  short: `SpikingSequential(chunk=4, remat=True)` keeps the step's memory
-  flat in T.
+- **Time chunks of 4 on CPU** (`chunk="auto"`), whole sequence on GPU/TPU
+  (section "Time chunks on CPU").
+- **Remat** is off by default (it costs one extra forward); switch it on
+  when T is large or memory is short: `SpikingSequential(chunk=4,
+  remat=True)` keeps the step's memory flat in T.
 
 ## What limits it (honest notes)
 

@@ -92,7 +92,8 @@ def build(args):
 
 
 def executed_flops(args, T):
-  chunks = -(-T // min(args.chunk or T, T))
+  chunk = sequential.resolve_chunk(args.chunk)
+  chunks = -(-T // min(chunk or T, T))
   return common.executed_flops(
       T, c1_runs=chunks if args.input == "static" else T,
       c4_fused=args.upsample == "fused",
@@ -119,7 +120,9 @@ def variant_name(args):
     variant = ["same FLOPs"]
   else:
     variant = [name for name, off in shortcuts.items() if off]
-  if args.chunk:
+  if args.chunk is None:
+    variant.append("whole sequence")
+  elif args.chunk != "auto":
     variant.append(f"chunk {args.chunk}")
   if args.remat:
     variant.append("remat")
@@ -134,9 +137,18 @@ def variant_name(args):
   return ", ".join(variant) or "default"
 
 
+def _chunk_arg(text):
+  if text in ("auto", "none"):
+    return None if text == "none" else text
+  return int(text)
+
+
 def main():
   ap = common.base_args(argparse.ArgumentParser())
-  ap.add_argument("--chunk", type=int, default=None)
+  ap.add_argument("--chunk", type=_chunk_arg, default="auto",
+                  help="SpikingSequential(chunk=): auto (4 steps on CPU, "
+                  "the whole sequence on GPU/TPU), none (the whole "
+                  "sequence) or a number of steps")
   ap.add_argument("--remat", action="store_true")
   ap.add_argument("--scan-chunks", default="on", choices=("on", "off"),
                   help="SpikingSequential(scan_chunks=True/False)")
