@@ -272,8 +272,11 @@ def main():
   ap.add_argument("--results-in", nargs="*", default=[],
                   help="JSON files of earlier --results-out runs to merge "
                   "(e.g. sections measured in separate sessions)")
-  ap.add_argument("--results-out", default="",
-                  help="write this run's (merged) records as JSON")
+  ap.add_argument("--results-out",
+                  default=os.path.join(tempfile.gettempdir(),
+                                       "reference_net_results.json"),
+                  help="write this run's (merged) records as JSON (input "
+                  "for --results-in)")
   ap.add_argument("--log", default=os.path.join(tempfile.gettempdir(),
                                                 "reference_net.log"))
   ap.add_argument("--remat-T", type=int, nargs="*", default=[8, 16, 32])

@@ -26,11 +26,13 @@ same outputs and gradients (tests/test_perf_features.py):
   gradients as canonical convs. Without ``remat`` the chunks are a Python
   loop (for streaming state through long sequences, and for speed on CPU).
 * ``chunk="auto"`` (the default): ``AUTO_CHUNK_CPU`` = 4 steps on CPU, the
-  whole sequence on GPU/TPU. On the 2-core CPU chunks of 4 trained the
-  reference network faster than ``chunk=None`` at every T measured (T = 8
-  / 16 / 32: 3.40 / 1.84 / 0.92 vs 3.31 / 1.64 / 0.54 steps/s): folded over
-  all of T the convs' working set outgrows the caches. On a GPU larger
-  folded convs are better.
+  whole sequence on GPU/TPU. On the 2-core CPU (reference network of
+  BENCHMARKS.md, train steps interleaved in one process) chunks of 4 vs
+  ``chunk=None``: 302 / 622 / 1483 ms vs 323 / 663 / 1797 ms at T = 8 / 16
+  / 32 with a static input (``net(x, T=T)``); with T copies of the input
+  4-10 % slower at T = 8 / 16 (457 vs 438, 1092 vs 990 ms) and 15 % faster
+  at T = 32 (2080 vs 2454 ms). Folded over all of T the convs' working set
+  outgrows the caches. On a GPU larger folded convs are better.
 
 Within a chunk the convs run folded over ``C*B`` images (fold order), the
 largest convs the chunk allows.

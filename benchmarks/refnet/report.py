@@ -157,11 +157,20 @@ before the shortcuts), 2026-11-24:
 | 16 | 0.99 | 1.27 | 1.16 | 1.09 | 65 |
 | 32 | 0.43 | 0.52 | 0.56 | 0.93 | 53 |
 
-and again with the shortcuts (rows "chunk 4" vs "default" of the run
-before this one: 3.40 / 1.84 / 0.92 vs 3.31 / 1.64 / 0.54 steps/s at
-T = 8 / 16 / 32): folded over all of T the convs' working set outgrows the
-caches. The "whole sequence" rows below (`chunk=None`) are the old
-default. On a GPU `"auto"` folds the whole sequence (larger convs).
+and in an A/B of train steps interleaved in one process (quiet machine,
+2026-11-24, ms per step, chunk 4 vs whole sequence):
+
+| network | T = 8 | T = 16 | T = 32 |
+|---|---|---|---|
+| default (shortcuts, static input) | 302 vs 323 | 622 vs 663 | 1483 vs 1797 |
+| same FLOPs (T copies of the input) | 457 vs 438 | 1092 vs 990 | 2080 vs 2454 |
+
+Folded over all of T the convs' working set outgrows the caches. With the
+static input chunks of 4 win at every T; the literal network loses 4-10 %
+with them at T <= 16 (so its "same FLOPs" rows, which use the library
+default, run slower than with `chunk=None`) and wins at T = 32. The
+"whole sequence" rows below (`chunk=None`) are the old default. On a GPU
+`"auto"` folds the whole sequence (larger convs).
 
 ## Rematerialisation and time chunks (memory)
 
@@ -190,7 +199,10 @@ NHWC x HWIO convs of explicitly transposed operands (`conv.input_grad`,
 `conv.kernel_grad`; bit-identical results): the same conv runs at 124
 GFLOP/s inside the scan, as fast as unrolled. "XLA buffers" = arguments +
 outputs + temporaries of the compiled train step (exact, from
-`compiled.memory_analysis()`).
+`compiled.memory_analysis()`). "Peak RSS" is the allocator's high-water
+mark of the training phase and moves by several hundred MB between
+processes of one configuration (the tuned allocator keeps freed heap
+mapped): compare memory by the XLA buffers.
 
 {remat or '(not run)'}
 
