@@ -93,7 +93,8 @@ Targets of the issue:
 
 How each library runs it (benchmarks/refnet/):
 - **scnn_jax** (`scnn.py`): `SpikingSequential` of `SpikingConv2d` layers with
-  the library defaults: fold order (each conv once over T*B images,
+  the library defaults: time chunks of 4 steps on CPU (`chunk="auto"`),
+  fold order (each conv once over a chunk's 4*B images,
   YNNPACK via `scnn_jax.backend.compiler_options()`), neuron `lax.scan`
   with `unroll="auto"`, bias gradients as matmuls, `backend.jit`, donated
   train state, `backend.tune_host_allocator()`. Row "default" writes the
@@ -230,7 +231,8 @@ process, interleaved.
   `xla_cpu_experimental_ynn_fusion_type=LIBRARY_FUSION_TYPE_DOT`): ~4x XLA
   CPU's default conv (see the "no compiler options" rows). oneDNN / XNNPACK
   fusion flags did not beat it in our tests (jax 0.10.2).
-- **Order "fold"** (conv once over T*B, then the neuron scan) by default.
+- **Order "fold"** (conv once over a chunk's C*B images, then the neuron
+  scan) by default.
   "step" order puts the convs inside the rolled neuron scan; with
   `conv.conv2d`'s loop-safe gradients it is as fast as fold for one layer
   and a few % slower on the reference network (rows "step/xla"); the im2col
