@@ -47,13 +47,16 @@ PEAK_GFLOPS = float(os.environ.get("SCNN_PEAK_GFLOPS", "156.8"))
 PEAK_NAME = os.environ.get("SCNN_PEAK_NAME", "fp32 peak")
 
 
+def _forward_flops(name: str) -> int:
+  """FLOP of one forward pass of conv ``name`` over the batch (one step)."""
+  cin, cout, stride, size = LAYERS[name]
+  out = size // stride
+  return 2 * B * out * out * 9 * cin * cout
+
+
 def flops_per_step(T: int) -> float:
   """Nominal FLOP of one train step: 3 x the forward convs (fwd, dx, dW)."""
-  fwd = 0
-  for cin, cout, stride, size in LAYERS.values():
-    out = size // stride
-    fwd += 2 * B * out * out * 9 * cin * cout
-  return 3.0 * fwd * T
+  return 3.0 * sum(_forward_flops(name) for name in LAYERS) * T
 
 
 def executed_flops(T: int, *, c1_runs: int | None = None,
@@ -70,9 +73,8 @@ def executed_flops(T: int, *, c1_runs: int | None = None,
   runs = {"c1": T if c1_runs is None else c1_runs,
           "out": T if readout_runs is None else readout_runs}
   total = 0.0
-  for name, (cin, cout, stride, size) in LAYERS.items():
-    out = size // stride
-    fwd = 2 * B * out * out * 9 * cin * cout * runs.get(name, T)
+  for name in LAYERS:
+    fwd = _forward_flops(name) * runs.get(name, T)
     if name == "c4" and c4_fused:
       fwd /= 2.25
     total += (2.0 if name == "c1" else 3.0) * fwd
