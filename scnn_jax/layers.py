@@ -16,6 +16,7 @@ threshold are ``nnx.Param`` (trained, as in paper B). Spike rates are sown as
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import jax
@@ -53,8 +54,12 @@ def _full(shape, value, dtype=jnp.float32):
 AUTO_UNROLL_MAX_T = 8
 
 
-class _Static(nnx.Pytree):
-  """A direct-encoded input: ``x [B, ...]`` repeated over ``T`` steps."""
+class StaticInput(nnx.Pytree):
+  """A direct-encoded input: ``x [B, ...]`` repeated over ``T`` steps.
+
+  Passed between layers in place of ``T`` copies so that a conv of it runs
+  once (``SpikingConv2d.run``, ``sequential.SpikingSequential``).
+  """
 
   def __init__(self, x, T: int):
     self.x = nnx.data(x)
@@ -72,6 +77,27 @@ def resolve_unroll(unroll, T: int, platform: str | None = None):
   return unroll
 
 
+@contextlib.contextmanager
+def captures_hidden(module: nnx.Module):
+  """Detaches ``nnx.capture``'s per-module stores for the ``with`` block.
+
+  Under ``nnx.capture`` every submodule holds a ``__captures__`` attribute;
+  for an ``nnx.List`` of layers its key sits beside the integer keys and
+  ``nnx.split`` / ``nnx.merge`` then fail sorting them. Code that splits the
+  module (``checkpointed``, chunk scans) runs inside this block, records no
+  rates there, and records them after it.
+  """
+  held = [(m, m.__captures__) for _, m in nnx.iter_modules(module)
+          if hasattr(m, "__captures__")]
+  for m, _ in held:
+    delattr(m, "__captures__")
+  try:
+    yield
+  finally:
+    for m, captures in held:
+      m.__captures__ = nnx.data(captures)
+
+
 def checkpointed(module: nnx.Module, method, *args):
   """``method(module, *args)`` under ``jax.checkpoint`` (rematerialised).
 
@@ -79,9 +105,11 @@ def checkpointed(module: nnx.Module, method, *args):
   works the same inside jax transforms over ``nnx.merge``-d modules (the
   trainer's ``nnx.split`` / ``nnx.merge`` step), where ``nnx.remat``'s
   write-back of unchanged variables fails with a trace-level error. The
-  method must not mutate the module.
+  method must not mutate the module (nor record spike rates: it runs with
+  the module's captures hidden).
   """
-  graphdef, state = nnx.split(module)
+  with captures_hidden(module):
+    graphdef, state = nnx.split(module)
 
   def pure(state, *args):
     return method(nnx.merge(graphdef, state), *args)
@@ -431,7 +459,7 @@ class SpikingConv2d(nnx.Module):
     ``x [B, H, W, Cin]`` needs ``T``.
     """
     if x.ndim == 4:
-      x = _Static(x, T)
+      x = StaticInput(x, T)
     if self.remat:
       return checkpointed(self, type(self)._forward, x, state, keys,
                           example_ids)
@@ -471,7 +499,7 @@ class SpikingConv2d(nnx.Module):
                         self.init_state(step_shape, x.dtype))
 
   def _forward(self, x, state, keys, example_ids):
-    static = isinstance(x, _Static)
+    static = isinstance(x, StaticInput)
     if static:
       x, T = x.x, x.T
     if state is None:

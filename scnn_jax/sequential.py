@@ -48,12 +48,14 @@ Training noise: each spiking layer draws step t's noise from
 ``step_keys(key, T)[t]`` whatever the chunking, so chunked and whole runs see
 the same noise. Spike rates: under ``nnx.capture(net, SpikeRate)`` each
 spiking layer records one rate for the whole sequence (the mean over all T
-steps, whatever the chunking), as a lone layer's call does; with
-``remat=True`` capturing raises NotImplementedError (a flax limitation).
+steps, whatever the chunking), as a lone layer's call does, with or
+without ``remat`` (so the trainer, which captures rates in its loss, trains
+a rematerialised stack).
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Callable, Sequence
 
 import jax
@@ -162,15 +164,28 @@ class SpikingSequential(nnx.Module):
                          "T=)")
     else:
       T = x.shape[0]
-    if self.remat and hasattr(self, "__captures__"):
-      # nnx.split of a captured module holding a list of layers fails in
-      # flax with an opaque pytree-sorting error; say what to do instead.
-      raise NotImplementedError(
-          "SpikingSequential(remat=True) cannot run under nnx.capture: "
-          "capture spike rates with remat=False (same outputs and rates)")
     keys = [l.step_keys(l.noise_key(rngs, deterministic), T)
             if _is_spiking(l) and hasattr(l, "noise_key") else None
             for l in self.layers]
+    # Splitting the module (checkpointed chunks, the chunk scan) fails while
+    # nnx.capture's stores are attached to it; rates are recorded after.
+    hide = (layers_lib.captures_hidden(self) if self.remat
+            else contextlib.nullcontext())
+    with hide:
+      y, rates = self._run_chunks(x if static else None,
+                                  None if static else x, T, keys, example_ids)
+    for layer, rate in zip(self.layers, rates):
+      if rate is not None:
+        _record_rate(layer, rate)
+    return y
+
+  def _run_chunks(self, static_x, x, T, keys, example_ids):
+    """``(outputs [T, B, ...], per-layer mean spike rate or None)``.
+
+    The input is ``static_x [B, ...]`` (the same at every step) or the
+    sequence ``x [T, B, ...]``; the other one is None.
+    """
+    static = static_x is not None
     fn = type(self)._chunk
     if self.remat:
       fn = lambda m, *args: checkpointed(m, type(m)._chunk, *args)
@@ -188,7 +203,7 @@ class SpikingSequential(nnx.Module):
 
     def chunk_x(start, stop):
       if static:
-        return layers_lib._Static(x, stop - start)
+        return layers_lib.StaticInput(static_x, stop - start)
       return x[start:stop]
 
     start = 0
@@ -200,25 +215,24 @@ class SpikingSequential(nnx.Module):
       outs.append(y)
       add_rates(rates, C)
       n = T // C - 1
-      if n:
-        graphdef, mstate = nnx.split(self)
+      graphdef, mstate = nnx.split(self)
 
-        def body(states, xs):
-          xc, kc = xs
-          if static:  # the same input in every chunk: not scanned over
-            xc = layers_lib._Static(x, C)
-          m = nnx.merge(graphdef, mstate)
-          y, states, rates = type(m)._chunk(m, xc, states, kc, example_ids)
-          return states, (y, rates)
+      def body(states, xs):
+        xc, kc = xs
+        if static:  # the same input in every chunk: not scanned over
+          xc = layers_lib.StaticInput(static_x, C)
+        m = nnx.merge(graphdef, mstate)
+        y, states, rates = type(m)._chunk(m, xc, states, kc, example_ids)
+        return states, (y, rates)
 
-        xs = (None if static else
-              x[C:C * (n + 1)].reshape((n, C) + x.shape[1:]))
-        ks = [None if k is None else
-              k[C:C * (n + 1)].reshape((n, C) + k.shape[1:]) for k in keys]
-        states, (ys, rates) = jax.lax.scan(jax.checkpoint(body), states,
-                                           (xs, ks), length=n)
-        outs.append(ys.reshape((n * C,) + ys.shape[2:]))
-        add_rates([None if r is None else jnp.sum(r) for r in rates], C)
+      xs = (None if static else
+            x[C:C * (n + 1)].reshape((n, C) + x.shape[1:]))
+      ks = [None if k is None else
+            k[C:C * (n + 1)].reshape((n, C) + k.shape[1:]) for k in keys]
+      states, (ys, rates) = jax.lax.scan(jax.checkpoint(body), states,
+                                         (xs, ks), length=n)
+      outs.append(ys.reshape((n * C,) + ys.shape[2:]))
+      add_rates([None if r is None else jnp.sum(r) for r in rates], C)
       start = C * (n + 1)
     for start in range(start, T, C):
       stop = min(start + C, T)
@@ -227,21 +241,19 @@ class SpikingSequential(nnx.Module):
                             example_ids)
       outs.append(y)
       add_rates(rates, stop - start)
-    for layer, total in zip(self.layers, rate_sums):
-      if total is not None:
-        _record_rate(layer, total / T)
-    return outs[0] if len(outs) == 1 else jnp.concatenate(outs, axis=0)
+    y = outs[0] if len(outs) == 1 else jnp.concatenate(outs, axis=0)
+    return y, [None if r is None else r / T for r in rate_sums]
 
   def _chunk(self, x, states, keys, example_ids):
     """(output, new states, per-layer mean spike rate or None) of a chunk.
 
-    ``x`` is the chunk ``[C, B, ...]`` or a ``layers._Static`` (direct
+    ``x`` is the chunk ``[C, B, ...]`` or a ``layers.StaticInput`` (direct
     encoding: one ``[B, ...]`` input for all C steps).
     """
     new_states, rates = [], []
     for layer, state, k in zip(self.layers, states, keys):
       rate = None
-      static = isinstance(x, layers_lib._Static)
+      static = isinstance(x, layers_lib.StaticInput)
       if static and not _takes_static(layer):
         x, static = jnp.broadcast_to(x.x, (x.T,) + x.x.shape), False
       if _is_spiking(layer):
@@ -251,12 +263,12 @@ class SpikingSequential(nnx.Module):
           x, state = layer.run(x, state, k, example_ids)
         rate = jnp.mean(x.astype(jnp.float32))
       elif static:
-        x = layers_lib._Static(layer(x.x), x.T)
+        x = layers_lib.StaticInput(layer(x.x), x.T)
       else:
         x = layer(x)
       new_states.append(state)
       rates.append(rate)
-    if isinstance(x, layers_lib._Static):  # no layer consumed the time axis
+    if isinstance(x, layers_lib.StaticInput):  # no layer consumed the time axis
       x = jnp.broadcast_to(x.x, (x.T,) + x.x.shape)
     return x, new_states, rates
 
