@@ -49,7 +49,7 @@ def get_config():
   m.mask_channel = True           # paper A feeds the masked image only (False)
   m.output_activation = "sigmoid"
   m.order = "fold"                # fold | step (execution order of the spiking layer)
-  m.conv_impl = "auto"            # auto | xla | matmul
+  m.conv_impl = "auto"            # auto (= xla) | xla | matmul | taps
   m.remat = False
   m.dtype = "float32"             # float32 | bfloat16 (convs; membranes stay float32)
 

@@ -1,4 +1,4 @@
-"""2-D convolution in two formulations with identical results.
+"""2-D convolution in three formulations with identical results.
 
 * ``"xla"``: ``lax.conv_general_dilated``. Fast on GPU/TPU, and on CPU when the
   step is compiled with ``scnn_jax.backend.compiler_options()`` (XLA CPU then
@@ -9,10 +9,20 @@
   ``lax.scan`` fell off XLA CPU's fast path (~1-2.4 GFLOP/s, the trap of
   BENCHMARKS.md); written this way it runs as fast inside the loop as
   outside.
-* ``"matmul"``: patch extraction (im2col) followed by one matmul. Same
-  numbers; slower than "xla" wherever we measured it (CPU, inside and
-  outside loops), kept as a reference formulation and for backends whose
-  conv is weak.
+* ``"matmul"``: patch extraction (im2col) followed by one matmul. On CPU
+  faster than "xla" for very few input channels (input layers: 2 -> 32
+  channels 10.8 vs 15.2 ms, 3 -> 32 18.5 vs 27.2 ms; value + grad over 128
+  28x28 images), slower from about 8 input channels up.
+* ``"taps"``: one matmul of the unpadded input with all kernel taps at once
+  (``[N*H*W, Cin] x [Cin, kh*kw*Cout]``), then the taps' shifted outputs are
+  summed. It reads the input once instead of kh*kw times, which pays off
+  for very few output channels (readout layers): on CPU 32 -> 1 channels
+  15.9 vs 48.4 ms with "xla", 64 -> 3 22.4 vs 55.8 ms; from 8 output
+  channels up it is slower (64 -> 8: 75.6 vs 64.0 ms).
+* ``"auto"``: "xla" (``AUTO_IMPL`` says why it does not pick per shape).
+
+All give the same numbers up to float rounding order; the measurements are
+from the 2-core CPU of BENCHMARKS.md with ``backend.compiler_options()``.
 
 Arrays are NHWC, kernels HWIO (the Flax convention). These functions know
 nothing about time: fold ``[T, B]`` into the batch before calling them.
@@ -27,8 +37,26 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-IMPLS = ("xla", "matmul")
+IMPLS = ("xla", "matmul", "taps")
 Padding = str | int | Sequence[tuple[int, int]]
+
+# What impl="auto" means, on every backend. The per-shape CPU wins of
+# "matmul" (input layers) and "taps" (readouts) did not move a whole train
+# step: configs/base.py 224.8 ms/step with "xla" everywhere vs 225.2 ms with
+# the fastest impl per layer (the literal reference network of BENCHMARKS.md:
+# 4 % faster), while a per-shape default would change the float rounding of
+# every figure the README reproduces. Both stay one config field away.
+AUTO_IMPL = "xla"
+
+
+def resolve_impl(impl: str) -> str:
+  """The formulation ``impl`` names ("auto" -> ``AUTO_IMPL``)."""
+  if impl == "auto":
+    return AUTO_IMPL
+  if impl not in IMPLS:
+    raise ValueError(f"unknown conv impl {impl!r}; allowed: auto, "
+                     f"{', '.join(IMPLS)}")
+  return impl
 
 
 def _pairs(value, name) -> tuple[int, int]:
@@ -53,15 +81,14 @@ def explicit_padding(padding: Padding, in_hw, kernel_hw, strides):
   return tuple(_pairs(p, "padding") for p in padding)
 
 
-def conv2d(x, kernel, *, strides=1, padding: Padding = "SAME", impl="xla",
+def conv2d(x, kernel, *, strides=1, padding: Padding = "SAME", impl="auto",
            precision=None):
   """Cross-correlation of ``x [N, H, W, Cin]`` with ``kernel [kh, kw, Cin, Cout]``.
 
-  ``impl`` chooses the formulation (module docstring); both give the same
+  ``impl`` chooses the formulation (module docstring); all give the same
   numbers up to float rounding order.
   """
-  if impl not in IMPLS:
-    raise ValueError(f"unknown conv impl {impl!r}; allowed: {', '.join(IMPLS)}")
+  impl = resolve_impl(impl)
   if x.ndim != 4:
     raise ValueError(f"conv2d expects x of shape [N, H, W, C], got {x.shape}")
   kh, kw, cin, cout = kernel.shape
@@ -73,6 +100,8 @@ def conv2d(x, kernel, *, strides=1, padding: Padding = "SAME", impl="xla",
     kernel = _varying_like(kernel, x)
     return _xla_conv(tuple(strides), tuple(map(tuple, pads)), precision)(
         x, kernel)
+  if impl == "taps":
+    return _conv2d_taps(x, kernel, strides, pads, precision)
   return _conv2d_matmul(x, kernel, strides, pads, precision)
 
 
@@ -209,6 +238,31 @@ def _conv2d_matmul(x, kernel, strides, pads, precision):
   return out.reshape(n, ho, wo, cout)
 
 
+def _conv2d_taps(x, kernel, strides, pads, precision):
+  kh, kw, cin, cout = kernel.shape
+  n, h, w, _ = x.shape
+  (pt, pb), (pl, pr) = pads
+  sh, sw = strides
+  ho = (h + pt + pb - kh) // sh + 1
+  wo = (w + pl + pr - kw) // sw + 1
+  # Partial sums in fp32 even for bf16 operands (what a conv accumulates in).
+  acc = jnp.promote_types(x.dtype, jnp.float32)
+  taps = jnp.transpose(kernel, (2, 0, 1, 3)).reshape(cin, kh * kw * cout)
+  z = jnp.dot(x.reshape(n * h * w, cin), taps, precision=precision,
+              preferred_element_type=acc).reshape(n, h, w, kh, kw, cout)
+  # Padding the per-tap outputs equals padding the input: zeros map to 0.
+  zp = jnp.pad(z, ((0, 0), (pt, pb), (pl, pr), (0, 0), (0, 0), (0, 0)))
+  y = None
+  for i in range(kh):
+    for j in range(kw):
+      part = lax.slice(
+          zp, (0, i, j, i, j, 0),
+          (n, i + (ho - 1) * sh + 1, j + (wo - 1) * sw + 1, i + 1, j + 1,
+           cout), (1, sh, sw, 1, 1, 1)).reshape(n, ho, wo, cout)
+      y = part if y is None else y + part
+  return y.astype(jnp.result_type(x, kernel))
+
+
 def upsample_nearest(x, factor: int = 2):
   """Nearest-neighbour upsampling of ``x [..., H, W, C]`` by ``factor``."""
   x = jnp.repeat(x, factor, axis=-3)
@@ -226,7 +280,7 @@ def _phase_taps(kernel, axis, phase):
 
 
 def upsample_conv2d(x, kernel, *, factor=2, padding: Padding = "SAME",
-                    impl="xla", precision=None):
+                    impl="auto", precision=None):
   """``conv2d(upsample_nearest(x, factor), kernel)`` (stride 1).
 
   For the common case (factor 2, 3x3 kernel, "SAME") it never builds the
@@ -318,12 +372,3 @@ def output_hw(in_hw, kernel_hw, strides, padding: Padding) -> tuple[int, int]:
 def flops(batch, out_hw, kernel_hw, cin, cout) -> int:
   """Multiply-adds x 2 of one forward conv (for GFLOP/s and SynOp figures)."""
   return 2 * batch * out_hw[0] * out_hw[1] * kernel_hw[0] * kernel_hw[1] * cin * cout
-
-
-# What impl="auto" means in layers.Conv2d / SpikingConv2d, on every backend
-# and in both execution orders now that "xla" gradients stay fast inside
-# rolled scans on CPU (module docstring). Measured on the 2-core CPU of
-# BENCHMARKS.md, one SpikingConv2d (T=8, B=32, 28x28, 32->64), value + grad:
-# order "step" (conv inside the neuron scan) 231 ms with "xla" vs 354 ms with
-# "matmul"; order "fold" 244 vs 298 ms.
-DEFAULT_IMPL = "xla"

@@ -283,8 +283,8 @@ class Conv2d(nnx.Module):
 
   Leading axes (time and batch of a sequence) are folded into one batch axis,
   so calling it on ``[T, B, H, W, C]`` convolves all T steps at once.
-  ``impl`` picks the formulation (``scnn_jax.conv``): "xla", "matmul", or
-  "auto" (the measured default for this backend). ``upsample=f`` first
+  ``impl`` picks the formulation (``scnn_jax.conv``): "xla", "matmul",
+  "taps", or "auto" (``conv.AUTO_IMPL``). ``upsample=f`` first
   upsamples the input (nearest, x f): "nearest upsample then conv" in one
   layer, computed without building the upsampled image for f=2, 3x3, "SAME"
   (``conv.upsample_conv2d``: 2.25x fewer FLOPs).
@@ -302,10 +302,7 @@ class Conv2d(nnx.Module):
                                         param_dtype))
     self.bias = (nnx.Param(bias_init(rngs.params(), (out_features,),
                                      param_dtype)) if use_bias else None)
-    self.impl = conv_lib.DEFAULT_IMPL if impl == "auto" else impl
-    if self.impl not in conv_lib.IMPLS:
-      raise ValueError(f"unknown conv impl {impl!r}; allowed: auto, "
-                       f"{', '.join(conv_lib.IMPLS)}")
+    self.impl = conv_lib.resolve_impl(impl)
     if upsample != 1 and strides not in (1, (1, 1)):
       raise ValueError("Conv2d: upsample needs strides=1, got "
                        f"strides={strides}")
@@ -390,9 +387,8 @@ class SpikingConv2d(nnx.Module):
     if noise_resample not in NOISE_RESAMPLE:
       raise ValueError(f"unknown noise_resample {noise_resample!r}; allowed: "
                        f"{', '.join(NOISE_RESAMPLE)}")
-    impl = conv_lib.DEFAULT_IMPL if conv_impl == "auto" else conv_impl
     self.conv = Conv2d(in_features, out_features, kernel_size, strides=strides,
-                       padding=padding, use_bias=use_bias, impl=impl,
+                       padding=padding, use_bias=use_bias, impl=conv_impl,
                        upsample=upsample, dtype=dtype,
                        param_dtype=param_dtype, kernel_init=kernel_init,
                        rngs=rngs)

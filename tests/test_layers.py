@@ -13,19 +13,44 @@ def _seq(T=4, B=2, H=9, W=7, C=3, seed=0):
 
 
 @pytest.mark.parametrize("strides", [1, 2])
-@pytest.mark.parametrize("padding", ["SAME", "VALID", 2])
+@pytest.mark.parametrize("padding", ["SAME", "VALID", 2, ((0, 2), (1, 0))])
 def test_conv_impls_agree(strides, padding):
   x = jax.random.normal(jax.random.PRNGKey(0), (3, 9, 7, 4))
   k = jax.random.normal(jax.random.PRNGKey(1), (3, 3, 4, 5))
+  loss = lambda impl: lambda x, k: jnp.sum(jnp.sin(conv.conv2d(
+      x, k, strides=strides, padding=padding, impl=impl)))
   a = conv.conv2d(x, k, strides=strides, padding=padding, impl="xla")
-  b = conv.conv2d(x, k, strides=strides, padding=padding, impl="matmul")
-  np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
   assert a.shape[1:3] == conv.output_hw((9, 7), (3, 3), strides, padding)
-  ga = jax.grad(lambda k: jnp.sum(jnp.sin(conv.conv2d(x, k, strides=strides,
-                                                      padding=padding))))(k)
-  gb = jax.grad(lambda k: jnp.sum(jnp.sin(conv.conv2d(
-      x, k, strides=strides, padding=padding, impl="matmul"))))(k)
-  np.testing.assert_allclose(ga, gb, rtol=1e-3, atol=1e-3)
+  ga = jax.grad(loss("xla"), (0, 1))(x, k)
+  for impl in ("matmul", "taps"):
+    b = conv.conv2d(x, k, strides=strides, padding=padding, impl=impl)
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+    for u, v in zip(ga, jax.grad(loss(impl), (0, 1))(x, k)):
+      np.testing.assert_allclose(u, v, rtol=1e-3, atol=1e-3)
+
+
+def test_conv_impl_names_and_errors():
+  assert conv.resolve_impl("auto") == conv.AUTO_IMPL == "xla"
+  for impl in conv.IMPLS:
+    assert conv.resolve_impl(impl) == impl
+  assert layers.Conv2d(2, 3, impl="taps", rngs=nnx.Rngs(0)).impl == "taps"
+  with pytest.raises(ValueError, match="unknown conv impl 'fft'; allowed: "
+                     "auto, xla, matmul, taps"):
+    conv.conv2d(jnp.zeros((1, 4, 4, 2)), jnp.zeros((3, 3, 2, 3)), impl="fft")
+  with pytest.raises(ValueError, match="unknown conv impl 'fft'"):
+    layers.Conv2d(2, 3, impl="fft", rngs=nnx.Rngs(0))
+
+
+def test_taps_conv_vmaps_over_models_and_keeps_bf16():
+  # K models, each with its own kernel and input (a vmapped ablation).
+  x = jax.random.normal(jax.random.PRNGKey(0), (3, 2, 6, 6, 16))
+  k = jax.random.normal(jax.random.PRNGKey(1), (3, 3, 3, 16, 2))
+  f = lambda impl: jax.vmap(lambda x, k: conv.conv2d(x, k, impl=impl))
+  np.testing.assert_allclose(f("taps")(x, k), f("xla")(x, k), rtol=1e-4,
+                             atol=1e-4)
+  y = conv.conv2d(x[0].astype(jnp.bfloat16), k[0].astype(jnp.bfloat16),
+                  impl="taps")
+  assert y.dtype == jnp.bfloat16
 
 
 def test_backend_compiler_options_keep_results():

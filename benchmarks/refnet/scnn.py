@@ -81,7 +81,7 @@ def build(args):
       [sc(2, 32), sc(32, 64, 2), sc(64, 64)] + up_c4,
       chunk=args.chunk, remat=args.remat,
       scan_chunks=args.scan_chunks == "on")
-  readout = layers.Conv2d(32, 1, dtype=dtype, rngs=rngs)
+  readout = layers.Conv2d(32, 1, impl=args.conv_impl, dtype=dtype, rngs=rngs)
   convs = [l.conv for l in body.layers
            if isinstance(l, layers.SpikingConv2d)] + [readout]
   for conv, (k, b) in zip(convs, common.weights().values()):

@@ -38,6 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 from etils import epath
 
+from scnn_jax import conv as conv_lib
 from scnn_jax import fad, metrics
 from scnn_jax.config_lib import ConfigError, check_choice, check_int, check_number
 from scnn_jax.models import vae
@@ -150,7 +151,8 @@ class GenerateTask(Task):
     check_choice("model.image_decoder", m.image_decoder, vae.IMAGE_DECODERS)
     check_number("model.decay", m.decay, low=0, high=1, low_open=True)
     check_number("model.esvae_lambda", m.esvae_lambda, low=0)
-    check_choice("model.conv_impl", m.conv_impl, ("auto", "xla", "matmul"))
+    check_choice("model.conv_impl", m.conv_impl,
+               ("auto",) + conv_lib.IMPLS)
     if not isinstance(m.scheduled_sampling, bool):
       raise ConfigError("model.scheduled_sampling", m.scheduled_sampling,
                         "must be True or False")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
+from scnn_jax import conv as conv_lib
 from scnn_jax import decoders, encoders, layers, metrics
 from scnn_jax.config_lib import check_choice, check_int, check_number
 from scnn_jax.models import inpainting, spiking_inpainting
@@ -32,7 +33,8 @@ def validate_neuron(m, prefix="model") -> None:
   check_choice(f"{prefix}.noise_resample", _noise_resample(m),
                layers.NOISE_RESAMPLE)
   check_choice(f"{prefix}.order", m.order, layers.ORDERS)
-  check_choice(f"{prefix}.conv_impl", m.conv_impl, ("auto", "xla", "matmul"))
+  check_choice(f"{prefix}.conv_impl", m.conv_impl,
+               ("auto",) + conv_lib.IMPLS)
   check_choice(f"{prefix}.dtype", m.dtype, DTYPES)
 
 
