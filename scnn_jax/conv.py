@@ -10,15 +10,17 @@
   BENCHMARKS.md); written this way it runs as fast inside the loop as
   outside.
 * ``"matmul"``: patch extraction (im2col) followed by one matmul. On CPU
-  faster than "xla" for very few input channels (input layers: 2 -> 32
-  channels 10.8 vs 15.2 ms, 3 -> 32 18.5 vs 27.2 ms; value + grad over 128
-  28x28 images), slower from about 8 input channels up.
+  faster than "xla" for very few input channels (the 2 -> 32 input layer:
+  10.6-10.8 vs 12.7-15.2 ms for the kernel gradient of 128 28x28 images),
+  slower from about 8 input channels up.
 * ``"taps"``: one matmul of the unpadded input with all kernel taps at once
   (``[N*H*W, Cin] x [Cin, kh*kw*Cout]``), then the taps' shifted outputs are
-  summed. It reads the input once instead of kh*kw times, which pays off
-  for very few output channels (readout layers): on CPU 32 -> 1 channels
-  15.9 vs 48.4 ms with "xla", 64 -> 3 22.4 vs 55.8 ms; from 8 output
-  channels up it is slower (64 -> 8: 75.6 vs 64.0 ms).
+  summed. It reads the input once instead of kh*kw times, which can pay off
+  for very few output channels (readouts): value + grad of 32 -> 1 channels
+  over 256 images 16-25 ms vs 42-48 ms with "xla", 64 -> 3 over 128 images
+  22-44 vs 56-68 ms; slower from 8 output channels up. The gain depends on
+  what XLA fuses around it (followed by ``sin`` instead of ``tanh`` the
+  32 -> 1 case ran no faster): time it in your own step.
 * ``"auto"``: "xla" (``AUTO_IMPL`` says why it does not pick per shape).
 
 All give the same numbers up to float rounding order; the measurements are
@@ -217,22 +219,35 @@ def _per_model(fn):
   return looped
 
 
+def _padded_out_hw(x, kernel, strides, pads):
+  """``x`` zero-padded on H, W (any trailing axes kept) and the output size."""
+  kh, kw = kernel.shape[:2]
+  (pt, pb), (pl, pr) = pads
+  ho = (x.shape[1] + pt + pb - kh) // strides[0] + 1
+  wo = (x.shape[2] + pl + pr - kw) // strides[1] + 1
+  xp = jnp.pad(x, ((0, 0), (pt, pb), (pl, pr)) + ((0, 0),) * (x.ndim - 3))
+  return xp, ho, wo
+
+
+def _tap_window(xp, i, j, ho, wo, strides):
+  """What kernel tap (i, j) reads for each output pixel: rows i, i + sh, ...
+  and columns j, j + sw, ... of the padded ``xp [N, H, W, ...]``."""
+  sh, sw = strides
+  rest = xp.shape[3:]
+  return lax.slice(xp, (0, i, j) + (0,) * len(rest),
+                   (xp.shape[0], i + (ho - 1) * sh + 1,
+                    j + (wo - 1) * sw + 1) + rest,
+                   (1, sh, sw) + (1,) * len(rest))
+
+
 def _conv2d_matmul(x, kernel, strides, pads, precision):
   kh, kw, cin, cout = kernel.shape
-  n, h, w, _ = x.shape
-  (pt, pb), (pl, pr) = pads
-  sh, sw = strides
-  ho = (h + pt + pb - kh) // sh + 1
-  wo = (w + pl + pr - kw) // sw + 1
-  xp = jnp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
+  xp, ho, wo = _padded_out_hw(x, kernel, strides, pads)
   # Channel order (i, j, c) matches kernel.reshape(kh * kw * cin, cout).
-  cols = [
-      lax.slice(xp, (0, i, j, 0),
-                (n, i + (ho - 1) * sh + 1, j + (wo - 1) * sw + 1, cin),
-                (1, sh, sw, 1))
-      for i in range(kh) for j in range(kw)
-  ]
+  cols = [_tap_window(xp, i, j, ho, wo, strides)
+          for i in range(kh) for j in range(kw)]
   patches = jnp.concatenate(cols, axis=-1) if len(cols) > 1 else cols[0]
+  n = x.shape[0]
   out = jnp.dot(patches.reshape(n * ho * wo, kh * kw * cin),
                 kernel.reshape(kh * kw * cin, cout), precision=precision)
   return out.reshape(n, ho, wo, cout)
@@ -241,25 +256,15 @@ def _conv2d_matmul(x, kernel, strides, pads, precision):
 def _conv2d_taps(x, kernel, strides, pads, precision):
   kh, kw, cin, cout = kernel.shape
   n, h, w, _ = x.shape
-  (pt, pb), (pl, pr) = pads
-  sh, sw = strides
-  ho = (h + pt + pb - kh) // sh + 1
-  wo = (w + pl + pr - kw) // sw + 1
   # Partial sums in fp32 even for bf16 operands (what a conv accumulates in).
   acc = jnp.promote_types(x.dtype, jnp.float32)
   taps = jnp.transpose(kernel, (2, 0, 1, 3)).reshape(cin, kh * kw * cout)
   z = jnp.dot(x.reshape(n * h * w, cin), taps, precision=precision,
               preferred_element_type=acc).reshape(n, h, w, kh, kw, cout)
   # Padding the per-tap outputs equals padding the input: zeros map to 0.
-  zp = jnp.pad(z, ((0, 0), (pt, pb), (pl, pr), (0, 0), (0, 0), (0, 0)))
-  y = None
-  for i in range(kh):
-    for j in range(kw):
-      part = lax.slice(
-          zp, (0, i, j, i, j, 0),
-          (n, i + (ho - 1) * sh + 1, j + (wo - 1) * sw + 1, i + 1, j + 1,
-           cout), (1, sh, sw, 1, 1, 1)).reshape(n, ho, wo, cout)
-      y = part if y is None else y + part
+  zp, ho, wo = _padded_out_hw(z, kernel, strides, pads)
+  y = sum(_tap_window(zp, i, j, ho, wo, strides)[:, :, :, i, j]
+          for i in range(kh) for j in range(kw))
   return y.astype(jnp.result_type(x, kernel))
 
 
