@@ -40,6 +40,7 @@ import jax.numpy as jnp
 from jax import lax
 
 IMPLS = ("xla", "matmul", "taps")
+IMPL_CHOICES = ("auto",) + IMPLS  # what a config or layer may name
 Padding = str | int | Sequence[tuple[int, int]]
 
 # What impl="auto" means, on every backend. The per-shape CPU wins of
@@ -56,8 +57,8 @@ def resolve_impl(impl: str) -> str:
   if impl == "auto":
     return AUTO_IMPL
   if impl not in IMPLS:
-    raise ValueError(f"unknown conv impl {impl!r}; allowed: auto, "
-                     f"{', '.join(IMPLS)}")
+    raise ValueError(f"unknown conv impl {impl!r}; allowed: "
+                     f"{', '.join(IMPL_CHOICES)}")
   return impl
 
 

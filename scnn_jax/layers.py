@@ -83,9 +83,10 @@ def captures_hidden(module: nnx.Module):
 
   Under ``nnx.capture`` every submodule holds a ``__captures__`` attribute;
   for an ``nnx.List`` of layers its key sits beside the integer keys and
-  ``nnx.split`` / ``nnx.merge`` then fail sorting them. Code that splits the
-  module (``checkpointed``, chunk scans) runs inside this block, records no
-  rates there, and records them after it.
+  ``nnx.split`` then fails sorting them. Wrap the split in this block: the
+  module merged from it carries no stores, so code run on that copy
+  (``checkpointed``, chunk scans) records no rates; record them on the
+  original module afterwards.
   """
   held = [(m, m.__captures__) for _, m in nnx.iter_modules(module)
           if hasattr(m, "__captures__")]

@@ -55,7 +55,6 @@ a rematerialised stack).
 
 from __future__ import annotations
 
-import contextlib
 from typing import Callable, Sequence
 
 import jax
@@ -167,25 +166,6 @@ class SpikingSequential(nnx.Module):
     keys = [l.step_keys(l.noise_key(rngs, deterministic), T)
             if _is_spiking(l) and hasattr(l, "noise_key") else None
             for l in self.layers]
-    # Splitting the module (checkpointed chunks, the chunk scan) fails while
-    # nnx.capture's stores are attached to it; rates are recorded after.
-    hide = (layers_lib.captures_hidden(self) if self.remat
-            else contextlib.nullcontext())
-    with hide:
-      y, rates = self._run_chunks(x if static else None,
-                                  None if static else x, T, keys, example_ids)
-    for layer, rate in zip(self.layers, rates):
-      if rate is not None:
-        _record_rate(layer, rate)
-    return y
-
-  def _run_chunks(self, static_x, x, T, keys, example_ids):
-    """``(outputs [T, B, ...], per-layer mean spike rate or None)``.
-
-    The input is ``static_x [B, ...]`` (the same at every step) or the
-    sequence ``x [T, B, ...]``; the other one is None.
-    """
-    static = static_x is not None
     fn = type(self)._chunk
     if self.remat:
       fn = lambda m, *args: checkpointed(m, type(m)._chunk, *args)
@@ -203,7 +183,7 @@ class SpikingSequential(nnx.Module):
 
     def chunk_x(start, stop):
       if static:
-        return layers_lib.StaticInput(static_x, stop - start)
+        return layers_lib.StaticInput(x, stop - start)
       return x[start:stop]
 
     start = 0
@@ -215,12 +195,15 @@ class SpikingSequential(nnx.Module):
       outs.append(y)
       add_rates(rates, C)
       n = T // C - 1
-      graphdef, mstate = nnx.split(self)
+      # nnx.split fails while nnx.capture's stores are attached (a list of
+      # layers); rates are recorded below, outside the split module.
+      with layers_lib.captures_hidden(self):
+        graphdef, mstate = nnx.split(self)
 
       def body(states, xs):
         xc, kc = xs
         if static:  # the same input in every chunk: not scanned over
-          xc = layers_lib.StaticInput(static_x, C)
+          xc = layers_lib.StaticInput(x, C)
         m = nnx.merge(graphdef, mstate)
         y, states, rates = type(m)._chunk(m, xc, states, kc, example_ids)
         return states, (y, rates)
@@ -241,8 +224,10 @@ class SpikingSequential(nnx.Module):
                             example_ids)
       outs.append(y)
       add_rates(rates, stop - start)
-    y = outs[0] if len(outs) == 1 else jnp.concatenate(outs, axis=0)
-    return y, [None if r is None else r / T for r in rate_sums]
+    for layer, total in zip(self.layers, rate_sums):
+      if total is not None:
+        _record_rate(layer, total / T)
+    return outs[0] if len(outs) == 1 else jnp.concatenate(outs, axis=0)
 
   def _chunk(self, x, states, keys, example_ids):
     """(output, new states, per-layer mean spike rate or None) of a chunk.

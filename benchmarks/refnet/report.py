@@ -242,10 +242,11 @@ process, interleaved.
   shape, two opt-in formulations beat it on CPU (value + grad, 128 images
   of 28x28): "matmul" (im2col) for the 2->32 input conv (10.8 vs 15.2 ms),
   "taps" (one matmul with all kernel taps, shifted outputs summed) for the
-  32->1 readout (~2x, 16-25 vs 42-48 ms for 256 images). Picked per layer they made the literal
-  network 4 % faster (508 vs 532 ms/step) and left the default and
-  `configs/base.py` unchanged (225.2 vs 224.8 ms), so the default stays one
-  formulation and every published figure keeps its rounding.
+  32->1 readout (~2x, 16-25 vs 42-48 ms for 256 images). Picked per
+  layer they made the literal network 4 % faster (508 vs 532 ms/step) and
+  left the default and `configs/base.py` unchanged (225.2 vs 224.8 ms), so
+  the default stays one formulation and every published figure keeps its
+  rounding.
 - **Bias gradient as a matmul** (`conv.add_bias`): XLA CPU fused the bias
   reduction with the neuron backward pass and recomputed the whole unrolled
   scan inside a slow reduce loop (a 32->64 SpikingConv2d spent 60 % of its

@@ -151,8 +151,7 @@ class GenerateTask(Task):
     check_choice("model.image_decoder", m.image_decoder, vae.IMAGE_DECODERS)
     check_number("model.decay", m.decay, low=0, high=1, low_open=True)
     check_number("model.esvae_lambda", m.esvae_lambda, low=0)
-    check_choice("model.conv_impl", m.conv_impl,
-               ("auto",) + conv_lib.IMPLS)
+    check_choice("model.conv_impl", m.conv_impl, conv_lib.IMPL_CHOICES)
     if not isinstance(m.scheduled_sampling, bool):
       raise ConfigError("model.scheduled_sampling", m.scheduled_sampling,
                         "must be True or False")

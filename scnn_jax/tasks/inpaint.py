@@ -33,8 +33,7 @@ def validate_neuron(m, prefix="model") -> None:
   check_choice(f"{prefix}.noise_resample", _noise_resample(m),
                layers.NOISE_RESAMPLE)
   check_choice(f"{prefix}.order", m.order, layers.ORDERS)
-  check_choice(f"{prefix}.conv_impl", m.conv_impl,
-               ("auto",) + conv_lib.IMPLS)
+  check_choice(f"{prefix}.conv_impl", m.conv_impl, conv_lib.IMPL_CHOICES)
   check_choice(f"{prefix}.dtype", m.dtype, DTYPES)
 
 
