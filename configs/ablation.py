@@ -11,7 +11,9 @@ with ``python -m scnn_jax.ablation export --workdir runs/ablation --point k
 --out DIR``).
 """
 
-from configs import base
+from scnn_jax.config_files import sibling
+
+base = sibling(__file__, "base")
 
 
 def get_config():

@@ -12,8 +12,11 @@ Needs the TFDS cifar10 dataset prepared (``tfds build cifar10`` once, or
 epochs (here 64 cosine epochs at batch 16, its ``T_max``: 200k steps).
 """
 
-from configs import base
-from configs.mnist_alif import classify_fields
+from scnn_jax.config_files import sibling
+
+base = sibling(__file__, "base")
+mnist_alif = sibling(__file__, "mnist_alif")
+classify_fields = mnist_alif.classify_fields
 
 
 def get_config():

@@ -10,7 +10,9 @@ minutes on CPU. Its workdir is reused by every generation run that names it
 
 from ml_collections import config_dict
 
-from configs import base
+from scnn_jax.config_files import sibling
+
+base = sibling(__file__, "base")
 
 
 def fad_fields(c, latent_dim=64):

@@ -19,8 +19,11 @@ config three times: ``--config.model.neuron=lif --config.model.threshold=1.0``
 threshold adaptation, tau 4 steps).
 """
 
-from configs import base
-from configs.mnist_alif import classify_fields
+from scnn_jax.config_files import sibling
+
+base = sibling(__file__, "base")
+mnist_alif = sibling(__file__, "mnist_alif")
+classify_fields = mnist_alif.classify_fields
 
 STEPS = 1200
 

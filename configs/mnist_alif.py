@@ -24,7 +24,9 @@ or is silent:
 * held-out set: the first ``num_eval`` (10000: all) test images.
 """
 
-from configs import base
+from scnn_jax.config_files import sibling
+
+base = sibling(__file__, "base")
 
 
 def classify_fields(c):

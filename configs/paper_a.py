@@ -10,7 +10,9 @@ images) or any TFDS image dataset, e.g.
 and pass ``--config.data.data_dir``). Masks: free-form strokes over 10-40 %.
 """
 
-from configs import base
+from scnn_jax.config_files import sibling
+
+base = sibling(__file__, "base")
 
 
 def get_config():

@@ -22,7 +22,9 @@ B's ALIF (tau 2 and threshold 0.5 learned, ATan surrogate), no training
 noise (the comparison is about decoders).
 """
 
-from configs import base
+from scnn_jax.config_files import sibling
+
+base = sibling(__file__, "base")
 
 STEPS = 800
 

@@ -13,7 +13,11 @@ test images. FAD autoencoder: ``configs/fad_celeb_a.py`` (FSVAE's AELarge,
 latent 128).
 """
 
-from configs import base, vae_mnist, vae_mnist5k
+from scnn_jax.config_files import sibling
+
+base = sibling(__file__, "base")
+vae_mnist = sibling(__file__, "vae_mnist")
+vae_mnist5k = sibling(__file__, "vae_mnist5k")
 
 
 def get_config():

@@ -10,7 +10,11 @@ training transform has one; the data pipeline has no flip). FAD autoencoder:
 ``configs/fad_cifar10.py`` (latent 128).
 """
 
-from configs import base, vae_mnist, vae_mnist5k
+from scnn_jax.config_files import sibling
+
+base = sibling(__file__, "base")
+vae_mnist = sibling(__file__, "vae_mnist")
+vae_mnist5k = sibling(__file__, "vae_mnist5k")
 
 
 def get_config():

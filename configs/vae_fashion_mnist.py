@@ -5,7 +5,11 @@ FASHION.yaml: the same network and training). FAD autoencoder:
 ``configs/fad_fashion_mnist.py``.
 """
 
-from configs import base, vae_mnist, vae_mnist5k
+from scnn_jax.config_files import sibling
+
+base = sibling(__file__, "base")
+vae_mnist = sibling(__file__, "vae_mnist")
+vae_mnist5k = sibling(__file__, "vae_mnist5k")
 
 
 def get_config():

@@ -19,7 +19,10 @@ autoencoder of ``configs/fad_mnist.py``:
         --config.metrics.inception_weights=weights/pt_inception.npz
 """
 
-from configs import base, vae_mnist5k
+from scnn_jax.config_files import sibling
+
+base = sibling(__file__, "base")
+vae_mnist5k = sibling(__file__, "vae_mnist5k")
 
 
 def tfds_data(c, name, *, image_size=32, channels=1, num_eval=10000,

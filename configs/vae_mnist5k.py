@@ -24,7 +24,9 @@ IS / FID need Inception weights (docs/generation.md):
 
 from ml_collections import config_dict
 
-from configs import base
+from scnn_jax.config_files import sibling
+
+base = sibling(__file__, "base")
 
 
 def vae_fields(c):
