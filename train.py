@@ -1,58 +1,10 @@
-"""Trains a scnn_jax model.
+"""Trains a scnn_jax model: ``python train.py --config configs/base.py``.
 
-    python train.py --config configs/base.py [--workdir runs/base] \
-        [--config.train.steps=500 ...]
-
-The workdir defaults to runs/<config file stem>; running the same command
-again resumes from its latest checkpoint.
+The same command as the installed ``scnn-train`` (``scnn_jax/cli/train.py``
+holds it; this file lets a clone run without installing).
 """
 
-import logging as pylogging
-import sys
-
-from absl import app, flags, logging
-from etils import epath
-from ml_collections import config_flags
-
-from scnn_jax import backend, distributed, trainer
-from scnn_jax.checkpoint import CheckpointError
-from scnn_jax.config_lib import ConfigError
-
-FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file(
-    "config", None, "Config file (a .py with get_config()).", lock_config=True)
-flags.DEFINE_string("workdir", None,
-                    "Output directory (default: runs/<config file stem>).")
-distributed.define_flags()
-
-
-def _quiet_library_info(record) -> bool:
-  # Orbax logs every save step at INFO; keep the console to our progress
-  # lines (its warnings and errors still show).
-  return record.levelno >= pylogging.WARNING or "/orbax/" not in record.pathname
-
-
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  logging.get_absl_logger().addFilter(_quiet_library_info)
-  distributed.initialize_from_flags()
-  # XLA CPU mallocs every step's buffers; keep freed pages mapped for reuse
-  # instead of page-faulting them in again each step (process-wide, so it is
-  # done here in the entry point; see scnn_jax.backend).
-  backend.tune_host_allocator()
-  workdir = FLAGS.workdir or f"runs/{epath.Path(FLAGS['config'].config_filename).stem}"
-  logging.info("workdir: %s", workdir)
-  try:
-    trainer.train_and_evaluate(FLAGS.config, workdir)
-  except (ConfigError, trainer.NonFiniteLossError, CheckpointError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
-  except trainer.Preempted as e:
-    logging.warning("%s", e)
-    sys.exit(143)  # 128 + SIGTERM: an unfinished run, for schedulers
-
+from scnn_jax.cli import train
 
 if __name__ == "__main__":
-  flags.mark_flags_as_required(["config"])
-  app.run(main)
+  train.run()

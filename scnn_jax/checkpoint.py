@@ -4,16 +4,34 @@ Orbax writes each step into a temporary directory and renames it when the save
 is complete, so a run killed at any moment leaves only complete checkpoints
 (plus, at worst, a temporary directory that is ignored). All hosts take part
 in every save; Orbax coordinates them.
+
+Every checkpoint's small JSON ``meta`` records the ``scnn_jax_version`` that
+wrote it and, when the Checkpointer knows the run's config, its
+``config_sha256`` (``config_hash``: the same digest for the same
+``config.json``), so a checkpoint can be matched to the code and the config
+that produced it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 
 import jax
 import orbax.checkpoint as ocp
 from absl import logging
 from etils import epath
+
+from scnn_jax import __version__
+
+
+def config_hash(config) -> str:
+  """SHA-256 of a config (ConfigDict or dict) as canonical JSON."""
+  if hasattr(config, "to_json_best_effort"):
+    config = json.loads(config.to_json_best_effort())
+  text = json.dumps(config, sort_keys=True, separators=(",", ":"))
+  return hashlib.sha256(text.encode()).hexdigest()
 
 
 class CheckpointError(RuntimeError):
@@ -27,9 +45,13 @@ def _barrier(name: str):
 
 
 class Checkpointer:
-  """Keeps the last ``keep`` checkpoints of a train-state pytree in ``directory``."""
+  """Keeps the last ``keep`` checkpoints of a train-state pytree in ``directory``.
 
-  def __init__(self, directory, *, keep: int = 3):
+  ``config``: the run's config; its ``config_hash`` goes into every save's
+  meta (with the scnn_jax version, which is always stamped).
+  """
+
+  def __init__(self, directory, *, keep: int = 3, config=None):
     # Orbax needs absolute paths ("runs/base" from the command line is not);
     # gs:// and other URLs already are.
     self.directory = epath.Path(directory)
@@ -41,6 +63,9 @@ class Checkpointer:
         # unfinished temporary directory behind; it is removed on restart.
         options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
                                              cleanup_tmp_directories=True))
+    self._stamp = {"scnn_jax_version": __version__}
+    if config is not None:
+      self._stamp["config_sha256"] = config_hash(config)
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
@@ -50,10 +75,14 @@ class Checkpointer:
 
   def save(self, step: int, state, meta: dict | None = None, *,
            force: bool = False) -> bool:
-    """Saves the ``state`` pytree and a small JSON ``meta`` dict at ``step``."""
+    """Saves the ``state`` pytree and a small JSON ``meta`` dict at ``step``.
+
+    ``meta`` gets this writer's version / config stamp (replacing the values
+    a restored meta carried from an older writer).
+    """
     saved = self._manager.save(step, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state),
-        meta=ocp.args.JsonSave(meta or {})), force=force)
+        meta=ocp.args.JsonSave({**(meta or {}), **self._stamp})), force=force)
     if saved:
       logging.info("checkpoint saved at step %d in %s", step, self.directory)
     return saved

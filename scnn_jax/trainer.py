@@ -367,7 +367,8 @@ def train_and_evaluate(config, workdir) -> dict:
                  ", ".join(p.name for p in points))
   K = len(points) if points else None
 
-  ckpt = Checkpointer(workdir / "checkpoints", keep=t.keep_checkpoints)
+  ckpt = Checkpointer(workdir / "checkpoints", keep=t.keep_checkpoints,
+                      config=config)
   meta = {"train_time_s": 0.0}
   if ckpt.latest_step() is not None:
     state, meta = ckpt.restore(abstract_like(state))

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import tempfile
 import time
 
 from absl import logging
@@ -48,17 +47,7 @@ class MetricWriter:
           continue  # a torn line from an older writer: skip it
         if record.get("step", 0) <= resume_step:
           self.records.append(record)
-    tb_dir = epath.Path(workdir) / "tensorboard"
-    if "://" in str(workdir):
-      # tensorboardX writes local files only; keep the events on this host.
-      tb_dir = epath.Path(tempfile.gettempdir()) / "scnn_jax_tensorboard" / (
-          str(workdir).split("://", 1)[1].replace("/", "_"))
-      logging.info("TensorBoard events of %s go to %s (local)", workdir, tb_dir)
-    try:
-      from tensorboardX import SummaryWriter
-      self._tb = SummaryWriter(str(tb_dir))
-    except Exception as e:  # TensorBoard is optional, the run is not
-      logging.warning("TensorBoard events disabled: %s", e)
+    self._tb = open_tensorboard(workdir)
 
   def write(self, step: int, kind: str, scalars: dict, flush: bool = True):
     """One record ``{"step", "kind", **scalars}``; nested dicts allowed."""
@@ -88,6 +77,23 @@ class MetricWriter:
     self.flush()
     if self._tb is not None:
       self._tb.close()
+
+
+def open_tensorboard(workdir):
+  """A tensorboardX ``SummaryWriter`` on ``<workdir>/tensorboard``, or None.
+
+  The same call for every workdir: tensorboardX writes local paths itself and
+  ``gs://`` paths through its GCS writer (``google-cloud-storage``, the
+  ``gcs`` extra), which rewrites the whole event file at each flush, so the
+  events live beside the checkpoints, not on the VM.
+  """
+  logdir = str(epath.Path(workdir) / "tensorboard")
+  try:
+    from tensorboardX import SummaryWriter
+    return SummaryWriter(logdir)
+  except Exception as e:  # TensorBoard is optional, the run is not
+    logging.warning("TensorBoard events disabled (%s): %s", logdir, e)
+    return None
 
 
 def _flatten(d, prefix=""):
