@@ -91,6 +91,9 @@ def get_config():
   t.keep_checkpoints = 3
   t.num_sample_images = 8
   t.nan_policy = "stop"           # stop | skip
+  # (start, stop): a jax.profiler trace of steps start..stop-1 into
+  # <workdir>/tensorboard (README, "Profiling"); () = off.
+  t.profile_steps = ()
 
   # vmap ablations (configs/ablation.py): lists of values under the config
   # path they replace, e.g. {"model": {"tau": [5.0, 10.0]}}; empty = one model.

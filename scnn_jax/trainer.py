@@ -28,7 +28,8 @@ from absl import logging
 from etils import epath
 from flax import nnx
 
-from scnn_jax import ablation, backend, data, images, optim, parallel, tasks
+from scnn_jax import (ablation, backend, data, images, optim, parallel,
+                      profiling, tasks)
 from scnn_jax.checkpoint import Checkpointer, abstract_like
 from scnn_jax.config_lib import ConfigError, check_choice, check_int
 from scnn_jax.variables import SpikeRate
@@ -104,6 +105,7 @@ def validate(config) -> tasks.Task:
     check_int(f"train.{field}", t[field], 1)
   check_int("train.num_sample_images", t.num_sample_images, 0)
   check_choice("train.nan_policy", t.nan_policy, NAN_POLICIES)
+  profiling.validate(t.get("profile_steps", ()))
   n = jax.device_count()
   for field in ("batch_size", "eval_batch_size"):
     if t[field] % n:
@@ -404,6 +406,7 @@ def train_and_evaluate(config, workdir) -> dict:
       mesh, dataset.train_iterator(start, t.batch_size, pidx, pcount))
   progress = Progress(t.steps, start)
   preemption = PreemptionWatch()
+  trace = profiling.StepTrace(t.get("profile_steps", ()), workdir)
   pending, wait_s, loop_t0 = [], 0.0, time.time()
   session_t0, base_time = time.time(), float(meta["train_time_s"])
   eval_s, result = 0.0, None
@@ -414,7 +417,9 @@ def train_and_evaluate(config, workdir) -> dict:
       t0 = time.time()
       batch = next(train_iter)
       wait_s += time.time() - t0
-      state, step_metrics = train_fn(state, batch, key)
+      with trace.step(step):
+        state, step_metrics = train_fn(state, batch, key)
+      trace.after(step, state)
       pending.append(step_metrics)
       done = step + 1
       if done % t.log_every == 0 or done == t.steps:
@@ -446,6 +451,7 @@ def train_and_evaluate(config, workdir) -> dict:
         raise Preempted(done, ckpt.directory)
   finally:
     preemption.close()
+    trace.close()
     train_iter.close()
   ckpt.wait()
   if result is None:  # resumed a finished run: evaluate it again
@@ -461,7 +467,8 @@ def train_and_evaluate(config, workdir) -> dict:
 # Fields that only say how long / how often: changing them on resume is normal.
 _RUN_LENGTH_FIELDS = ("train.steps", "train.log_every", "train.eval_every",
                       "train.checkpoint_every", "train.keep_checkpoints",
-                      "train.num_sample_images", "data.prefetch",
+                      "train.num_sample_images", "train.profile_steps",
+                      "data.prefetch",
                       "data.num_threads", "data.num_workers")
 
 

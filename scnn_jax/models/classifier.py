@@ -255,20 +255,24 @@ class SpikingClassifier(nnx.Module):
 
   def spikes(self, x, *, rngs: nnx.Rngs | None = None, example_ids=None):
     """Output-layer spikes ``[T, B, num_classes * vote_group]``."""
-    h = self.static(self.normalize(x.astype(jnp.float32)))
-    h = self.static_neuron(jnp.broadcast_to(h[None], (self.T,) + h.shape))
+    # Named scopes label the ops in profiles (README, "Profiling").
+    with jax.named_scope("static"):
+      h = self.static(self.normalize(x.astype(jnp.float32)))
+      h = self.static_neuron(jnp.broadcast_to(h[None], (self.T,) + h.shape))
     i = 0
-    for kind in self.layout[1:]:
-      if kind == "p":
-        h = pool2x2(h, self.pool)
-      else:
-        h = self.block_neurons[i](self.blocks[i](h))
-        i += 1
-    h = h.reshape(h.shape[:2] + (-1,))
-    h = self.drop1(h, rngs=rngs, example_ids=example_ids)
-    h = self.fc1_neuron(self.fc1(h).astype(jnp.float32))
-    h = self.drop2(h, rngs=rngs, example_ids=example_ids)
-    return self.fc2_neuron(self.fc2(h).astype(jnp.float32))
+    with jax.named_scope("blocks"):
+      for kind in self.layout[1:]:
+        if kind == "p":
+          h = pool2x2(h, self.pool)
+        else:
+          h = self.block_neurons[i](self.blocks[i](h))
+          i += 1
+    with jax.named_scope("fc"):
+      h = h.reshape(h.shape[:2] + (-1,))
+      h = self.drop1(h, rngs=rngs, example_ids=example_ids)
+      h = self.fc1_neuron(self.fc1(h).astype(jnp.float32))
+      h = self.drop2(h, rngs=rngs, example_ids=example_ids)
+      return self.fc2_neuron(self.fc2(h).astype(jnp.float32))
 
   def __call__(self, x, *, rngs: nnx.Rngs | None = None, example_ids=None):
     """Firing rate (count / T) of each class's voting group ``[B, K]``."""

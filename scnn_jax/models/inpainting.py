@@ -35,9 +35,12 @@ def _conv_stack(width, out_channels, n, impl, dtype, rngs):
 
 
 def _head(convs, h, output_activation):
-  for conv in convs[:-1]:
-    h = jax.nn.relu(conv(h))
-  return OUTPUT_ACTIVATIONS[output_activation](convs[-1](h).astype(jnp.float32))
+  # Named scopes label the ops in profiles (README, "Profiling").
+  with jax.named_scope("head"):
+    for conv in convs[:-1]:
+      h = jax.nn.relu(conv(h))
+    return OUTPUT_ACTIVATIONS[output_activation](
+        convs[-1](h).astype(jnp.float32))
 
 
 class SCNN(nnx.Module):
@@ -71,12 +74,17 @@ class SCNN(nnx.Module):
   def __call__(self, x, *, rngs: nnx.Rngs | None = None, example_ids=None):
     if isinstance(self.encoder, layers.DirectEncoder):
       # The same image at every step: the spiking layer convolves it once.
-      spikes = self.spiking(x, T=self.encoder.T, rngs=rngs,
-                            example_ids=example_ids)
+      with jax.named_scope("spiking"):
+        spikes = self.spiking(x, T=self.encoder.T, rngs=rngs,
+                              example_ids=example_ids)
     else:
-      spikes = self.spiking(self.encoder(x, rngs=rngs), rngs=rngs,
-                            example_ids=example_ids)
-    return _head(self.convs, self.decoder(spikes), self.output_activation)
+      with jax.named_scope("encode"):
+        x = self.encoder(x, rngs=rngs)
+      with jax.named_scope("spiking"):
+        spikes = self.spiking(x, rngs=rngs, example_ids=example_ids)
+    with jax.named_scope("decode"):
+      h = self.decoder(spikes)
+    return _head(self.convs, h, self.output_activation)
 
 
 class CNN(nnx.Module):
@@ -94,4 +102,6 @@ class CNN(nnx.Module):
 
   def __call__(self, x, *, rngs=None, example_ids=None):
     del rngs, example_ids
-    return _head(self.convs, jax.nn.relu(self.first(x)), self.output_activation)
+    with jax.named_scope("first"):
+      h = jax.nn.relu(self.first(x))
+    return _head(self.convs, h, self.output_activation)

@@ -106,6 +106,8 @@ class SpikingDecoderSCNN(nnx.Module):
     return self.last(h)
 
   def __call__(self, x, *, rngs: nnx.Rngs | None = None, example_ids=None):
-    seq = self.sequence(x, rngs=rngs, example_ids=example_ids)
-    return OUTPUT_ACTIVATIONS[self.output_activation](
-        self.decoder(seq.astype(jnp.float32)))
+    with jax.named_scope("spiking"):
+      seq = self.sequence(x, rngs=rngs, example_ids=example_ids)
+    with jax.named_scope("decode"):
+      return OUTPUT_ACTIVATIONS[self.output_activation](
+          self.decoder(seq.astype(jnp.float32)))
