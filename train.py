@@ -1,7 +1,10 @@
-"""Trains a scnn_jax model: ``python train.py --config configs/base.py``.
+"""Trains a scnn_jax model (installed, the same command is ``scnn-train``).
 
-The same command as the installed ``scnn-train`` (``scnn_jax/cli/train.py``
-holds it; this file lets a clone run without installing).
+    python train.py --config configs/base.py [--workdir runs/base] \
+        [--config.train.steps=500 ...]
+
+The workdir defaults to runs/<config file stem>; running the same command
+again resumes from its latest checkpoint. The code is scnn_jax/cli/train.py.
 """
 
 from scnn_jax.cli import train

@@ -9,12 +9,14 @@ from ml_collections import config_flags
 
 from scnn_jax import distributed, fad
 
-config_flags.DEFINE_config_file(
-    "config", None, "FAD autoencoder config (e.g. configs/fad_mnist5k.py).",
-    lock_config=True)
-flags.DEFINE_string("workdir", None,
-                    "Output directory (default: runs/<config file stem>).")
-distributed.define_flags()
+
+def define_flags():
+  config_flags.DEFINE_config_file(
+      "config", None, "FAD autoencoder config (e.g. configs/fad_mnist5k.py).",
+      lock_config=True)
+  flags.DEFINE_string("workdir", None,
+                      "Output directory (default: runs/<config file stem>).")
+  distributed.define_flags()
 
 
 def main(argv):
@@ -24,6 +26,7 @@ def main(argv):
 
 def run():
   """The ``scnn-fad`` console command."""
+  define_flags()
   flags.mark_flags_as_required(["config"])
   app.run(main)
 

@@ -18,14 +18,21 @@ from scnn_jax import backend, distributed, trainer
 from scnn_jax.checkpoint import CheckpointError
 from scnn_jax.cli import common
 from scnn_jax.config_lib import ConfigError
+from scnn_jax.data import DataError
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file(
-    "config", None, "Config file (a .py with get_config()).", lock_config=True)
-flags.DEFINE_string("workdir", None,
-                    "Output directory (default: runs/<config file stem>).")
-distributed.define_flags()
-common.define_compilation_cache_flag()
+
+
+def define_flags():
+  # Defined when the command runs, not on import, so that the tools of this
+  # package can be imported together.
+  config_flags.DEFINE_config_file(
+      "config", None, "Config file (a .py with get_config()).",
+      lock_config=True)
+  flags.DEFINE_string("workdir", None,
+                      "Output directory (default: runs/<config file stem>).")
+  distributed.define_flags()
+  common.define_compilation_cache_flag()
 
 
 def main(argv):
@@ -42,7 +49,8 @@ def main(argv):
   logging.info("workdir: %s", workdir)
   try:
     trainer.train_and_evaluate(FLAGS.config, workdir)
-  except (ConfigError, trainer.NonFiniteLossError, CheckpointError) as e:
+  except (ConfigError, DataError, trainer.NonFiniteLossError,
+          CheckpointError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
   except trainer.Preempted as e:
@@ -52,6 +60,7 @@ def main(argv):
 
 def run():
   """The ``scnn-train`` console command."""
+  define_flags()
   flags.mark_flags_as_required(["config"])
   app.run(main)
 

@@ -1,0 +1,113 @@
+"""Packaging: pyproject.toml is the source of truth; requirements files,
+constraints.txt and the console commands agree with it; configs load from any
+directory (the installed scnn-train runs outside the clone)."""
+
+import importlib
+import os
+import pathlib
+import re
+import subprocess
+import sys
+import tomllib
+
+from packaging.requirements import Requirement
+from packaging.version import Version
+
+import scnn_jax
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
+PROJECT = PYPROJECT["project"]
+
+
+def _lines(name):
+  """Requirement lines of a requirements file (no comments, no -r)."""
+  out = []
+  for line in (REPO / name).read_text().splitlines():
+    line = line.split("#", 1)[0].strip()
+    if line and not line.startswith("-"):
+      out.append(line)
+  return out
+
+
+def _norm(reqs):
+  return sorted(str(Requirement(r)) for r in reqs)
+
+
+def test_requirements_files_repeat_pyproject():
+  extras = PROJECT["optional-dependencies"]
+  assert _norm(_lines("requirements.txt")) == _norm(
+      PROJECT["dependencies"] + extras["tfds"])
+  dev = [r for r in extras["dev"] if not r.startswith("scnn_jax[")]
+  assert _norm(_lines("requirements-dev.txt")) == _norm(dev + extras["nir"])
+  assert (REPO / "requirements-dev.txt").read_text().count(
+      "-r requirements.txt") == 1
+  # torch is never a dependency of the package (benchmarks use their own venv)
+  every = PROJECT["dependencies"] + sum(extras.values(), [])
+  assert not [r for r in every if Requirement(r).name in ("torch", "snntorch",
+                                                          "norse")]
+
+
+def test_constraints_pin_every_requirement_within_its_range():
+  pins = {}
+  for line in _lines("constraints.txt"):
+    req = Requirement(line)
+    (spec,) = req.specifier
+    assert spec.operator == "==", line
+    pins[req.name.lower().replace("_", "-")] = Version(spec.version)
+  for line in _lines("requirements.txt") + _lines("requirements-dev.txt"):
+    req = Requirement(line)
+    version = pins[req.name.lower().replace("_", "-")]
+    assert req.specifier.contains(version), (line, version)
+
+
+def test_one_version_string_and_python_floor():
+  assert PROJECT["dynamic"] == ["version"] and "version" not in PROJECT
+  assert PYPROJECT["tool"]["setuptools"]["dynamic"]["version"] == {
+      "attr": "scnn_jax.__version__"}
+  assert str(Version(scnn_jax.__version__)) == scnn_jax.__version__
+  assert PROJECT["requires-python"] == ">=3.11"
+
+
+def test_console_commands_point_to_callables():
+  scripts = PROJECT["scripts"]
+  assert set(scripts) == {"scnn-train", "scnn-inpaint", "scnn-fad",
+                          "scnn-ablation"}
+  for target in scripts.values():
+    module, func = target.split(":")
+    assert callable(getattr(importlib.import_module(module), func)), target
+
+
+def test_every_config_loads_outside_the_clone(tmp_path):
+  # Only the package on sys.path, run from elsewhere: `from configs import`
+  # would fail here, as it does for an installed scnn-train.
+  site = tmp_path / "site"
+  site.mkdir()
+  (site / "scnn_jax").symlink_to(REPO / "scnn_jax")
+  configs = sorted(str(p) for p in (REPO / "configs").glob("*.py"))
+  code = (
+      "import sys\n"
+      "from absl import flags\n"
+      "from ml_collections import config_flags\n"
+      "config_flags.DEFINE_config_file('config', lock_config=True)\n"
+      "for path in sys.argv[1:]:\n"
+      "  flags.FLAGS.unparse_flags()\n"
+      "  flags.FLAGS(['scnn-train', '--config', path,\n"
+      "               '--config.train.steps=20'])\n"
+      "  assert flags.FLAGS.config.train.steps == 20\n"
+      "print('loaded', len(sys.argv) - 1)\n")
+  env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+  env["PYTHONPATH"] = str(site)
+  out = subprocess.run([sys.executable, "-c", code, *configs], cwd=tmp_path,
+                       env=env, capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert out.stdout.strip() == f"loaded {len(configs)}"
+  assert len(configs) >= 17
+
+
+def test_no_config_imports_the_configs_package():
+  # The pattern for new configs: sibling(__file__, "base"), see
+  # scnn_jax/config_files.py.
+  for path in (REPO / "configs").glob("*.py"):
+    assert not re.search(r"^\s*(from|import) configs\b", path.read_text(),
+                         re.M), path.name
