@@ -36,6 +36,8 @@ def get_config():
   m.threshold = 1.0
   m.reset = "zero"                # zero | subtract
   m.detach_reset = False
+  m.refractory_steps = 0          # LIF: dead steps after a spike (paper A: 1 ms = 1)
+  m.neuron_solver = "scan"        # scan | staircase (closed-form LIF, constant input)
   m.surrogate = "fast_sigmoid"    # fast_sigmoid | atan | sigmoid | triangle | rectangular
   m.surrogate_param = config_dict.placeholder(float)  # None: the kind's default
   m.alif_tau = 2.0                # ALIF initial tau (paper B)

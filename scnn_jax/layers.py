@@ -144,16 +144,17 @@ class LIF(_Neuron):
       value per layer, ``(C,)`` per channel.
     trainable: make beta and threshold ``nnx.Param`` instead of
       ``NeuronParam``.
-    reset, surrogate, surrogate_param, detach_reset, remat: see
-      ``neurons.lif_scan``.
+    reset, surrogate, surrogate_param, detach_reset, refractory_steps, remat:
+      see ``neurons.lif_scan``. With ``refractory_steps > 0`` the state is
+      ``(membrane, refractory steps left)``.
     unroll: ``lax.scan`` unroll; "auto" picks by backend and T
       (``resolve_unroll``).
   """
 
   def __init__(self, *, beta=None, tau=None, threshold=1.0, reset="subtract",
                surrogate="fast_sigmoid", surrogate_param=None,
-               detach_reset=False, shape=(), trainable=False, remat=False,
-               unroll="auto"):
+               detach_reset=False, refractory_steps=0, shape=(),
+               trainable=False, remat=False, unroll="auto"):
     if beta is not None and tau is not None:
       raise ValueError("LIF takes beta= or tau=, not both")
     if tau is not None:
@@ -163,6 +164,7 @@ class LIF(_Neuron):
       raise ValueError(f"unknown reset {reset!r}; allowed: "
                        f"{', '.join(neurons.RESETS)}")
     surrogate_lib.check_kind(surrogate)
+    neurons.check_refractory_steps(refractory_steps)
     var = nnx.Param if trainable else NeuronParam
     self.beta = var(_full(shape, beta))
     self.threshold = var(_full(shape, threshold))
@@ -172,6 +174,7 @@ class LIF(_Neuron):
     self.reset = reset
     self.surrogate = surrogate
     self.detach_reset = detach_reset
+    self.refractory_steps = refractory_steps
     self.remat = remat
     self.unroll = unroll
 
@@ -179,7 +182,8 @@ class LIF(_Neuron):
     return dict(beta=self.beta[...], threshold=self.threshold[...],
                 reset=self.reset, surrogate=self.surrogate,
                 surrogate_param=self.surrogate_param[...],
-                detach_reset=self.detach_reset)
+                detach_reset=self.detach_reset,
+                refractory_steps=self.refractory_steps)
 
   def scan(self, currents, state=None):
     """``(spikes, membrane)`` over ``currents [T, ...]``; see ``lif_scan``."""
@@ -194,7 +198,8 @@ class LIF(_Neuron):
                             return_final_state=True, **self._kwargs())
 
   def init_state(self, shape, dtype=jnp.float32):
-    return jnp.zeros(shape, neurons.state_dtype(dtype))
+    return neurons.lif_initial_state(
+        jnp.zeros(shape, neurons.state_dtype(dtype)), self.refractory_steps)
 
   def step(self, state, current):
     return neurons.lif_step(state, current, **self._kwargs())

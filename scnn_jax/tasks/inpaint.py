@@ -13,14 +13,16 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from scnn_jax import conv as conv_lib
-from scnn_jax import decoders, encoders, layers, metrics
-from scnn_jax.config_lib import check_choice, check_int, check_number
+from scnn_jax import decoders, encoders, layers, metrics, staircase
+from scnn_jax.config_lib import (ConfigError, check_choice, check_int,
+                                 check_number)
 from scnn_jax.models import inpainting, spiking_inpainting
 from scnn_jax.tasks import neuron_fields
 from scnn_jax.tasks.base import Task
 from scnn_jax.tasks.neuron_fields import neuron_kwargs
 
 MODELS = ("scnn", "cnn", "spiking_decoder")
+NEURON_SOLVERS = ("scan", "staircase")
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
@@ -43,6 +45,25 @@ def _noise_resample(m) -> str:
   return m.get("noise_resample", "step")
 
 
+def _validate_staircase(m) -> None:
+  """The closed form (``scnn_jax.staircase``) is exact only for paper A's
+  SC-NN with a current constant over T, from rest, reset to zero."""
+  check_choice("model.neuron_solver", m.neuron_solver, NEURON_SOLVERS)
+  need = "for model.neuron_solver='staircase' (closed form: input constant " \
+         "over T)"
+  if m.name != "scnn":
+    raise ConfigError("model.name", m.name, f"must be 'scnn' {need}")
+  if m.neuron != "lif":
+    raise ConfigError("model.neuron", m.neuron, f"must be 'lif' {need}")
+  if m.reset != "zero":
+    raise ConfigError("model.reset", m.reset, f"must be 'zero' {need}")
+  if m.encoder != "direct":
+    raise ConfigError("model.encoder", m.encoder, f"must be 'direct' {need}")
+  if m.noise_std > 0 and _noise_resample(m) != "sequence":
+    raise ConfigError("model.noise_resample", _noise_resample(m),
+                      f"must be 'sequence' (or model.noise_std 0) {need}")
+
+
 class InpaintTask(Task):
   name = "inpaint"
 
@@ -59,6 +80,8 @@ class InpaintTask(Task):
     check_choice("model.encoder", m.encoder, encoders.ENCODERS)
     check_choice("model.decoder", m.decoder, decoders.DECODERS)
     validate_neuron(m)
+    if m.get("neuron_solver", "scan") != "scan":
+      _validate_staircase(m)
     if m.name == "spiking_decoder":
       spiking_inpainting.validate(m)
 
@@ -80,8 +103,11 @@ class InpaintTask(Task):
           noise_mode=m.noise_mode, noise_resample=_noise_resample(m),
         encoder=m.encoder, decoder=m.decoder,
           order=m.order, remat=m.remat, **common)
+    neuron = m.neuron
+    if m.get("neuron_solver", "scan") == "staircase":
+      neuron = staircase.LIFStaircase(**neuron_kwargs(m))
     return inpainting.SCNN(
-        in_channels, channels, T=m.T, neuron=m.neuron,
+        in_channels, channels, T=m.T, neuron=neuron,
         neuron_kwargs=neuron_kwargs(m),
         noise_std=m.noise_std if m.noise_std > 0 else None,
         noise_mode=m.noise_mode, noise_resample=_noise_resample(m),
