@@ -1,0 +1,204 @@
+"""Runs the (row, seed) training runs behind a results table, resumably.
+
+A *table* is a list of rows; a row is a config file plus ``--config.*``
+overrides; every row is trained once per seed with ``--config.seed=s``
+(data order, masks, training noise and initialisation all follow it, so rows
+that share a seed see the same batches and holes: paired comparisons). Each
+finished run leaves one small JSON under ``docs/results/<table>/`` (metrics,
+spike rates, SynOps, the run's model config, wall and CPU time, CPU model
+and load) that the table scripts read; a run whose JSON exists is skipped,
+so an interrupted queue continues where it stopped. Workdirs go to
+``runs/i19_<table>/`` (git-ignored; ``train.py`` resumes them too).
+
+Used by ``scripts/quantiser_table.py``, ``scripts/paper_b_tables.py`` and
+``scripts/vae_table.py``; nothing here knows about a particular table.
+Runs are started ``nice``d, at most ``jobs`` at a time; two drivers may run
+at once (a run is claimed with a lock file before it starts). Each run trains
+with the COMMITTED code: ``train.py`` runs in an export of ``HEAD`` under
+``runs/code/<commit>/``, so that edits in progress in the working tree (it is
+shared) never leak into a table; the commit is recorded with the result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from concurrent import futures
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "docs" / "results"
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+  name: str            # file-name stem of the row's results
+  label: str           # shown in the table
+  config: str          # config file, relative to the repo
+  overrides: tuple = ()
+
+
+def result_path(table: str, row: Row, seed: int) -> Path:
+  return RESULTS / table / f"{row.name}_seed{seed}.json"
+
+
+def workdir_of(table: str, row: Row, seed: int) -> Path:
+  return REPO / "runs" / f"i19_{table}" / f"{row.name}_seed{seed}"
+
+
+def shown_command(row: Row, seed: int) -> str:
+  """The command as a user types it (workdir left to its default)."""
+  extra = [f"--config.seed={seed}"] if seed else []
+  return " ".join(["python train.py", f"--config={row.config}",
+                   *row.overrides, *extra])
+
+
+def cpu_info() -> dict:
+  """CPU model, core count and the vector ISA flags that matter to XLA."""
+  model, flags = platform.processor() or "unknown", set()
+  try:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+      if line.startswith("model name"):
+        model = line.split(":", 1)[1].strip()
+      elif line.startswith("flags"):
+        flags = set(line.split(":", 1)[1].split())
+  except OSError:
+    pass
+  isa = [f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile")
+         if f in flags]
+  return {"cpu_model": model, "cores": os.cpu_count(), "isa": isa}
+
+
+def code_snapshot() -> tuple[str, Path]:
+  """``(commit, dir)``: ``git archive HEAD`` unpacked once per commit."""
+  commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
+                          capture_output=True, text=True,
+                          check=True).stdout.strip()
+  target = REPO / "runs" / "code" / commit
+  if not (target / "train.py").exists():
+    tmp = target.with_name(f"{commit}.tmp{os.getpid()}")
+    tmp.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(["git", "archive", "HEAD"], cwd=REPO,
+                             capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(tmp)], input=archive, check=True)
+    try:
+      tmp.rename(target)
+    except OSError:   # another driver unpacked it first
+      subprocess.run(["rm", "-rf", str(tmp)], check=True)
+  return commit, target
+
+
+def load_result(table: str, row: Row, seed: int) -> dict | None:
+  path = result_path(table, row, seed)
+  return json.loads(path.read_text()) if path.exists() else None
+
+
+def _claim(path: Path) -> bool:
+  lock = path.with_suffix(".lock")
+  lock.parent.mkdir(parents=True, exist_ok=True)
+  try:
+    fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+  except FileExistsError:
+    try:
+      pid = int(lock.read_text() or 0)
+      os.kill(pid, 0)
+      return False          # a live driver holds it
+    except (ValueError, ProcessLookupError, PermissionError):
+      lock.unlink(missing_ok=True)   # stale claim of a dead driver
+      return _claim(path)
+  os.write(fd, str(os.getpid()).encode())
+  os.close(fd)
+  return True
+
+
+def _compact(summary: dict, config: dict) -> dict:
+  """The parts of a run's results.json and config.json the tables need."""
+  out = {k: summary[k] for k in ("steps", "train_time_s", "platform",
+                                 "devices", "model") if k in summary}
+  out["eval"] = summary.get("eval")
+  if "points" in summary:
+    out["points"] = summary["points"]
+  if summary.get("synops") is not None:
+    out["synops"] = summary["synops"]
+  out["baselines"] = summary.get("baselines", {})
+  out["config"] = {k: config[k] for k in ("task", "seed", "init_seed",
+                                          "model", "train", "data", "masks")
+                   if k in config}
+  return out
+
+
+def run_one(table: str, row: Row, seed: int, *, nice: int = 5,
+            log_dir: Path | None = None) -> dict | None:
+  """Trains one (row, seed) unless its JSON exists; returns the JSON dict."""
+  path = result_path(table, row, seed)
+  if path.exists() or not _claim(path):
+    return load_result(table, row, seed)
+  try:
+    workdir = workdir_of(table, row, seed)
+    workdir.parent.mkdir(parents=True, exist_ok=True)
+    cmd = ["nice", "-n", str(nice), sys.executable, "train.py",
+           f"--config={row.config}", f"--workdir={workdir}",
+           *row.overrides, f"--config.seed={seed}"]
+    log = (log_dir or workdir.parent) / f"{row.name}_seed{seed}.log"
+    print(f"[{time.strftime('%H:%M:%S')}] start {table}/{row.name} seed {seed}",
+          flush=True)
+    resumed = (workdir / "checkpoints").exists()   # times cover the rest only
+    load_start = os.getloadavg()[0]
+    commit, code = code_snapshot()
+    t0 = time.time()
+    with open(log, "a") as f:
+      proc = subprocess.Popen(cmd, cwd=code, stdout=f,
+                              stderr=subprocess.STDOUT)
+      _, status, usage = os.wait4(proc.pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    if code:
+      print(f"FAILED {table}/{row.name} seed {seed} (exit {code}); see {log}",
+            flush=True)
+      return None
+    summary = json.loads((workdir / "results.json").read_text())
+    config = json.loads((workdir / "config.json").read_text())
+    import jax  # the venv's version; not imported at module level (fast CLI)
+    record = dict(
+        table=table, row=row.name, label=row.label, seed=seed,
+        command=shown_command(row, seed), config_file=row.config,
+        overrides=list(row.overrides), **_compact(summary, config),
+        resumed=resumed, wall_s=round(time.time() - t0, 1),
+        cpu_s=round(usage.ru_utime + usage.ru_stime, 1),
+        load_start=round(load_start, 2),
+        load_end=round(os.getloadavg()[0], 2), jax=jax.__version__,
+        date=datetime.date.today().isoformat(), git=commit, **cpu_info())
+    path.write_text(json.dumps(record, indent=1) + "\n")
+    print(f"[{time.strftime('%H:%M:%S')}] done {table}/{row.name} seed {seed}"
+          f" in {record['wall_s'] / 60:.1f} min", flush=True)
+    return record
+  finally:
+    path.with_suffix(".lock").unlink(missing_ok=True)
+
+
+def run_all(table: str, rows: list[Row], seeds, *, jobs: int = 2,
+            nice: int = 5, row_major: bool = False) -> None:
+  """Every (row, seed) without a result, ``jobs`` at a time. Seed-major by
+  default (all rows of seed 0 first, so a partial queue already pairs
+  rows); ``row_major``: all seeds of the first row first."""
+  pairs = ([(row, s) for row in rows for s in seeds] if row_major else
+           [(row, s) for s in seeds for row in rows])
+  todo = [(row, s) for row, s in pairs
+          if not result_path(table, row, s).exists()]
+  print(f"{table}: {len(todo)} runs to do, {jobs} at a time", flush=True)
+  with futures.ThreadPoolExecutor(jobs) as pool:
+    list(pool.map(lambda rs: run_one(table, rs[0], rs[1], nice=nice), todo))
+
+
+def collect(table: str, rows: list[Row], seeds) -> dict:
+  """{row name: {seed: record}} of the finished runs."""
+  out = {}
+  for row in rows:
+    out[row.name] = {s: r for s in seeds
+                     if (r := load_result(table, row, s)) is not None}
+  return out
