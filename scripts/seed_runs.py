@@ -14,9 +14,10 @@ Used by ``scripts/quantiser_table.py``, ``scripts/paper_b_tables.py`` and
 ``scripts/vae_table.py``; nothing here knows about a particular table.
 Runs are started ``nice``d, at most ``jobs`` at a time; two drivers may run
 at once (a run is claimed with a lock file before it starts). Each run trains
-with the COMMITTED code: ``train.py`` runs in an export of ``HEAD`` under
-``runs/code/<commit>/``, so that edits in progress in the working tree (it is
-shared) never leak into a table; the commit is recorded with the result.
+with COMMITTED code: ``train.py`` runs in an export of one commit (``CODE``)
+under ``runs/code/<commit>/``, so that edits in progress in the working tree
+(it is shared) never leak into a table and all rows train the same code; the
+commit is recorded with each result.
 """
 
 from __future__ import annotations
@@ -75,16 +76,21 @@ def cpu_info() -> dict:
   return {"cpu_model": model, "cores": os.cpu_count(), "isa": isa}
 
 
-def code_snapshot() -> tuple[str, Path]:
-  """``(commit, dir)``: ``git archive HEAD`` unpacked once per commit."""
-  commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
+# Every run of a table trains the same code: this commit (env SEED_RUNS_CODE
+# overrides; "HEAD" = the newest).
+CODE = os.environ.get("SEED_RUNS_CODE", "d4cfec2")
+
+
+def code_snapshot(ref: str = CODE) -> tuple[str, Path]:
+  """``(commit, dir)``: ``git archive <ref>`` unpacked once per commit."""
+  commit = subprocess.run(["git", "rev-parse", "--short", ref], cwd=REPO,
                           capture_output=True, text=True,
                           check=True).stdout.strip()
   target = REPO / "runs" / "code" / commit
   if not (target / "train.py").exists():
     tmp = target.with_name(f"{commit}.tmp{os.getpid()}")
     tmp.mkdir(parents=True, exist_ok=True)
-    archive = subprocess.run(["git", "archive", "HEAD"], cwd=REPO,
+    archive = subprocess.run(["git", "archive", commit], cwd=REPO,
                              capture_output=True, check=True).stdout
     subprocess.run(["tar", "-x", "-C", str(tmp)], input=archive, check=True)
     try:
