@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
+import math
 import os
 import platform
 import subprocess
@@ -42,7 +43,7 @@ class Row:
   name: str            # file-name stem of the row's results
   label: str           # shown in the table
   config: str          # config file, relative to the repo
-  overrides: tuple = ()
+  overrides: tuple = ()   # "{runs}" stands for the table's runs/i19_<table>
 
 
 def result_path(table: str, row: Row, seed: int) -> Path:
@@ -54,10 +55,12 @@ def workdir_of(table: str, row: Row, seed: int) -> Path:
 
 
 def shown_command(row: Row, seed: int) -> str:
-  """The command as a user types it (workdir left to its default)."""
+  """The command as a user types it (workdir left to its default; ``{runs}``
+  in an override shows as ``runs``)."""
   extra = [f"--config.seed={seed}"] if seed else []
+  overrides = [o.replace("{runs}", "runs") for o in row.overrides]
   return " ".join(["python train.py", f"--config={row.config}",
-                   *row.overrides, *extra])
+                   *overrides, *extra])
 
 
 def cpu_info() -> dict:
@@ -148,9 +151,11 @@ def run_one(table: str, row: Row, seed: int, *, nice: int = 5,
   try:
     workdir = workdir_of(table, row, seed)
     workdir.parent.mkdir(parents=True, exist_ok=True)
+    overrides = [o.replace("{runs}", str(workdir.parent))
+                 for o in row.overrides]
     cmd = ["nice", "-n", str(nice), sys.executable, "train.py",
            f"--config={row.config}", f"--workdir={workdir}",
-           *row.overrides, f"--config.seed={seed}"]
+           *overrides, f"--config.seed={seed}"]
     log = (log_dir or workdir.parent) / f"{row.name}_seed{seed}.log"
     print(f"[{time.strftime('%H:%M:%S')}] start {table}/{row.name} seed {seed}",
           flush=True)
@@ -208,3 +213,85 @@ def collect(table: str, rows: list[Row], seeds) -> dict:
     out[row.name] = {s: r for s in seeds
                      if (r := load_result(table, row, s)) is not None}
   return out
+
+
+# ---------------------------------------------------------------- statistics
+
+
+def mean_sd(values) -> tuple[float, float]:
+  """Mean and sample standard deviation (n - 1); sd is nan for one value."""
+  values = [float(v) for v in values]
+  n = len(values)
+  if n == 0:
+    return math.nan, math.nan
+  mean = sum(values) / n
+  if n < 2:
+    return mean, math.nan
+  return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+
+
+def t_halfwidth(sd: float, n: int) -> float:
+  """Half-width of the two-sided 95 % Student-t interval of a mean of n."""
+  if n < 2:
+    return math.nan
+  from scipy import stats
+  return float(stats.t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
+
+
+def fmt_mean_sd(values, digits: int = 2) -> str:
+  mean, sd = mean_sd(values)
+  if math.isnan(mean):
+    return "(not run)"
+  if math.isnan(sd):
+    return f"{mean:.{digits}f} (1 seed)"
+  return f"{mean:.{digits}f} ± {sd:.{digits}f}"
+
+
+def paired(a: dict, b: dict) -> list[tuple[int, float]]:
+  """Per-seed differences ``a[s] - b[s]`` over the seeds both have."""
+  return [(s, a[s] - b[s]) for s in sorted(set(a) & set(b))]
+
+
+def fmt_paired(diffs, digits: int = 2, unit: str = "") -> str:
+  """``mean ± sd [95 % t-interval] (per seed: ...)`` of paired differences."""
+  if not diffs:
+    return "(no shared seeds)"
+  values = [d for _, d in diffs]
+  mean, sd = mean_sd(values)
+  per_seed = " / ".join(f"{d:+.{digits}f}" for d in values)
+  if len(values) < 2:
+    return f"{mean:+.{digits}f}{unit} (1 seed)"
+  h = t_halfwidth(sd, len(values))
+  return (f"{mean:+.{digits}f} ± {sd:.{digits}f}{unit} "
+          f"[{mean - h:+.{digits}f}, {mean + h:+.{digits}f}] ({per_seed})")
+
+
+def machine_line(records) -> str:
+  """One line naming the CPUs, jax versions, commits and load of the runs."""
+  records = list(records)
+  if not records:
+    return ""
+  cpus = sorted({f"{r.get('cpu_model')} ({r.get('cores')} cores, "
+                 f"{' '.join(r.get('isa', []))})" for r in records})
+  jaxes = sorted({r.get("jax", "?") for r in records})
+  commits = sorted({r.get("git", "?") for r in records})
+  loads = [r["load_start"] for r in records if "load_start" in r]
+  dates = sorted({r.get("date", "?") for r in records})
+  load = (f"; 1-min load average at start {min(loads):.1f}-{max(loads):.1f} "
+          "(shared machine)" if loads else "")
+  return (f"Ran on {'; '.join(cpus)}, jax {', '.join(jaxes)}, code "
+          f"{', '.join(commits)}, {dates[0]}"
+          + (f" to {dates[-1]}" if len(dates) > 1 else "") + load + ".")
+
+
+def write_block(doc: Path, marker: str, text: str) -> None:
+  """Replaces the text between ``<!-- marker -->`` and ``<!-- /marker -->``
+  in ``doc`` (appends the block if the markers are missing)."""
+  start, end = f"<!-- {marker} -->", f"<!-- /{marker} -->"
+  body = doc.read_text() if doc.exists() else ""
+  block = f"{start}\n{text.rstrip()}\n{end}"
+  if start in body and end in body:
+    body = body[:body.index(start)] + block + body[body.index(end) + len(end):]
+  else:
+    body += f"\n{block}\n"
+  doc.write_text(body)

@@ -232,3 +232,23 @@ def test_refractory_steps_must_be_a_nonnegative_int():
   for bad in (-1, 1.0, True):
     with pytest.raises(ValueError, match="refractory_steps must be an int >= 0"):
       neurons.lif_scan(jnp.zeros((2, 3)), beta=0.9, refractory_steps=bad)
+
+
+def test_lif_row_equals_alif_frozen_at_init_with_half_the_atan_alpha():
+  # docs/paper_b.md's LIF row: v = 0.5 v + I, threshold 1 is ALIF (tau 2,
+  # threshold 0.5) with the membrane doubled. The surrogate then sees
+  # 2 (h - 0.5); ATan alpha 1 on it gives ALIF's alpha-2 input gradient
+  # exactly, alpha 2 does not (half the width, twice the peak).
+  x = jnp.asarray(_currents((8, 300), scale=0.8))
+  w = jnp.asarray(np.random.default_rng(1).normal(size=(8, 300)), jnp.float32)
+  alif = lambda x: neurons.alif_scan(x, tau=2.0, threshold=0.5,  # noqa: E731
+                                     surrogate="atan", surrogate_param=2.0)[0]
+  lif = lambda x, p: neurons.lif_scan(  # noqa: E731
+      x, beta=0.5, threshold=1.0, reset="zero", surrogate="atan",
+      surrogate_param=p, detach_reset=True)[0]
+  np.testing.assert_array_equal(alif(x), lif(x, 1.0))
+  g_alif = jax.grad(lambda x: jnp.sum(w * alif(x)))(x)
+  g_lif = jax.grad(lambda x: jnp.sum(w * lif(x, 1.0)))(x)
+  np.testing.assert_allclose(g_lif, g_alif, rtol=1e-5, atol=1e-6)
+  g_lif2 = jax.grad(lambda x: jnp.sum(w * lif(x, 2.0)))(x)
+  assert float(jnp.max(jnp.abs(g_lif2 - g_alif))) > 0.1
