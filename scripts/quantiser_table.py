@@ -167,12 +167,32 @@ def pairs_table(runs) -> str:
   return "\n".join(lines)
 
 
+def staircase_steps(T: int, beta: float, threshold: float = 1.0):
+  """[(count, lowest current)] of the staircase: the count is
+  ``floor(T / n)`` from ``threshold / S_n`` up, ``S_n = sum_{j<n} beta^j``."""
+  out, s_n = [], 0.0
+  for n in range(1, T + 1):
+    s_n += beta ** (n - 1)
+    out.append((threshold / s_n, T // n))
+  steps = {}
+  for current, count in out:          # lowest current reaching each count
+    steps[count] = min(current, steps.get(count, current))
+  return sorted(steps.items(), key=lambda kv: kv[1])
+
+
 def levels_table() -> str:
+  import math
   lines = ["| T | spike counts reachable (reset to zero, from rest) "
            "| with a 1-step refractory period |", "|---|---|---|"]
   for T in (4, 8, 16, 32):
     lines.append(f"| {T} | {', '.join(map(str, staircase_levels(T)))} "
                  f"| {', '.join(map(str, staircase_levels(T, 1)))} |")
+  beta = math.exp(-1 / 40)
+  steps = staircase_steps(8, beta)
+  lines += ["", "configs/base.py (T = 8, beta = exp(-1/40) = "
+            f"{beta:.4f}, threshold 1): the rate decoder's output count / 8 "
+            "is " + ", ".join(f"{c}/8 from I = {i:.3f}" for c, i in steps)
+            + ", and 0 below."]
   return "\n".join(lines)
 
 

@@ -126,6 +126,27 @@ def _claim(path: Path) -> bool:
   return True
 
 
+def history(workdir: Path) -> dict:
+  """Eval metrics by step and the median train rate, from metrics.jsonl."""
+  path = Path(workdir) / "metrics.jsonl"
+  if not path.exists():
+    return {}
+  evals, rates, waits = [], [], []
+  for line in path.read_text().splitlines():
+    r = json.loads(line)
+    if r.get("kind") == "eval":
+      evals.append({k: v for k, v in r.items()
+                    if isinstance(v, (int, float)) and k != "time"})
+    elif r.get("kind") == "train":
+      if "steps_per_s" in r:
+        rates.append(r["steps_per_s"])
+      if "input_wait_fraction" in r:
+        waits.append(r["input_wait_fraction"])
+  median = lambda v: sorted(v)[len(v) // 2] if v else None  # noqa: E731
+  return {"eval_curve": evals, "median_steps_per_sec": median(rates),
+          "median_input_wait_fraction": median(waits)}
+
+
 def _compact(summary: dict, config: dict) -> dict:
   """The parts of a run's results.json and config.json the tables need."""
   out = {k: summary[k] for k in ("steps", "train_time_s", "platform",
@@ -179,6 +200,7 @@ def run_one(table: str, row: Row, seed: int, *, nice: int = 5,
         table=table, row=row.name, label=row.label, seed=seed,
         command=shown_command(row, seed), config_file=row.config,
         overrides=list(row.overrides), **_compact(summary, config),
+        **history(workdir), max_rss_mb=round(usage.ru_maxrss / 1024),
         resumed=resumed, wall_s=round(time.time() - t0, 1),
         cpu_s=round(usage.ru_utime + usage.ru_stime, 1),
         load_start=round(load_start, 2),
