@@ -147,6 +147,15 @@ def lif_step(v, current, *, beta, threshold, reset="subtract",
   return (v_new, left), s
 
 
+def _lif_params(caller, beta, tau, dt, threshold, surrogate_param, dtype):
+  """``(beta, threshold, surrogate_param)`` as arrays of the state dtype."""
+  if (beta is None) == (tau is None):
+    raise ValueError(f"{caller} needs exactly one of beta= or tau=")
+  beta = beta_from_tau(tau, dt) if beta is None else beta
+  sp = None if surrogate_param is None else jnp.asarray(surrogate_param, dtype)
+  return jnp.asarray(beta, dtype), jnp.asarray(threshold, dtype), sp
+
+
 def lif_initial_state(v0, refractory_steps=0):
   """The ``lif_step`` state for membrane ``v0``: ``v0`` itself, or
   ``(v0, zeros)`` (free to fire) when ``refractory_steps > 0``."""
@@ -197,13 +206,9 @@ def lif_scan(currents, *, beta=None, tau=None, dt=1.0, threshold=1.0,
   if reset not in RESETS:
     raise ValueError(f"unknown reset {reset!r}; allowed: {', '.join(RESETS)}")
   surrogate_lib.check_kind(surrogate)
-  if (beta is None) == (tau is None):
-    raise ValueError("lif_scan needs exactly one of beta= or tau=")
   dtype = state_dtype(currents.dtype)
-  beta = beta_from_tau(tau, dt) if beta is None else beta
-  beta = jnp.asarray(beta, dtype)
-  threshold = jnp.asarray(threshold, dtype)
-  sp = None if surrogate_param is None else jnp.asarray(surrogate_param, dtype)
+  beta, threshold, sp = _lif_params("lif_scan", beta, tau, dt, threshold,
+                                    surrogate_param, dtype)
   check_refractory_steps(refractory_steps)
   if refractory_steps and v0 is not None:
     v0 = (_initial(v0[0], currents[0], dtype),
@@ -287,13 +292,9 @@ def lif_constant_current(current, T: int, *, beta=None, tau=None, dt=1.0,
     raise ValueError(f"T must be an int >= 1, got {T!r}")
   check_refractory_steps(refractory_steps)
   surrogate_lib.check_kind(surrogate)
-  if (beta is None) == (tau is None):
-    raise ValueError("lif_constant_current needs exactly one of beta= or tau=")
   dtype = state_dtype(current.dtype)
-  beta = beta_from_tau(tau, dt) if beta is None else beta
-  beta = jnp.asarray(beta, dtype)
-  threshold = jnp.asarray(threshold, dtype)
-  sp = None if surrogate_param is None else jnp.asarray(surrogate_param, dtype)
+  beta, threshold, sp = _lif_params("lif_constant_current", beta, tau, dt,
+                                    threshold, surrogate_param, dtype)
   steps = jnp.arange(T, dtype=dtype).reshape((T,) + (1,) * beta.ndim)
   s_k = jnp.cumsum(beta[None] ** steps, axis=0)      # S_1 .. S_T
   s_k = s_k.reshape(s_k.shape[:1] + (1,) * (current.ndim - beta.ndim)
