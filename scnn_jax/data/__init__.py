@@ -19,7 +19,7 @@ Config fields read here (``configs/base.py`` defines them)::
 
   config.seed                      int >= 0: shuffling, crops, training masks
   config.data.source               embedded | tfds | folder
-  config.data.name                 natural | mnist5k (embedded); TFDS name
+  config.data.name                 natural | mnist5k | photos (embedded); TFDS name
   config.data.image_size           int >= 4, square crops
   config.data.channels             1 | 3
   config.data.train_split / eval_split    TFDS split names (tfds only)
@@ -47,7 +47,7 @@ from etils import epath
 
 from scnn_jax import masks as masks_lib
 from scnn_jax.config_lib import ConfigError, check_choice, check_int
-from scnn_jax.data import sources
+from scnn_jax.data import photos, sources
 from scnn_jax.data.pipeline import Dataset
 from scnn_jax.data.sources import (DataError, EMBEDDED_NAMES,  # noqa: F401
                                    NATURAL_TRAIN_PHOTOS, NATURAL_VAL_PHOTOS)
@@ -144,6 +144,8 @@ def build(config) -> Dataset:
   if source_kind == "embedded":
     if data.name == "natural":
       src = sources.NaturalSource(size, channels, num_eval, eval_seed)
+    elif data.name == "photos":
+      src = photos.PhotosSource(size, channels, num_eval, eval_seed)
     else:
       src = sources.Mnist5kSource(size, channels, num_eval, eval_seed, train_crop)
     name = f"embedded:{data.name}"

@@ -67,7 +67,7 @@ from PIL import Image, ImageOps
 
 from scnn_jax.config_lib import ConfigError
 
-EMBEDDED_NAMES = ("natural", "mnist5k")
+EMBEDDED_NAMES = ("natural", "mnist5k", "photos")  # photos: data/photos.py
 NATURAL_TRAIN_PHOTOS = ("astronaut", "rocket", "motorcycle_left", "retina",
                         "immunohistochemistry")
 NATURAL_VAL_PHOTOS = ("chelsea", "coffee")
