@@ -154,7 +154,8 @@ def test_what_scnn_jax_cannot_run_is_named():
   n = np.ones(3)
   graph = nir.NIRGraph.from_list(
       nir.Affine(weight=np.eye(3), bias=np.zeros(3)),
-      nir.CubaLIF(tau_syn=n, tau_mem=n, r=n, v_leak=0 * n, v_threshold=n))
+      nir.CubaLIF(tau_syn=n, tau_mem=n, r=n, v_leak=0 * n, v_threshold=n,
+                  v_reset=0 * n))
   with pytest.raises(snir.NIRImportError) as e:
     snir.import_(graph)
   assert str(e.value) == ("cubalif (CubaLIF): scnn_jax has no current-based "

@@ -10,7 +10,7 @@ from absl import flags, logging
 
 FLAGS = flags.FLAGS
 
-# Where --compilation_cache=auto puts the cache on GPU/TPU.
+# Where --compilation_cache=auto puts the cache.
 DEFAULT_CACHE_DIR = os.path.join(os.path.expanduser("~"), ".cache", "scnn_jax",
                                  "jax_compilation_cache")
 
@@ -19,8 +19,9 @@ def define_compilation_cache_flag():
   flags.DEFINE_string(
       "compilation_cache", "auto",
       "JAX persistent compilation cache: a directory (local or gs://), 'off', "
-      f"or 'auto' (= {DEFAULT_CACHE_DIR} on GPU/TPU, off on CPU, where "
-      "it did not pay off: README, 'Compilation cache').")
+      "or 'auto': $JAX_COMPILATION_CACHE_DIR if set, else "
+      f"{DEFAULT_CACHE_DIR} (a resumed or repeated run loads its compiled "
+      "steps instead of compiling them: README, 'Compilation cache').")
 
 
 def quiet_library_info(record) -> bool:
@@ -36,9 +37,14 @@ def setup_compilation_cache(value: str) -> str | None:
   instead of compiling them. Must run before the first compilation.
   """
   import jax
-  if value == "off" or (value == "auto" and jax.default_backend() == "cpu"):
+  if value == "off":
     return None
-  path = DEFAULT_CACHE_DIR if value == "auto" else value
+  if value == "auto":
+    # On every backend: on CPU a warm cache cut the CPU time of a 20-step
+    # base run from 19.8 to 11.0 s (README, "Compilation cache").
+    path = os.environ.get("JAX_COMPILATION_CACHE_DIR") or DEFAULT_CACHE_DIR
+  else:
+    path = value
   jax.config.update("jax_compilation_cache_dir", path)
   # Cache every program, also the quick ones (eval steps compile in < 1 s).
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
