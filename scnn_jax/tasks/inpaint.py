@@ -16,12 +16,12 @@ from scnn_jax import conv as conv_lib
 from scnn_jax import decoders, encoders, layers, metrics, staircase
 from scnn_jax.config_lib import (ConfigError, check_choice, check_int,
                                  check_number)
-from scnn_jax.models import inpainting, spiking_inpainting
+from scnn_jax.models import inpainting, spiking_inpainting, spiking_unet
 from scnn_jax.tasks import neuron_fields
 from scnn_jax.tasks.base import Task
 from scnn_jax.tasks.neuron_fields import neuron_kwargs
 
-MODELS = ("scnn", "cnn", "spiking_decoder")
+MODELS = ("scnn", "cnn", "spiking_decoder", "spiking_unet")
 NEURON_SOLVERS = ("scan", "staircase")
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -84,6 +84,10 @@ class InpaintTask(Task):
       _validate_staircase(m)
     if m.name == "spiking_decoder":
       spiking_inpainting.validate(m)
+    if m.name == "spiking_unet":
+      spiking_unet.validate(m)
+      # Its prior needs the mask as an input channel.
+      check_choice("model.mask_channel", m.mask_channel, (True,))
 
   def build_model(self, config, dataset, rngs):
     m = config.model
@@ -94,6 +98,13 @@ class InpaintTask(Task):
                   conv_impl=m.conv_impl, dtype=DTYPES[m.dtype], rngs=rngs)
     if m.name == "cnn":
       return inpainting.CNN(in_channels, channels, **common)
+    if m.name == "spiking_unet":   # issue 18: spiking U-Net on a JAX prior
+      return spiking_unet.PriorSpikingUNet(
+          in_channels, channels, width=m.width, depth=m.depth,
+          bottleneck_layers=m.bottleneck_layers, T=m.T, neuron=m.neuron,
+          neuron_kwargs=neuron_kwargs(m), prior_order=m.prior_order,
+          prior_iters=m.prior_iters, conv_impl=m.conv_impl,
+          dtype=DTYPES[m.dtype], rngs=rngs)
     if m.name == "spiking_decoder":   # paper B's decoders on a spiking output
       return spiking_inpainting.SpikingDecoderSCNN(
           in_channels, channels, T=m.T, neuron=m.neuron,
