@@ -85,16 +85,20 @@ def test_every_config_loads_outside_the_clone(tmp_path):
   site.mkdir()
   (site / "scnn_jax").symlink_to(REPO / "scnn_jax")
   configs = sorted(str(p) for p in (REPO / "configs").glob("*.py"))
+  # One config flag per file, parsed together (as scnn-train parses one).
   code = (
       "import sys\n"
       "from absl import flags\n"
       "from ml_collections import config_flags\n"
-      "config_flags.DEFINE_config_file('config', lock_config=True)\n"
-      "for path in sys.argv[1:]:\n"
-      "  flags.FLAGS.unparse_flags()\n"
-      "  flags.FLAGS(['scnn-train', '--config', path,\n"
-      "               '--config.train.steps=20'])\n"
-      "  assert flags.FLAGS.config.train.steps == 20\n"
+      "argv = ['scnn-train']\n"
+      "for i, path in enumerate(sys.argv[1:]):\n"
+      "  argv += [f'--config{i}={path}', f'--config{i}.train.steps=20']\n"
+      "for i in range(len(sys.argv) - 1):\n"
+      "  config_flags.DEFINE_config_file(f'config{i}', lock_config=True,\n"
+      "                                  sys_argv=argv)\n"
+      "flags.FLAGS(argv)\n"
+      "for i in range(len(sys.argv) - 1):\n"
+      "  assert flags.FLAGS[f'config{i}'].value.train.steps == 20\n"
       "print('loaded', len(sys.argv) - 1)\n")
   env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
   env["PYTHONPATH"] = str(site)
