@@ -16,6 +16,9 @@ Networks:
   builds it (width 32, 3x3 conv of the masked image + mask, LIF tau 40 steps,
   threshold 1, reset to zero), eval mode (no training noise), T = 8,
   input [8, 4, 32, 32, 4] (direct encoding: the same image at every step).
+* ``paper_a_spiking_layer_unit_r``: the same layer exported with
+  ``unit_r=True`` (each LIF's r = tau / dt folded into the conv before it, r
+  = 1 written): for readers that ignore NIR's r, as norse 1.1.0 does.
 * ``conv_pool_dense``: conv 2->8 + LIF, 2x2 average pool, flatten, affine
   8*8*8 -> 10 + LIF (per-layer parameters), T = 10, batch 1 (snnTorch's
   importer passes NIR's per-example Flatten(start_dim=0) to torch unchanged,
@@ -60,8 +63,9 @@ def _networks():
   model = tasks.get(c).build_model(c, data_spec(c), nnx.Rngs(params=0))
   model.eval()
   x = jax.random.uniform(jax.random.key(1), (4, 32, 32, 4))
-  yield ("paper_a_spiking_layer", model.spiking, (32, 32, 4),
-         jnp.broadcast_to(x, (8,) + x.shape))
+  x = jnp.broadcast_to(x, (8,) + x.shape)
+  yield "paper_a_spiking_layer", model.spiking, (32, 32, 4), x, False
+  yield "paper_a_spiking_layer_unit_r", model.spiking, (32, 32, 4), x, True
 
   rngs = nnx.Rngs(2)
   chain = [layers.SpikingConv2d(2, 8, 3, neuron_kwargs=dict(
@@ -70,7 +74,7 @@ def _networks():
            nnx.Linear(8 * 8 * 8, 10, rngs=rngs),
            layers.LIF(beta=0.8, threshold=0.2, reset="zero")]
   x = 3.0 * jax.random.uniform(jax.random.key(3), (10, 1, 16, 16, 2))
-  yield "conv_pool_dense", chain, (16, 16, 2), x
+  yield "conv_pool_dense", chain, (16, 16, 2), x, False
 
 
 def scnn_jax_side(tmp: pathlib.Path):
@@ -79,9 +83,9 @@ def scnn_jax_side(tmp: pathlib.Path):
 
   from scnn_jax import nir as snir
   cases = []
-  for name, module, shape, x in _networks():
+  for name, module, shape, x, unit_r in _networks():
     path = tmp / f"{name}.nir"
-    nir.write(path, snir.export(module, shape, dt=DT))
+    nir.write(path, snir.export(module, shape, dt=DT, unit_r=unit_r))
     y = x
     for layer in (module if isinstance(module, list) else [module]):
       y = layer(y)

@@ -226,13 +226,18 @@ def _neuron_node(neuron, shape, dt, path):
   raise NIRExportError(f"{path}: {_why_not(neuron)}")
 
 
-def export(module, input_shape, *, dt: float = DEFAULT_DT) -> "nir.NIRGraph":
+def export(module, input_shape, *, dt: float = DEFAULT_DT,
+           unit_r: bool = False) -> "nir.NIRGraph":
   """A ``nir.NIRGraph`` of ``module`` for one example of ``input_shape``.
 
   ``input_shape``: one time step of one example, channel-last ``(H, W, C)``
   (or ``(F,)`` before a dense layer). The graph is a chain ``input -> ... ->
   output`` whose node names are the module paths; it passes NIR's own type
   check. ``dt``: the seconds per scnn_jax time step (module docstring).
+  ``unit_r``: write every LIF / IF with ``r = 1`` and fold its ``r`` into the
+  weights and bias of the Conv2d / Affine / Linear node that feeds it (the
+  same network, for readers that ignore ``r``, e.g. norse 1.1.0; after a
+  conv, ``r`` must not vary over H and W).
   Raises ``NIRExportError`` naming the first module NIR cannot express.
   """
   chain = _flatten_modules(module)
@@ -243,6 +248,8 @@ def export(module, input_shape, *, dt: float = DEFAULT_DT) -> "nir.NIRGraph":
   for path, m in chain:
     node, shape = _node(m, shape, dt, path)
     key = path.replace("[", "").replace("]", "")
+    if unit_r and isinstance(node, (nir.LIF, nir.IF)):
+      _fold_r(nodes[order[-1]], node, key)
     nodes[key] = node
     order.append(key)
   nodes["output"] = nir.Output(
@@ -251,6 +258,27 @@ def export(module, input_shape, *, dt: float = DEFAULT_DT) -> "nir.NIRGraph":
   return nir.NIRGraph(nodes=nodes, edges=list(zip(order[:-1], order[1:])),
                       metadata={"source": f"scnn_jax {__version__}",
                                 "dt": float(dt)})
+
+
+def _fold_r(prev, neuron, key):
+  """Moves ``neuron.r`` into the linear node ``prev`` (unit_r export)."""
+  r = np.asarray(neuron.r, np.float64)
+  if isinstance(prev, nir.Conv2d):
+    scale = r.reshape(r.shape[0], -1)
+    if not np.all(scale == scale[:, :1]):
+      raise NIRExportError(f"{key}: r varies over H, W; unit_r needs one "
+                           "value per channel")
+    prev.weight = (prev.weight * scale[:, 0, None, None, None]).astype(
+        np.float32)
+    prev.bias = (prev.bias * scale[:, 0]).astype(np.float32)
+  elif isinstance(prev, (nir.Affine, nir.Linear)):
+    prev.weight = (prev.weight * r[:, None]).astype(np.float32)
+    if isinstance(prev, nir.Affine):
+      prev.bias = (prev.bias * r).astype(np.float32)
+  else:
+    raise NIRExportError(f"{key}: unit_r needs a Conv2d, Affine or Linear "
+                         f"node before the neuron, got {type(prev).__name__}")
+  neuron.r = np.ones_like(r)
 
 
 def _to_nir_shape(shape_hwc):

@@ -114,6 +114,26 @@ def test_spiking_sequential_exports_its_layers():
       4, 4, 4]
 
 
+def test_unit_r_graph_is_the_same_network(tmp_path, paper_a):
+  # r folded into the conv: the imported network's LIF then has input gain
+  # dt / tau = 1 - beta and a conv scaled by 1 / (1 - beta); same spikes.
+  model = paper_a
+  model.eval()
+  graph = snir.export(model.spiking, (12, 12, 4), unit_r=True)
+  lif = graph.nodes["neuron"]
+  np.testing.assert_array_equal(lif.r, 1.0)
+  np.testing.assert_allclose(
+      graph.nodes["conv"].weight,
+      np.transpose(model.spiking.conv.kernel[...], (3, 2, 0, 1)) /
+      (1 - math.exp(-1 / 40)), rtol=1e-5)
+  x = _input((8, 2, 12, 12, 4), seed=5)
+  want = model.spiking(x)
+  got = snir.import_(_write_read(graph, tmp_path))(x)
+  # Scaling weights by 1/(1 - beta) and the gain by (1 - beta) rounds
+  # differently from the original: allow a few flips at the threshold.
+  assert float(jnp.mean(got != want)) < 1e-3
+
+
 def test_flatten_is_channel_first_as_in_nir():
   x = jnp.arange(2 * 3 * 4.0).reshape(1, 2, 3, 4)      # [B, H, W, C]
   np.testing.assert_array_equal(
