@@ -23,7 +23,7 @@ Networks:
   8*8*8 -> 10 + LIF (per-layer parameters), T = 10, batch 1 (snnTorch's
   importer passes NIR's per-example Flatten(start_dim=0) to torch unchanged,
   which then also flattens the batch axis; with one example the result is
-  the same).
+  the same); ``conv_pool_dense_unit_r``: the same with ``unit_r=True``.
 
 Both are scored as the fraction of spike entries that differ and the number
 of output spikes on each side. NIR fires when v > threshold, scnn_jax when
@@ -75,6 +75,7 @@ def _networks():
            layers.LIF(beta=0.8, threshold=0.2, reset="zero")]
   x = 3.0 * jax.random.uniform(jax.random.key(3), (10, 1, 16, 16, 2))
   yield "conv_pool_dense", chain, (16, 16, 2), x, False
+  yield "conv_pool_dense_unit_r", chain, (16, 16, 2), x, True
 
 
 def scnn_jax_side(tmp: pathlib.Path):
