@@ -69,6 +69,7 @@ def get_config():
   d.prefetch = 4
   d.num_threads = 2
   d.num_workers = 0               # >0: reader processes (GPU/TPU hosts)
+  d.bad_images = "skip"           # folder: skip (reported once) | error on unreadable files
 
   c.masks = k = config_dict.ConfigDict()
   k.kind = "box"                  # box | center | stroke | pixels
@@ -96,6 +97,11 @@ def get_config():
   # (start, stop): a jax.profiler trace of steps start..stop-1 into
   # <workdir>/tensorboard (README, "Profiling"); () = off.
   t.profile_steps = ()
+  # No train step finished for watchdog_s seconds: log every thread's stack and
+  # exit 124 (README, "Reliability"). 0 = auto (10x the median step time, at
+  # least 300 s), -1 = off.
+  t.watchdog_s = 0.0
+  t.sigterm_grace_s = 60.0        # after SIGTERM, a step not back by then exits at once
 
   # vmap ablations (configs/ablation.py): lists of values under the config
   # path they replace, e.g. {"model": {"tau": [5.0, 10.0]}}; empty = one model.

@@ -90,10 +90,13 @@ class DevicePrefetch:
 
   The host-to-device copy then overlaps the running step instead of sitting
   between two steps; ``next`` only waits when the input is really late (what
-  the trainer reports as ``input_wait_fraction``). Errors of the source are
-  raised from ``next``. ``close()`` stops the thread (it is a daemon, so an
-  unclosed one never keeps the process alive) and then closes ``batches``
-  if it can be closed (grain's worker processes).
+  the trainer reports as ``input_wait_fraction``). Building global arrays
+  here while the main thread runs collective steps is safe: it launches no
+  computation (issue 23 ruled it out as the multi-process hang; the cause
+  was unbounded run-ahead, which the trainer bounds). Errors of the source
+  are raised from ``next``. ``close()`` stops the thread (it is a daemon, so
+  an unclosed one never keeps the process alive) and then closes
+  ``batches`` if it can be closed (grain's worker processes).
   """
 
   _END = object()

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import signal
-import threading
 import time
 
 import jax
@@ -29,13 +27,18 @@ from etils import epath
 from flax import nnx
 
 from scnn_jax import (ablation, backend, data, images, optim, parallel,
-                      profiling, tasks)
+                      profiling, tasks, watchdog)
 from scnn_jax.checkpoint import Checkpointer, abstract_like
 from scnn_jax.config_lib import ConfigError, check_choice, check_int
 from scnn_jax.variables import SpikeRate
 from scnn_jax.writers import MetricWriter, Progress
 
 NAN_POLICIES = ("stop", "skip")
+# The loop waits for step s - STEPS_IN_FLIGHT after dispatching step s. Unbounded
+# run-ahead deadlocked multi-process CPU runs (issue 23): XLA CPU blocks the
+# 33rd queued launch on a device on a thread of the pool that must run the
+# queued steps. Two steps ahead keep the device busy all the same.
+STEPS_IN_FLIGHT = 2
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -53,38 +56,6 @@ class Preempted(Exception):
     self.step = step
     super().__init__(f"preempted: checkpoint saved at step {step} in "
                      f"{directory}; run the same command again to resume")
-
-
-class PreemptionWatch:
-  """Tells the loop when to save and stop.
-
-  One process: a SIGTERM handler sets a flag. Several processes (after
-  ``jax.distributed.initialize``): JAX's preemption sync point, which catches
-  SIGTERM / maintenance events and makes every process stop at the SAME step.
-  """
-
-  def __init__(self):
-    self.multi = jax.process_count() > 1
-    self._flag = threading.Event()
-    self._previous = None
-    if not self.multi and threading.current_thread() is threading.main_thread():
-      self._previous = signal.signal(signal.SIGTERM, self._on_sigterm)
-
-  def _on_sigterm(self, signum, frame):
-    del signum, frame
-    self._flag.set()
-    logging.warning("SIGTERM: saving a checkpoint after the current step")
-
-  def reached(self, step: int) -> bool:
-    if self.multi:
-      from jax.experimental import multihost_utils
-      return multihost_utils.reached_preemption_sync_point(step)
-    return self._flag.is_set()
-
-  def close(self):
-    if self._previous is not None:
-      signal.signal(signal.SIGTERM, self._previous)
-      self._previous = None
 
 
 def validate(config) -> tasks.Task:
@@ -106,6 +77,7 @@ def validate(config) -> tasks.Task:
   check_int("train.num_sample_images", t.num_sample_images, 0)
   check_choice("train.nan_policy", t.nan_policy, NAN_POLICIES)
   profiling.validate(t.get("profile_steps", ()))
+  watchdog.validate(t)
   n = jax.device_count()
   for field in ("batch_size", "eval_batch_size"):
     if t[field] % n:
@@ -356,11 +328,11 @@ def train_and_evaluate(config, workdir) -> dict:
   ``results.json``).
   """
   validate(config)  # before touching the workdir or the data
+  dataset = data.build(config)  # unusable data fails before anything is written
   workdir = epath.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   is_main = jax.process_index() == 0
   t = config.train
-  dataset = data.build(config)
   run = setup(config, dataset)
   task, mesh, state, points = run.task, run.mesh, run.state, run.points
   train_fn, eval_fn, key = run.train_fn, run.eval_fn, run.key
@@ -405,24 +377,35 @@ def train_and_evaluate(config, workdir) -> dict:
   train_iter = parallel.DevicePrefetch(
       mesh, dataset.train_iterator(start, t.batch_size, pidx, pcount))
   progress = Progress(t.steps, start)
-  preemption = PreemptionWatch()
+  watch = watchdog.Watchdog(*watchdog.validate(t), total_steps=t.steps,
+                            start_step=start)
+  if start:
+    watch.saved(start)
   trace = profiling.StepTrace(t.get("profile_steps", ()), workdir)
   pending, wait_s, loop_t0 = [], 0.0, time.time()
   session_t0, base_time = time.time(), float(meta["train_time_s"])
   eval_s, result = 0.0, None
-  # The SIGTERM handler and the prefetch thread end with the loop, also when
-  # it stops on a non-finite loss or a preemption.
+  # The watchdog, its SIGTERM handler and the prefetch thread end with the
+  # run, also when it stops on a non-finite loss or a preemption.
   try:
     for step in range(start, t.steps):
       t0 = time.time()
       batch = next(train_iter)
       wait_s += time.time() - t0
-      with trace.step(step):
+      done = step + 1
+      with trace.step(step), watch.calling(done):
         state, step_metrics = train_fn(state, batch, key)
       trace.after(step, state)
       pending.append(step_metrics)
-      done = step + 1
-      if done % t.log_every == 0 or done == t.steps:
+      watch.dispatched(done, step_metrics["loss"])
+      evaluate_now = done % t.eval_every == 0 or done == t.steps
+      save_now = done % t.checkpoint_every == 0 or done == t.steps
+      log_now = done % t.log_every == 0 or done == t.steps
+      # Wait for this step before logging, evaluating or saving here, under
+      # the watchdog's step limit (not inside their longer-limit phases).
+      watch.wait(done if log_now or evaluate_now or save_now
+                 else done - STEPS_IN_FLIGHT)
+      if log_now:
         host = jax.device_get(pending)
         pending = []
         _check_finite(state, t.nan_policy, ckpt, points)
@@ -434,31 +417,38 @@ def train_and_evaluate(config, workdir) -> dict:
         logging.info(progress.line(done, scalars["loss"],
                                    f" (mean of {K} points)" if K else ""))
         wait_s, loop_t0 = 0.0, time.time()
-      if done % t.eval_every == 0 or done == t.steps:
+      if evaluate_now:
         e0 = time.time()
-        result = run_eval(done)
+        with watch.phase(f"evaluation at step {done}"):
+          result = run_eval(done)
         eval_s += time.time() - e0
-      if done % t.checkpoint_every == 0 or done == t.steps:
+      if save_now:
         meta["train_time_s"] = base_time + time.time() - session_t0 - eval_s
-        ckpt.save(done, state, meta, force=done == t.steps)
-      if done < t.steps and preemption.reached(done):
+        with watch.phase(f"checkpoint save at step {done}"):
+          if ckpt.save(done, state, meta, force=done == t.steps):
+            watch.saved(done)
+      if done < t.steps and watch.stop_requested(done):
+        watch.wait(done)
         meta["train_time_s"] = base_time + time.time() - session_t0 - eval_s
-        if ckpt.latest_step() != done:
-          ckpt.save(done, state, meta, force=True)
-        ckpt.wait()
+        with watch.phase(f"checkpoint save at step {done} (preempted)"):
+          if ckpt.latest_step() != done:
+            ckpt.save(done, state, meta, force=True)
+          ckpt.wait()
         writer.close()
         ckpt.close()
         raise Preempted(done, ckpt.directory)
+    with watch.phase("final checkpoint write, evaluation and baselines"):
+      ckpt.wait()
+      if result is None:  # resumed a finished run: evaluate it again
+        result = run_eval(start)
+      meta["train_time_s"] = base_time + time.time() - session_t0 - eval_s
+      summary = _finish(task, config, workdir, result, eval_batches, mesh,
+                        t.steps, meta["train_time_s"], is_main, points,
+                        dataset)
   finally:
-    preemption.close()
+    watch.close()
     trace.close()
     train_iter.close()
-  ckpt.wait()
-  if result is None:  # resumed a finished run: evaluate it again
-    result = run_eval(start)
-  meta["train_time_s"] = base_time + time.time() - session_t0 - eval_s
-  summary = _finish(task, config, workdir, result, eval_batches, mesh,
-                    t.steps, meta["train_time_s"], is_main, points, dataset)
   writer.close()
   ckpt.close()
   return summary
@@ -468,6 +458,7 @@ def train_and_evaluate(config, workdir) -> dict:
 _RUN_LENGTH_FIELDS = ("train.steps", "train.log_every", "train.eval_every",
                       "train.checkpoint_every", "train.keep_checkpoints",
                       "train.num_sample_images", "train.profile_steps",
+                      "train.watchdog_s", "train.sigterm_grace_s",
                       "data.prefetch",
                       "data.num_threads", "data.num_workers")
 

@@ -13,6 +13,11 @@ uninterrupted run of the same command:
 * corrupt: truncate / strip metadata / overwrite with garbage the newest
   checkpoint of a finished-half run; the restart must warn, fall back to the
   previous checkpoint and finish.
+* hang: a step made to hang (a host callback that sleeps for an hour) at
+  random steps; the watchdog (``train.watchdog_s=10``) must end the run with
+  status 124 naming the step, and the restart resume from the newest
+  checkpoint. Then SIGTERM during a hung step: once (exit 143 after
+  ``train.sigterm_grace_s=3``), and twice (exit 143 at once).
 
 "nothing lost" means: every restart resumed from the newest complete
 checkpoint on disk, no complete checkpoint vanished except by the keep-last-k
@@ -91,6 +96,95 @@ def run_until(workdir, steps, every, stop_at_step, sig, delay):
   return {"code": proc.returncode, "resumed_from": resumed_from,
           "sent": sent, "exit_s": time.time() - t_sent if sent else None,
           "log": "".join(lines)}
+
+
+# train.py with the step whose state step is $FAULT_DRILL_HANG_AT made to hang.
+HANGING_TRAIN = r"""
+import os, sys, time
+import jax
+from scnn_jax import trainer
+from scnn_jax.cli import train
+
+hang_at = int(os.environ["FAULT_DRILL_HANG_AT"])
+real = trainer.make_train_step
+
+def make_train_step(*args, **kwargs):
+  step = real(*args, **kwargs)
+  def hanging(state, batch, key):
+    def host(s):
+      if int(s) == hang_at:
+        print("HANGING", flush=True)
+        time.sleep(3600)
+    jax.debug.callback(host, state["step"])
+    return step(state, batch, key)
+  return hanging
+
+trainer.make_train_step = make_train_step
+sys.argv[0] = "train.py"
+train.run()
+"""
+
+
+def run_hanging(workdir, steps, every, hang_at, flags, sigterms=0):
+  """Trains until step ``hang_at + 1`` hangs; sends ``sigterms`` SIGTERMs."""
+  proc = subprocess.Popen(
+      [sys.executable, "-c", HANGING_TRAIN, *cmd(workdir, steps, every)[2:],
+       *flags], cwd=REPO, text=True, stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE, env={**os.environ,
+                                   "FAULT_DRILL_HANG_AT": str(hang_at)})
+  for line in proc.stdout:
+    if "HANGING" in line:
+      break
+  t_hang = time.time()
+  for _ in range(sigterms):
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+  try:
+    _, err = proc.communicate(timeout=300)
+  except subprocess.TimeoutExpired:
+    proc.kill()
+    _, err = proc.communicate()
+  return proc.returncode, time.time() - t_hang, err
+
+
+def drill_hang(tmp, reference, steps, every, trials):
+  rng = random.Random(2)
+  workdir = tmp / "drill_hang"
+  step = r"train step {n} of %d( \(inside its call\))?" % steps
+  cases = [("watchdog", ["--config.train.watchdog_s=10"], 0, 124,
+            "watchdog: " + step + " hung")] * trials + [
+      ("SIGTERM once", ["--config.train.watchdog_s=-1",
+                        "--config.train.sigterm_grace_s=3"], 1, 143,
+       "SIGTERM: " + step + " did not return within "
+       r"train.sigterm_grace_s = 3 s"),
+      ("SIGTERM twice", ["--config.train.watchdog_s=-1"], 2, 143,
+       "second SIGTERM: exiting at once")]
+  width = (steps - 20) // len(cases)
+  passed, lost = 0, False
+  for i, (name, flags, sigterms, want, text) in enumerate(cases):
+    before = complete_steps(workdir)
+    hang_at = max(3 + i * width + rng.randrange(width),
+                  (before[-1] if before else 0) + 3)
+    code, took, err = run_hanging(workdir, steps, every, hang_at, flags,
+                                  sigterms)
+    after = complete_steps(workdir)
+    ok = (code == want and re.search(text.format(n=hang_at + 1), err) and
+          (before[-1] if before else 0) <= (after[-1] if after else 0)
+          <= hang_at)
+    ok &= f"the last checkpoint is step {after[-1]}" in err if after else True
+    lost |= any(s >= (after[-2] if len(after) > 1 else 0)
+                for s in before if s not in after)
+    passed += ok
+    print(f"  {name}: step {hang_at + 1} hung; exit {code} {took:.1f} s "
+          f"later, checkpoints now {after}{'' if ok else '  <-- FAILED'}",
+          flush=True)
+    if not ok:
+      print(err[-2000:], flush=True)
+  code, resumed, err = finish(workdir, steps, every)
+  equal = code == 0 and same(final_params(workdir), reference)
+  print(f"  finished (resumed from {resumed}): params equal to uninterrupted "
+        f"run: {equal}", flush=True)
+  return len(cases), passed, equal and not lost
 
 
 def finish(workdir, steps, every):
@@ -212,6 +306,10 @@ def main():
     print("corrupt-checkpoint drill", flush=True)
     rows.append(("corrupt latest checkpoint: fall back, finish",
                  *drill_corrupt(tmp, reference, args.steps, args.every)))
+    print("hung-step drill", flush=True)
+    rows.append(("hung step: watchdog exit 124 / SIGTERM exit 143, resume",
+                 *drill_hang(tmp, reference, args.steps, args.every,
+                             args.trials)))
     print(f"\n{args.steps} steps per run, checkpoint every {args.every}, "
           f"keep 2; {time.time() - t0:.0f} s in all\n")
     print("| drill | trials | passed | nothing lost (final params bitwise "

@@ -328,21 +328,84 @@ def test_folder_source(tmp_path):
   check_batch(grey.eval_batches(3)[0], 3, (24, 24, 1))
 
 
-def test_folder_unreadable_file_names_it(tmp_path):
-  train, held = tmp_path / "train", tmp_path / "eval"
-  train.mkdir()
-  held.mkdir()
-  rng = np.random.default_rng(1)
-  Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(held / "ok.png")
-  (train / "broken.png").write_bytes(b"\x89PNG definitely not an image")
-  ds = data.build(make_config(data__source="folder", data__folder=str(train),
-                              data__eval_folder=str(held), data__num_eval=2))
-  with pytest.raises(data.DataError, match=r"cannot read image file .*broken\.png"):
-    next(ds.train_iterator(0, 2))
-  ds = data.build(make_config(data__source="folder", data__folder=str(held),
-                              data__eval_folder=str(train), data__num_eval=2))
-  with pytest.raises(data.DataError, match=r"broken\.png"):
-    ds.eval_batches(2)
+def write_bad_files(folder, rng):
+  """broken.png (garbage), truncated.png (cut in half), empty.jpg: they fail
+  the cheap check; cut.jpg (a JPEG cut short) passes it but does not decode."""
+  img = Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8))
+  (folder / "broken.png").write_bytes(b"\x89PNG definitely not an image")
+  img.save(folder / "truncated.png")
+  png = (folder / "truncated.png").read_bytes()
+  (folder / "truncated.png").write_bytes(png[:len(png) // 2])
+  (folder / "empty.jpg").write_bytes(b"")
+  img.save(folder / "cut.jpg", quality=90)
+  jpg = (folder / "cut.jpg").read_bytes()
+  (folder / "cut.jpg").write_bytes(jpg[:len(jpg) // 2])
+
+
+def test_folder_bad_files_are_left_out_and_reported_once(tmp_path, caplog):
+  _write_images(tmp_path, np.random.default_rng(0))
+  write_bad_files(tmp_path, np.random.default_rng(1))
+  cfg = make_config(data__source="folder", data__folder=str(tmp_path),
+                    data__num_eval=3)
+  with caplog.at_level("WARNING"):
+    ds = data.build(cfg)
+  reports = [r.getMessage() for r in caplog.records
+             if "unreadable and left out" in r.getMessage()]
+  assert len(reports) == 1
+  assert reports[0].startswith("data.folder: 3 of 9 image files are unreadable")
+  for name, why in (("broken.png", "not an image file PIL can identify"),
+                    ("empty.jpg", "empty file"),
+                    ("truncated.png", "truncated PNG")):
+    assert f"{name}: {why}" in reports[0]
+  names = sorted(p.name for p in ds.source.train_files + ds.source.eval_files)
+  assert names == ["a.png", "b.JPG", "c.png", "cut.jpg", "d.jpeg",
+                   "small_grey.png"]
+  # cut.jpg fails only when decoded: the next file in list order stands in,
+  # every time and in every build, so batches stay a function of the step.
+  files = ds.source.train_files
+  cut = [p.name for p in files].index("cut.jpg")
+  rng = np.random.default_rng(0)
+  with caplog.at_level("WARNING"):
+    got, _ = ds.source.train_example(cut, rng)
+  stand_in = ds.source.load(files[(cut + 1) % len(files)])
+  np.testing.assert_array_equal(got, ds.source._crop(stand_in, np.random.default_rng(0)))
+  assert "cannot read image file" in caplog.text and "cut.jpg" in caplog.text
+  again = data.build(cfg)
+  for step in range(4):
+    assert_batches_equal(ds.train_batch(step, 4), again.train_batch(step, 4))
+
+
+def test_folder_bad_files_fatal_on_request_and_no_readable_image(tmp_path):
+  _write_images(tmp_path, np.random.default_rng(0))
+  write_bad_files(tmp_path, np.random.default_rng(1))
+  with pytest.raises(data.DataError) as e:
+    data.build(make_config(data__source="folder", data__folder=str(tmp_path),
+                           data__bad_images="error"))
+  assert "\n" not in str(e.value)
+  assert str(e.value).startswith(f"cannot read image file {tmp_path}/broken.png:"
+                                 " not an image file PIL can identify")
+  for name in ("broken.png", "empty.jpg", "truncated.png"):
+    (tmp_path / name).unlink()
+  with pytest.raises(data.DataError, match=r"cannot read image file .*cut\.jpg: OSError"):
+    ds = data.build(make_config(data__source="folder", data__folder=str(tmp_path),
+                                data__bad_images="error", data__num_eval=2))
+    for i in range(ds.source.num_train):  # if the build did not decode it
+      ds.source.train_example(i, np.random.default_rng(0))
+  # Nothing usable: a one-line ConfigError naming the folder, whether the
+  # files fail the cheap check or only decoding.
+  only_bad = tmp_path / "only_bad"
+  only_bad.mkdir()
+  write_bad_files(only_bad, np.random.default_rng(2))
+  with pytest.raises(ConfigError, match=r"^config\.data\.folder = .*only_bad.*: "
+                     r"holds no readable image: .*cut\.jpg") as e:
+    data.build(make_config(data__source="folder", data__folder=str(only_bad),
+                           data__eval_folder=str(tmp_path)))
+  assert "\n" not in str(e.value)
+  (only_bad / "cut.jpg").unlink()
+  with pytest.raises(ConfigError, match=r"holds no readable image: all 3 image "
+                     r"files failed a check \(broken\.png: "):
+    data.build(make_config(data__source="folder", data__folder=str(only_bad),
+                           data__eval_folder=str(tmp_path)))
 
 
 def test_folder_config_errors(tmp_path):
@@ -386,6 +449,7 @@ def test_wrongly_shaped_array_is_a_clear_error():
     ({"data__num_threads": -2}, "data.num_threads", "must be an integer >= 0"),
     ({"data__num_workers": -1}, "data.num_workers", "must be an integer >= 0"),
     ({"data__train_crop": "left"}, "data.train_crop", "must be one of random, center"),
+    ({"data__bad_images": "warn"}, "data.bad_images", "must be one of skip, error"),
     ({"data__source": "tfds", "data__name": ""}, "data.name", "non-empty string"),
     ({"data__source": "tfds", "data__name": "mnist", "data__eval_split": None},
      "data.eval_split", "non-empty string"),

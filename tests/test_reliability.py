@@ -1,10 +1,13 @@
 """Reliability: preemption, corrupt checkpoints, NaN, extreme inputs, bad configs."""
 
 import glob
+import importlib.util
 import os
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import types
 
@@ -14,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from scnn_jax import data, inference, metrics, trainer
+from scnn_jax import data, inference, metrics, trainer, watchdog
 from scnn_jax.checkpoint import CheckpointError
 from scnn_jax.config_lib import ConfigError
 from tests.test_train_integration import REPO, tiny_config
@@ -71,6 +74,155 @@ def test_sigterm_saves_exits_and_resumes_bitwise(tmp_path):
                          capture_output=True, text=True, timeout=600)
   assert again.returncode == 0, again.stderr[-2000:]
   assert f"resuming from step {saved[0]}" in again.stderr
+  _assert_same_params(_params(tmp_path / "cut"), _params(tmp_path / "full"))
+
+
+# -----------------------------------------------------------------------------
+# Hung steps: the watchdog, SIGTERM while a step hangs
+# -----------------------------------------------------------------------------
+
+def _fault_drill():
+  """``scripts/fault_drill.py`` as a module: its hung-step runner."""
+  spec = importlib.util.spec_from_file_location(
+      "fault_drill", REPO / "scripts" / "fault_drill.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def test_watchdog_ends_a_hung_step_with_stacks_and_keeps_the_checkpoint(
+    tmp_path):
+  # train.py whose 6th step runs a host callback that sleeps for an hour.
+  code, _, err = _fault_drill().run_hanging(
+      tmp_path, steps=8, every=2, hang_at=5,
+      flags=["--config.train.watchdog_s=2"])
+  assert code == watchdog.HUNG_EXIT_CODE, err[-3000:]
+  assert re.search(r"watchdog: train step 6 of 8( \(inside its call\))? "
+                   r"hung: nothing finished for 2 s \(limit 2 s, "
+                   r"train.watchdog_s\)", err)
+  assert "the last checkpoint is step 4. Exiting with status 124" in err
+  # faulthandler's dump: every thread, one of them inside the callback.
+  assert "Current thread" in err and re.search(r"line \d+ in host", err)
+  assert err.count("(most recent call first)") >= 3
+  # Orbax wrote the checkpoints atomically: the newest one restores.
+  restored = inference.load(tmp_path).state
+  assert int(jax.device_get(restored["step"])) == 4
+  assert all(np.isfinite(x).all() for x in jax.tree.leaves(
+      jax.device_get(restored["params"])))
+
+
+class _Clock:
+  def __init__(self):
+    self.now = 1000.0
+
+  def __call__(self):
+    return self.now
+
+
+def _exit_codes(dog, codes, timeout=5.0):
+  """Waits until ``dog``'s thread has called its exit function."""
+  t0 = time.time()
+  while not codes and time.time() - t0 < timeout:
+    time.sleep(0.02)
+  dog.close()
+  return codes
+
+
+def test_watchdog_limits_follow_the_median_step(capfd):
+  clock, codes = _Clock(), []
+  dog = watchdog.Watchdog(0.0, total_steps=100, exit_fn=codes.append,
+                          backstop=False, clock=clock)
+  assert dog.limit() == watchdog.STARTUP_S  # compilation
+  clock.now += 40.0
+  dog.dispatched(1, jax.numpy.zeros(()))
+  dog.wait(1)
+  for n in range(2, 6):  # 50 s steps (the first one, compiling, is not timed)
+    clock.now += 50.0
+    dog.dispatched(n, jax.numpy.zeros(()))
+    dog.wait(n)
+  assert dog.limit() == 10 * 50.0
+  with dog.phase("evaluation at step 5"):
+    assert dog.limit() == watchdog.STARTUP_S
+  clock.now += 3.0
+  dog.wait(6)  # after a phase: not timed
+  assert dog.limit() == 500.0
+  never = types.SimpleNamespace(is_ready=lambda: False)
+  dog.dispatched(7, never)
+  clock.now += 499.0
+  time.sleep(3 * watchdog.POLL_S)
+  assert not codes
+  clock.now += 2.0
+  assert _exit_codes(dog, codes) == [watchdog.HUNG_EXIT_CODE]
+  err = capfd.readouterr().err
+  assert ("watchdog: train step 7 of 100 hung: nothing finished for 501 s "
+          "(limit 500 s, auto: 10x the median step time, at least 300 s") in err
+  assert "no checkpoint was saved by this session" in err
+  assert "Current thread" in err
+  fast = watchdog.Watchdog(0.0, exit_fn=codes.append, backstop=False,
+                           clock=clock)
+  for n in range(1, 6):  # 0.1 s steps: never less than 300 s
+    clock.now += 0.1
+    fast.wait(n)
+  assert fast.limit() == watchdog.AUTO_MIN_S
+  fast.close()
+
+
+def test_sigterm_grace_and_second_sigterm_in_process(capfd):
+  if threading.current_thread() is not threading.main_thread():
+    pytest.skip("signal handlers need the main thread")
+  before = signal.getsignal(signal.SIGTERM)
+  clock, codes = _Clock(), []
+  dog = watchdog.Watchdog(-1, grace_s=30.0, exit_fn=codes.append,
+                          backstop=False, clock=clock)
+  assert signal.getsignal(signal.SIGTERM) is not before  # or it kills pytest
+  dog.dispatched(3, types.SimpleNamespace(is_ready=lambda: False))
+  os.kill(os.getpid(), signal.SIGTERM)
+  t0 = time.time()
+  while not dog.stop_requested(3) and time.time() - t0 < 5:
+    time.sleep(0.02)
+  assert dog.stop_requested(3) and not codes
+  clock.now += 31.0  # the step has not returned within the grace period
+  assert _exit_codes(dog, codes) == [143]
+  assert signal.getsignal(signal.SIGTERM) is before
+  assert ("SIGTERM: train step 3 did not return within "
+          "train.sigterm_grace_s = 30 s; exiting at once") in capfd.readouterr().err
+
+  codes = []
+  dog = watchdog.Watchdog(-1, grace_s=30.0, exit_fn=codes.append,
+                          backstop=False, clock=clock)
+  dog.dispatched(3, types.SimpleNamespace(is_ready=lambda: False))
+  dog.saved(2)
+  os.kill(os.getpid(), signal.SIGTERM)
+  os.kill(os.getpid(), signal.SIGTERM)
+  assert _exit_codes(dog, codes) == [143]
+  assert ("second SIGTERM: exiting at once without saving a checkpoint; the "
+          "last checkpoint is step 2") in capfd.readouterr().err
+
+
+# -----------------------------------------------------------------------------
+# Unreadable files in a folder dataset
+# -----------------------------------------------------------------------------
+
+
+def test_folder_with_corrupt_and_truncated_files_trains_and_resumes(tmp_path):
+  from PIL import Image
+  from tests.test_data import write_bad_files
+  folder = tmp_path / "images"
+  folder.mkdir()
+  rng = np.random.default_rng(0)
+  for i in range(6):
+    Image.fromarray(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)).save(
+        folder / f"img{i}.png")
+  write_bad_files(folder, rng)  # corrupt, truncated, empty, cut-short JPEG
+  config = tiny_config()
+  config.data.update(source="folder", folder=str(folder), num_eval=4)
+  config.train.update(eval_every=100, log_every=3)
+  full = trainer.train_and_evaluate(config, tmp_path / "full")
+  assert full["steps"] == 6 and np.isfinite(full["eval"]["masked_mse"])
+  config.train.steps = 3
+  trainer.train_and_evaluate(config, tmp_path / "cut")
+  config.train.steps = 6
+  trainer.train_and_evaluate(config, tmp_path / "cut")
   _assert_same_params(_params(tmp_path / "cut"), _params(tmp_path / "full"))
 
 
@@ -239,6 +391,12 @@ INVALID = {
     "train.learning_rate": st.floats(max_value=0.0, allow_nan=False),
     "train.steps": st.integers(max_value=0),
     "train.nan_policy": _words.filter(lambda w: w not in ("stop", "skip")),
+    "train.watchdog_s": st.one_of(
+        st.floats(max_value=-1.001, allow_nan=False, allow_infinity=False),
+        st.floats(min_value=-0.999, max_value=-1e-6),
+        st.sampled_from([float("nan"), float("inf")])),
+    "train.sigterm_grace_s": st.floats(max_value=0.0, allow_nan=False),
+    "data.bad_images": _words.filter(lambda w: w not in ("skip", "error")),
     "seed": st.integers(max_value=-1),
 }
 

@@ -11,8 +11,9 @@
 Sources (``config.data.source``): ``embedded`` (``name`` = ``natural`` or
 ``mnist5k``, shipped with the package, no network), ``tfds`` (any TFDS image
 dataset through ``tfds.data_source``, no TensorFlow) and ``folder`` (PNG/JPEG
-files). ``sources.py`` documents each (splits, crops, resizing);
-``pipeline.py`` documents determinism, resuming and multi-host slicing;
+files). ``sources.py`` documents each (splits, crops, resizing),
+``folder.py`` the folder source and its unreadable files; ``pipeline.py``
+documents determinism, resuming and multi-host slicing;
 ``scnn_jax/masks.py`` the mask kinds.
 
 Config fields read here (``configs/base.py`` defines them)::
@@ -27,6 +28,8 @@ Config fields read here (``configs/base.py`` defines them)::
   config.data.tfds_download        optional bool, default False: let tfds
                                    download + prepare (array_record) if missing
   config.data.folder / eval_folder folder source; eval_folder optional
+  config.data.bad_images           skip | error (optional, default skip):
+                                   folder files that cannot be decoded
   config.data.num_eval             int >= 1, size of the fixed eval set
   config.data.prefetch             int >= 0, batches read ahead
   config.data.num_threads          int >= 0, reader threads
@@ -47,6 +50,7 @@ from etils import epath
 
 from scnn_jax import masks as masks_lib
 from scnn_jax.config_lib import ConfigError, check_choice, check_int
+from scnn_jax.data import folder as folder_source
 from scnn_jax.data import photos, sources
 from scnn_jax.data.pipeline import Dataset
 from scnn_jax.data.sources import (DataError, EMBEDDED_NAMES,  # noqa: F401
@@ -108,6 +112,8 @@ def validate_config(config) -> None:
   check_int("data.num_threads", d("num_threads", 2), minimum=0)
   check_int("data.num_workers", d("num_workers", 0), minimum=0)
   check_choice("data.train_crop", d("train_crop", "random"), TRAIN_CROPS)
+  check_choice("data.bad_images", d("bad_images", "skip"),
+               folder_source.BAD_IMAGE_POLICIES)
   if source == "embedded":
     name = check_choice("data.name", d("name"), EMBEDDED_NAMES)
     if name == "natural" and size > NATURAL_MAX_SIZE:
@@ -156,8 +162,9 @@ def build(config) -> Dataset:
         download=bool(_get(data, "tfds_download", False)))
     name = f"tfds:{data.name}"
   else:
-    src = sources.FolderSource(data.folder, _get(data, "eval_folder", None),
-                               size, channels, num_eval, eval_seed)
+    src = folder_source.FolderSource(
+        data.folder, _get(data, "eval_folder", None), size, channels, num_eval,
+        eval_seed, bad_images=_get(data, "bad_images", "skip"))
     name = f"folder:{data.folder}"
   mask_gen = masks_lib.MaskGenerator.from_config(mcfg, size, size)
   return Dataset(src, mask_gen, seed=int(config.seed),

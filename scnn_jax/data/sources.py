@@ -37,15 +37,7 @@ Sources
   every host of a pod at once. Images are read with ``example["image"]`` (or
   the first Image feature); labels from a ``label`` ClassLabel feature if
   there is one (``num_classes`` from it), else zeros and ``num_classes=None``.
-``folder``: PNG/JPEG files under a directory (recursive, extensions
-  .png/.jpg/.jpeg in any case; other files are ignored), read with
-  ``etils.epath`` so ``gs://`` paths work. Images are cropped at their own
-  resolution (no downscaling); an image smaller than the crop is first
-  resized UP (bilinear, aspect kept) so its shorter side equals the crop size.
-  Without ``data.eval_folder`` the evaluation files are held out of the
-  folder: the first ``max(1, round(n / 10))`` files in the order of the MD5
-  of their relative path (stable, independent of seeds; adding files moves
-  few). Crops with near-constant content are redrawn (up to 10 tries).
+``folder``: PNG/JPEG files under a directory (``folder.py``).
 
 Sizing (mnist5k, tfds): an image whose size differs from the configured size
 is resized (bilinear with antialiasing, Pillow) so its SHORTER side equals
@@ -57,7 +49,6 @@ luma (as Pillow's ``L``); grey -> RGB repeats the channel; alpha is dropped.
 
 from __future__ import annotations
 
-import hashlib
 import io
 from typing import Sequence
 
@@ -71,10 +62,7 @@ EMBEDDED_NAMES = ("natural", "mnist5k", "photos")  # photos: data/photos.py
 NATURAL_TRAIN_PHOTOS = ("astronaut", "rocket", "motorcycle_left", "retina",
                         "immunohistochemistry")
 NATURAL_VAL_PHOTOS = ("chelsea", "coffee")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 MIN_PATCH_STD = 0.05  # on the [0, 1] scale; patches at or below are skipped
-FOLDER_CROP_TRIES = 10
-FOLDER_EVAL_FRACTION = 0.1
 
 # SeedSequence stream tags (see pipeline.py for the others).
 EVAL_PICK_STREAM = 0x7069636B  # "pick": which items form the eval set
@@ -428,95 +416,3 @@ class TfdsSource(_IndexedImages):
       images.append(self._prepare(img, where, None))
       labels.append(label)
     return np.stack(images), np.asarray(labels, np.int32)
-
-
-# --------------------------------------------------------------------------
-# Folder of PNG / JPEG files
-# --------------------------------------------------------------------------
-
-
-def list_images(folder, field: str) -> list[epath.Path]:
-  """Image files under ``folder`` (recursive), sorted; ConfigError if none."""
-  if folder is None or not str(folder):
-    raise ConfigError(field, folder, "must name a folder of PNG/JPEG images")
-  root = epath.Path(folder)
-  if not root.is_dir():
-    raise ConfigError(field, str(folder), "folder does not exist")
-  # ``walk`` works on every epath backend (``rglob`` is refused on GCS).
-  files = sorted((dirpath / name
-                  for dirpath, _, names in root.walk()
-                  for name in names
-                  if epath.Path(name).suffix.lower() in IMAGE_SUFFIXES),
-                 key=str)
-  if not files:
-    raise ConfigError(field, str(folder), "contains no .png/.jpg/.jpeg file")
-  return files
-
-
-def _stable_key(root: epath.Path, path: epath.Path) -> str:
-  rel = str(path)[len(str(root)):].lstrip("/")
-  return hashlib.md5(rel.encode("utf-8")).hexdigest()
-
-
-class FolderSource:
-  """Random crops of the images in a folder; fixed eval crops."""
-
-  def __init__(self, folder: str, eval_folder: str | None, size: int,
-               channels: int, num_eval: int, eval_seed: int):
-    files = list_images(folder, "data.folder")
-    if eval_folder:
-      self.train_files = files
-      self.eval_files = list_images(eval_folder, "data.eval_folder")
-    else:
-      if len(files) < 2:
-        raise ConfigError("data.eval_folder", eval_folder,
-                          f"is needed: data.folder {folder!r} holds only one "
-                          "image, none can be held out for evaluation")
-      root = epath.Path(folder)
-      order = sorted(files, key=lambda p: _stable_key(root, p))
-      n_eval = max(1, int(round(FOLDER_EVAL_FRACTION * len(files))))
-      held = set(map(str, order[:n_eval]))
-      self.eval_files = [p for p in files if str(p) in held]
-      self.train_files = [p for p in files if str(p) not in held]
-    self.image_shape = (size, size, channels)
-    self.num_classes = None
-    self.num_train = len(self.train_files)
-    self._size, self._channels = size, channels
-    self._num_eval, self._eval_seed = num_eval, eval_seed
-
-  def load(self, path: epath.Path) -> np.ndarray:
-    """Decoded image, resized up if smaller than the crop."""
-    try:
-      data = path.read_bytes()
-    except Exception as e:
-      raise DataError(f"cannot read image file {path}: {type(e).__name__}: {e}") from e
-    img = decode_image(data, self._channels, str(path))
-    return resize_short_side(img, self._size, only_up=True)
-
-  def _crop(self, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    best, best_std = None, -1.0
-    for _ in range(FOLDER_CROP_TRIES):
-      patch = crop(img, self._size, rng)
-      std = patch_std(patch)
-      if std > MIN_PATCH_STD:
-        return patch
-      if std > best_std:
-        best, best_std = patch, std
-    return best  # the whole image is near-constant: keep the liveliest crop
-
-  def train_example(self, index: int, rng: np.random.Generator):
-    return np.ascontiguousarray(self._crop(self.load(self.train_files[index]), rng)), 0
-
-  def eval_set(self):
-    n = len(self.eval_files)
-    images = [None] * self._num_eval
-    for j, path in enumerate(self.eval_files):  # decode each file once
-      ks = range(j, self._num_eval, n)
-      if not len(ks):
-        break
-      img = self.load(path)
-      for k in ks:
-        rng = np.random.default_rng([self._eval_seed, k, EVAL_CROP_STREAM])
-        images[k] = np.ascontiguousarray(self._crop(img, rng))
-    return np.stack(images), np.zeros(self._num_eval, np.int32)
-
