@@ -12,9 +12,10 @@ bytecodes of the main thread, and the main thread was inside XLA. The
   scheduler restarts the run; the restart resumes from the last checkpoint
   (Orbax writes them atomically, so exiting at any moment leaves the last
   complete one intact). ``watchdog_s = 0`` (default) is automatic: 10x the
-  median step time, at least 5 minutes; until 3 steps are timed (the first
-  step compiles) and during evaluations and checkpoint saves, the limit is
-  30 minutes. ``watchdog_s < 0`` turns it off. In case even this thread
+  median step time, at least 5 minutes, once 3 steps are timed. The first
+  step of a session (it compiles), evaluations and checkpoint saves get at
+  least 30 minutes, also with a fixed ``watchdog_s``; ``-1`` turns the
+  watchdog off. In case even this thread
   cannot run (a C extension holding the GIL), ``faulthandler``'s own timer
   exits 60 s later (exit status 1, stacks printed).
 * **SIGTERM**: the first asks the loop to save a checkpoint and stop after
@@ -331,7 +332,24 @@ class Watchdog:
         return
       self._check(self._clock())
 
+  def _poll_finished(self):
+    """Steps whose outputs became ready count as finished, also while the
+    loop waits for a later one (progress is seen step by step)."""
+    with self._lock:
+      in_flight = list(self._in_flight)
+    ready = None
+    for n, output in in_flight:
+      try:
+        if not all(x.is_ready() for x in jax.tree.leaves(output)):
+          break
+      except Exception:  # noqa: BLE001 -- a deleted array, a test double
+        break
+      ready = n
+    if ready is not None:
+      self._finished_upto(ready)
+
   def _check(self, now: float):
+    self._poll_finished()
     with self._lock:
       waited = now - self._last
       limit = self._limit_locked()

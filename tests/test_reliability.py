@@ -224,6 +224,15 @@ def test_folder_with_corrupt_and_truncated_files_trains_and_resumes(tmp_path):
   config.train.steps = 6
   trainer.train_and_evaluate(config, tmp_path / "cut")
   _assert_same_params(_params(tmp_path / "cut"), _params(tmp_path / "full"))
+  # No readable image at all: a one-line error before the workdir exists.
+  only_bad = tmp_path / "only_bad"
+  only_bad.mkdir()
+  write_bad_files(only_bad, rng)
+  config.data.folder = str(only_bad)
+  with pytest.raises(ConfigError, match=r"^config\.data\.folder = .*: holds "
+                     r"no readable image: [^\n]*$"):
+    trainer.train_and_evaluate(config, tmp_path / "never")
+  assert not (tmp_path / "never").exists()
 
 
 # -----------------------------------------------------------------------------

@@ -143,12 +143,16 @@ class FolderSource:
                channels: int, num_eval: int, eval_seed: int,
                bad_images: str = "skip"):
     self._policy = bad_images
+    self._size, self._channels = size, channels
+    self._undecodable, self._lock = set(), threading.Lock()
     files = usable(list_images(folder, "data.folder"), "data.folder", folder,
                    bad_images)
+    self._probe(files, "data.folder", folder)
     if eval_folder:
       self.train_files = files
       self.eval_files = usable(list_images(eval_folder, "data.eval_folder"),
                                "data.eval_folder", eval_folder, bad_images)
+      self._probe(self.eval_files, "data.eval_folder", eval_folder)
     else:
       if len(files) < 2:
         raise ConfigError("data.eval_folder", eval_folder,
@@ -160,21 +164,23 @@ class FolderSource:
       held = set(map(str, order[:n_eval]))
       self.eval_files = [p for p in files if str(p) in held]
       self.train_files = [p for p in files if str(p) not in held]
+      self._probe(self.train_files, "data.folder", folder)
+      self._probe(self.eval_files, "data.folder", folder, "held-out ")
     self.image_shape = (size, size, channels)
     self.num_classes = None
     self.num_train = len(self.train_files)
-    self._size, self._channels = size, channels
     self._num_eval, self._eval_seed = num_eval, eval_seed
-    self._undecodable, self._lock = set(), threading.Lock()
-    for files, field, where in ((self.train_files, "data.folder", folder),
-                                (self.eval_files, "data.eval_folder",
-                                 eval_folder or folder)):
-      try:  # one decode each: a folder of files that all fail fails here
-        self._load_usable(files, 0)
-      except DataError as e:
-        if bad_images == "error":
-          raise
-        raise ConfigError(field, where, f"holds no readable image: {e}") from e
+
+  def _probe(self, files, field, where, which=""):
+    """One decode: a list whose files all pass the check but none decodes
+    fails here, before anything is written."""
+    try:
+      self._load_usable(files, 0)
+    except DataError as e:
+      if self._policy == "error":
+        raise
+      raise ConfigError(field, where, f"holds no readable {which}image: "
+                        f"{e}") from e
 
   def load(self, path: epath.Path) -> np.ndarray:
     """Decoded image, resized up if smaller than the crop."""
