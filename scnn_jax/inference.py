@@ -7,16 +7,24 @@
 Needs nothing but the workdir: the config that trained it is read back from
 ``config.json``, and no dataset is opened (the input shape comes from the
 config).
+
+A model can also be shipped as its trained parameters alone (no optimizer
+state, no Orbax): ``export_params(loaded, folder)`` writes ``config.json``
+and ``params.npz`` (one array per ``nnx.Param``, keyed by its path), and
+``load_params(folder)`` rebuilds the model from them. ``scnn_jax.pretrained``
+ships one such folder inside the package.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import types
 
 import jax
 import ml_collections
+import numpy as np
 from etils import epath
 from flax import nnx
 
@@ -98,3 +106,61 @@ def load(workdir, step: int | None = None, point: int | None = None) -> Loaded:
   return Loaded(model=model, config=config, task=task,
                 step=int(jax.device_get(state["step"])), state=state,
                 point=point, point_name=name)
+
+
+PARAMS_FILE = "params.npz"
+
+
+def _param_key(path) -> str:
+  return "/".join(str(p) for p in path)
+
+
+def export_params(loaded: Loaded, folder) -> dict:
+  """Writes ``config.json`` and ``params.npz`` (float32 ``nnx.Param``s only)
+  of a loaded model to ``folder``; returns ``{key: shape}``."""
+  folder = epath.Path(folder)
+  folder.mkdir(parents=True, exist_ok=True)
+  params = nnx.state(loaded.model, nnx.Param)
+  arrays = {_param_key(path): np.asarray(v[...], np.float32)
+            for path, v in nnx.to_flat_state(params)}
+  buf = io.BytesIO()
+  np.savez_compressed(buf, **arrays)
+  (folder / PARAMS_FILE).write_bytes(buf.getvalue())
+  (folder / "config.json").write_text(
+      loaded.config.to_json_best_effort(indent=2) + "\n")
+  return {k: a.shape for k, a in arrays.items()}
+
+
+def load_params(folder, *, step: int = 0) -> Loaded:
+  """The model of an ``export_params`` folder, in eval mode.
+
+  Raises ``FileNotFoundError`` naming a missing file and ``ValueError`` when
+  ``params.npz`` does not fit the model its ``config.json`` builds.
+  """
+  folder = epath.Path(folder)
+  config = read_config(folder)
+  path = folder / PARAMS_FILE
+  if not path.exists():
+    raise FileNotFoundError(f"{path} not found")
+  with np.load(io.BytesIO(path.read_bytes()), allow_pickle=False) as npz:
+    arrays = {k: npz[k] for k in npz.files}
+  task = tasks.get(config)
+  task.validate(config)
+  model = task.build_model(config, data_spec(config), nnx.Rngs(0))
+  params = nnx.state(model, nnx.Param)
+  flat = list(nnx.to_flat_state(params))
+  want = {_param_key(p) for p, _ in flat}
+  if want != set(arrays):
+    missing, extra = sorted(want - set(arrays)), sorted(set(arrays) - want)
+    raise ValueError(f"{path} does not fit the model of its config.json: "
+                     f"missing {missing[:3]}, unexpected {extra[:3]}")
+  for p, var in flat:
+    a = arrays[_param_key(p)]
+    if a.shape != var[...].shape:
+      raise ValueError(f"{path}: {_param_key(p)} has shape {a.shape}, the "
+                       f"model needs {var[...].shape}")
+    var[...] = jax.numpy.asarray(a, var[...].dtype)
+  nnx.update(model, params)
+  model.eval()
+  return Loaded(model=model, config=config, task=task, step=step,
+                state={"params": params})

@@ -1,5 +1,7 @@
-"""Inpaint your own images with a trained checkpoint.
+"""Inpaint your own images with the shipped model or a trained checkpoint.
 
+    python -m scnn_jax.inpaint --image photo.png --mask mask.png \
+        --out out.png                    # the pretrained model, no training
     python -m scnn_jax.inpaint --workdir runs/base --image photo.png \
         --mask mask.png --out out.png [--side-by-side]
     python -m scnn_jax.inpaint --workdir runs/base --image photos/ \
@@ -7,12 +9,19 @@
     python -m scnn_jax.inpaint --workdir runs/base --image photo.png \
         --mask-kind box --out out.png
 
-Only the workdir is needed: the model is rebuilt from its ``config.json`` and
-latest checkpoint (``inference.load``). Masks: white = missing. Any image size
-works; images larger than the memory budget are tiled with an overlap of the
-model's receptive-field radius, so the tiled result equals the untiled one.
-Known pixels of the output are byte-identical to the input's (after the
-conversion to the checkpoint's grayscale / RGB). See ``docs/inpaint.md``.
+Without ``--workdir`` the model shipped in the package is used
+(``scnn_jax.pretrained``: the spiking U-Net of ``configs/spiking_unet.py``);
+with it, the model is rebuilt from the workdir's ``config.json`` and latest
+checkpoint (``inference.load``). Masks: white = missing. Any image size
+works. Models whose output at a pixel depends only on a bounded
+neighbourhood (paper A's SC-NN and CNN: a 6-px radius) tile images larger
+than the memory budget with an overlap of that radius, so the tiled result
+equals the untiled one. Models with a GLOBAL receptive field (TAID decoders
+pool the whole image; the spiking U-Net's biharmonic prior solves a PDE over
+the whole hole) always run on the whole image: over the budget they are
+refused with a message, never tiled into a different answer. Known pixels of
+the output are byte-identical to the input's (after the conversion to the
+checkpoint's grayscale / RGB). See ``docs/inpaint.md``.
 
 User mistakes (missing or unreadable files, size mismatches, a workdir without
 a checkpoint) end the program with one ``error: ...`` line on stderr and exit
@@ -183,6 +192,23 @@ def receptive_radius(config) -> int:
   return int(m.num_layers) * (int(m.get("kernel_size", 3)) // 2)
 
 
+def global_receptive_field(config, model=None) -> str | None:
+  """Why each output pixel depends on the whole image, or None if it does not.
+
+  The spiking U-Net (``model.global_receptive_field``) fills holes with a
+  prior solved over the whole image; a TAID decoder (paper B) weights time
+  steps by spatial means over the whole image.
+  """
+  m = config.model
+  if getattr(model, "global_receptive_field", False) or \
+      m.get("name") == "spiking_unet":
+    return "its biharmonic prior is solved over the whole image"
+  if m.get("decoder") == "taid" and m.get("name") in ("scnn",
+                                                      "spiking_decoder"):
+    return "its TAID decoder pools the whole image"
+  return None
+
+
 def size_multiple(config, model=None) -> int:
   """Image sides must be a multiple of this (1 for the stride-1 models)."""
   value = config.model.get("size_multiple")
@@ -316,7 +342,9 @@ class Inpainter:
     self.radius = receptive_radius(config) if overlap is None else int(overlap)
     self.multiple = size_multiple(config, model)
     self.bytes_per_pixel = bytes_per_pixel(config)
+    self.memory_mb = memory_mb
     self.max_pixels = max(1, int(memory_mb * 2**20 / self.bytes_per_pixel))
+    self.global_field = global_receptive_field(config, model)
     self.max_batch = max_batch
     graphdef, state = nnx.split(model)
     self._state = state
@@ -334,6 +362,14 @@ class Inpainter:
 
   def plan(self, height: int, width: int) -> TilePlan:
     hp, wp = self.padded_size(height, width)
+    if self.global_field:   # tiles would give another answer: whole or none
+      if hp * wp > self.max_pixels:
+        raise UserError(
+            f"{width}x{height} px is over the --memory-mb {self.memory_mb:g} "
+            f"budget (~{self.max_pixels:,} px for this model) and this model "
+            f"cannot be tiled ({self.global_field}, so tiles would change "
+            "the result): raise --memory-mb or crop the image")
+      return TilePlan(hp, wp, 1, (Tile(0, 0, 0, hp, 0, wp),))
     return plan_tiles(hp, wp, max_pixels=self.max_pixels, radius=self.radius,
                       multiple=self.multiple, max_batch=self.max_batch)
 
@@ -529,11 +565,12 @@ def build_parser() -> argparse.ArgumentParser:
   from scnn_jax.masks import MASK_KINDS
   p = argparse.ArgumentParser(
       prog="python -m scnn_jax.inpaint",
-      description="Inpaint images with a trained scnn_jax checkpoint. Masks: "
-                  "white = missing (gray level >= 50 %%; transparent = "
-                  "known).")
-  p.add_argument("--workdir", required=True,
-                 help="training workdir (config.json + checkpoints/)")
+      description="Inpaint images with scnn_jax's shipped model or a "
+                  "trained checkpoint. Masks: white = missing (gray level "
+                  ">= 50 %%; transparent = known).")
+  p.add_argument("--workdir",
+                 help="training workdir (config.json + checkpoints/); "
+                      "default: the pretrained model shipped in the package")
   p.add_argument("--image", required=True,
                  help="image file, or a folder of images")
   p.add_argument("--mask", help="mask file (same size as the image), or a "
@@ -566,9 +603,28 @@ def build_parser() -> argparse.ArgumentParser:
   return p
 
 
+def _load_pretrained():
+  from scnn_jax import pretrained
+  folder = pretrained.path()
+  try:
+    loaded = pretrained.load()
+  except (FileNotFoundError, ValueError) as e:
+    raise UserError(f"the shipped model in {folder} cannot be loaded "
+                    f"({_first_line(e)}): reinstall scnn_jax, or pass "
+                    "--workdir") from None
+  _note(f"using the pretrained model shipped in {folder} "
+        f"({loaded.config.model.name}; see MODEL_CARD.md there)")
+  return loaded, loaded.model
+
+
 def _load(workdir, point):
   from scnn_jax import inference
   from scnn_jax.config_lib import ConfigError
+  if workdir is None:
+    if point is not None:
+      raise UserError("--point picks a model of an ablation workdir: give "
+                      "--workdir too")
+    return _load_pretrained()
   path = epath.Path(workdir)
   if not path.is_dir():
     raise UserError(f"workdir {path} not found")
@@ -642,7 +698,8 @@ def process(args, inpainter: Inpainter, config, job: Job) -> None:
     if holes.all():
       _warn(f"mask {job.mask} covers the whole image: the output is the "
             "model's guess from no context")
-    beyond = holes_beyond_reach(holes, inpainter.radius)
+    beyond = (0.0 if inpainter.global_field
+              else holes_beyond_reach(holes, inpainter.radius))
     if beyond > 0:
       _note(f"{job.image}: {beyond:.0%} of the hole pixels are more than "
             f"{inpainter.radius} px from any known pixel, beyond the model's "

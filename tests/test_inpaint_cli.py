@@ -419,3 +419,59 @@ def test_subprocess_error_has_no_traceback(tmp_path):
       cwd=REPO, capture_output=True, text=True, timeout=120)
   assert r.returncode == 2
   assert r.stderr.strip() == f"error: image {tmp_path / 'missing.png'} not found"
+
+
+# ---------------------------------------------------------------------------
+# The shipped model (scnn_jax/pretrained) and global receptive fields
+# ---------------------------------------------------------------------------
+
+
+def test_shipped_model_inpaints_without_a_workdir(tmp_path, capsys):
+  from scnn_jax import pretrained
+  loaded = pretrained.load()
+  assert loaded.config.model.name == "spiking_unet"
+  # A smooth generated photo-like image: the shipped model must fill its
+  # hole close to the truth (not just "something"), known pixels exact.
+  y, x = np.mgrid[0:48, 0:56] / 48.0
+  truth = np.stack([0.5 + 0.3 * np.sin(3 * x + c) * np.cos(2 * y + c)
+                    for c in range(3)], -1)
+  pixels = np.round(truth * 255).astype(np.uint8)
+  Image.fromarray(pixels).save(tmp_path / "in.png")
+  box_mask(48, 56, 14, 30, 18, 38).save(tmp_path / "m.png")
+  rc, err = run_cli(capsys, "--image", tmp_path / "in.png", "--mask",
+                    tmp_path / "m.png", "--out", tmp_path / "out.png")
+  assert rc == 0, err
+  assert "pretrained model shipped in" in err
+  out = read(tmp_path / "out.png")
+  holes = np.zeros((48, 56), bool)
+  holes[14:30, 18:38] = True
+  check_composite(out, pixels, holes)
+  err_hole = np.abs(out[holes].astype(int) - pixels[holes].astype(int))
+  assert err_hole.mean() < 6          # mean fill is off by ~60 here
+  # --point belongs to workdirs only.
+  rc, err = run_cli(capsys, "--image", tmp_path / "in.png", "--mask",
+                    tmp_path / "m.png", "--out", tmp_path / "o2.png",
+                    "--point", "1")
+  assert rc == 2 and "give --workdir too" in err
+
+
+def test_global_receptive_field_models_run_whole_or_are_refused(
+    tmp_path, capsys):
+  from configs import base, spiking_unet, taid_inpaint
+  assert cli.global_receptive_field(base.get_config()) is None
+  assert "TAID" in cli.global_receptive_field(taid_inpaint.get_config())
+  assert "prior" in cli.global_receptive_field(spiking_unet.get_config())
+  rng = np.random.default_rng(7)
+  rand_image(rng, 64, 64, "RGB").save(tmp_path / "in.png")
+  box_mask(64, 64, 10, 20, 10, 20).save(tmp_path / "m.png")
+  # Over the budget: one clear line, nothing written, nothing tiled.
+  rc, err = run_cli(capsys, "--image", tmp_path / "in.png", "--mask",
+                    tmp_path / "m.png", "--out", tmp_path / "out.png",
+                    "--memory-mb", "0.5")
+  assert rc == 2
+  assert err.strip().splitlines()[-1] == (
+      "error: 64x64 px is over the --memory-mb 0.5 budget (~512 px for this "
+      "model) and this model cannot be tiled (its biharmonic prior is solved "
+      "over the whole image, so tiles would change the result): raise "
+      "--memory-mb or crop the image")
+  assert not (tmp_path / "out.png").exists()
