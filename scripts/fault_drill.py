@@ -19,6 +19,9 @@ uninterrupted run of the same command:
   checkpoint. Then SIGTERM during a hung step: once (exit 143 after
   ``train.sigterm_grace_s=3``), and twice (exit 143 at once).
 
+``--stress-json`` adds the rows of a ``scripts/stress_drill.py`` result (the
+README's 2-process command, many times) to the table.
+
 "nothing lost" means: every restart resumed from the newest complete
 checkpoint on disk, no complete checkpoint vanished except by the keep-last-k
 rotation, and the final parameters equal the uninterrupted run's.
@@ -264,6 +267,19 @@ def drill_corrupt(tmp, reference, steps, every):
   return len(damages), passed, equal_all
 
 
+def stress_rows(path):
+  """(drill, trials, passed, identical) rows of a stress_drill.py JSON."""
+  if not path:
+    return []
+  import json
+  r = json.loads(Path(path).read_text())
+  names = {"quiet": "2 processes x 4 CPU devices, README command, in a row",
+           "preempt": "the same, SIGTERM to both processes, resume",
+           "load": "the same, a third process loading every core"}
+  return [(f"{names[p]} ({r['steps']} steps)", r["runs"][p], r["finished"][p],
+           r["identical_results"]) for p in names if r["runs"].get(p)]
+
+
 def _files(step_dir):
   return [f for f in glob.glob(str(step_dir / "state" / "**" / "*"),
                                recursive=True) if os.path.isfile(f)]
@@ -286,6 +302,8 @@ def main():
   ap.add_argument("--steps", type=int, default=120)
   ap.add_argument("--every", type=int, default=10,
                   help="checkpoint every N steps")
+  ap.add_argument("--stress-json", default=None,
+                  help="a stress_drill.py result whose rows join the table")
   args = ap.parse_args()
   tmp = Path(tempfile.mkdtemp(prefix="fault_drill_"))
   try:
@@ -315,6 +333,7 @@ def main():
     print("| drill | trials | passed | nothing lost (final params bitwise "
           "equal) |")
     print("|---|---|---|---|")
+    rows += stress_rows(args.stress_json)
     for name, trials, passed, intact in rows:
       print(f"| {name} | {trials} | {passed} | {'yes' if intact else 'NO'} |")
     if not all(p == t and i for _, t, p, i in rows):
