@@ -16,7 +16,9 @@ virtual environment (``--peer-python``, default /work/venv-bench/bin/python;
 requirements-bench.txt) so scnn_jax's own jax/flax stay as pinned.
 
 All processes get the same environment: 2 intra-op threads (torch
-``set_num_threads``, OMP/MKL), and the glibc malloc settings of
+``set_num_threads``, OMP/MKL), ``OMP_WAIT_POLICY=PASSIVE`` (idle OpenMP
+threads sleep rather than spin: PyTorch's defence against other processes'
+load; XLA does not use OpenMP), and the glibc malloc settings of
 ``scnn_jax.backend.GLIBC_TUNABLES`` (keep freed memory mapped: fresh
 page-faulting of large buffers cost every library ~25 %).
 
@@ -49,9 +51,13 @@ sys.path.insert(0, ROOT)
 
 from benchmarks.refnet import common  # noqa: E402
 
-MODULES = {"scnn_jax": "scnn", "snntorch": "snntorch_net",
-           "norse": "norse_net", "spyx": "spyx_net"}
-PEERS = ("snntorch", "norse", "spyx")
+MODULES = {"scnn_jax": "scnn", "pytorch": "torch_loop",
+           "snntorch": "snntorch_net", "norse": "norse_net",
+           "spyx": "spyx_net"}
+PEERS = ("pytorch", "snntorch", "norse", "spyx")
+# The reference every scnn_jax row is divided by: the hand-written PyTorch
+# loop (benchmarks/refnet/torch_loop.py), fp32, at the same T.
+HAND = ("pytorch", "hand loop, channels-last")
 GLIBC_TUNABLES = ("glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold="
                   "1073741824:glibc.malloc.arena_max=1")
 
@@ -69,13 +75,16 @@ def run_job(impl, T, extra, args, log):
     steps, budget = min(steps, args.spyx_steps), 1.0
   cmd = [python, "-m", f"benchmarks.refnet.{MODULES[impl]}", "--T", str(T),
          "--steps", str(steps), "--budget", str(budget)] + list(extra)
-  if args.gpu and impl in ("snntorch", "norse"):
+  if args.gpu and impl in ("pytorch", "snntorch", "norse"):
     cmd += ["--device", "cuda"]
   env = dict(os.environ, PYTHONPATH=_pythonpath(), OMP_NUM_THREADS="2",
-             MKL_NUM_THREADS="2",
+             MKL_NUM_THREADS="2", OMP_WAIT_POLICY=args.omp_wait_policy,
              GLIBC_TUNABLES=GLIBC_TUNABLES,
              SCNN_PEAK_GFLOPS=str(common.PEAK_GFLOPS),
              SCNN_PEAK_NAME=common.PEAK_NAME)
+  if "--no-xla-flag" in extra:  # scnn_jax imported without its XLA flag
+    env["SCNN_JAX_XLA_FLAGS"] = "0"
+    cmd = [c for c in cmd if c != "--no-xla-flag"]
   if args.default_malloc or "--default-malloc" in extra:
     env.pop("GLIBC_TUNABLES")
     env["SCNN_BENCH_DEFAULT_MALLOC"] = "1"
@@ -90,6 +99,10 @@ def run_job(impl, T, extra, args, log):
           flush=True)
     return None
   rec = json.loads(line[-1][len("RESULT "):])
+  if common.B != 32:
+    rec["variant"] += f", B={common.B}"
+  if "--no-xla-flag" in extra:
+    rec["variant"] += ", no XLA flag"
   if "--default-malloc" in extra or args.default_malloc:
     rec["variant"] += ", default malloc"
   dev = (f"device {rec['dev_peak_mb']:6.0f} MB  "
@@ -138,28 +151,52 @@ def _dev(v):
   return "" if v.get("dev_peak_mb") is None else f"{v['dev_peak_mb']:.0f}"
 
 
-def main_table(res, Ts):
+def per_cpu_s(v):
+  """Train steps per CPU-second of the process (all its threads): the step
+  rate with the other processes' share of the cores taken out. Counts
+  spinning threads as work; PyTorch runs with OMP_WAIT_POLICY=PASSIVE."""
+  return 1.0 / (v["step_s"] * v["cpu_avail"] * (os.cpu_count() or 1))
+
+
+def main_table(res, Ts, keys=None):
+  """Markdown table of the main section and, per (T, scnn_jax variant),
+  {sps, hand, peer, pct, exec}: steps/s, the fp32 hand-written PyTorch
+  loop's and the fastest other peer's steps/s at that T."""
   gpu = any(v.get("dev_peak_mb") is not None for v in res.values())
   mem = "peak device MB | peak RSS MB" if gpu else "peak RSS MB"
-  lines = ["| library | variant | T | train steps/s | vs fastest peer | "
+  lines = ["| library | variant | T | train steps/s | vs hand loop | "
+           "steps per CPU-s | vs hand loop (CPU) | "
            f"inference img/s | % {common.PEAK_NAME} | executed % | {mem} | "
            "compile s | loss first -> last (steps) | spike rates % | "
-           "cpu avail |", "|---" * (14 if gpu else 13) + "|"]
+           "cpu avail |", "|---" * (16 if gpu else 15) + "|"]
   summary = {}
+  keys = list(res) if keys is None else [k for k in keys if k in res]
+  def hand_loop(v, rate=lambda r: r["steps_per_s"]):
+    # the fp32 hand loop at the same T and batch
+    batch = v["variant"][v["variant"].find(", B="):] if ", B=" in v[
+        "variant"] else ""
+    ref = res.get((HAND[0], HAND[1] + batch, v["T"]))
+    return rate(ref) if ref else None
+
   for T in Ts:
-    rows = [v for (i, var, t), v in res.items() if t == T and
-            (i != "scnn_jax" or var in ("default", "same FLOPs"))]
-    peers = [v["steps_per_s"] for v in rows if v["impl"] != "scnn_jax"]
+    rows = [res[k] for k in keys if k[2] == T]
+    peers = [v["steps_per_s"] for v in rows if v["impl"] not in
+             ("scnn_jax", "pytorch")]
     best = max(peers) if peers else None
     for v in sorted(rows, key=lambda v: -v["steps_per_s"]):
-      ratio = (f"{v['steps_per_s'] / best:.2f}" if best and
-               v["impl"] == "scnn_jax" else "")
+      hand = hand_loop(v)
+      hand_cpu = hand_loop(v, per_cpu_s)
+      ratio = f"{v['steps_per_s'] / hand:.2f}" if hand else ""
+      ratio_cpu = f"{per_cpu_s(v) / hand_cpu:.2f}" if hand_cpu else ""
       if v["impl"] == "scnn_jax":
-        summary[(T, v["variant"])] = (v["steps_per_s"], best, v["pct_peak"],
-                                      v.get("exec_pct_peak"))
+        summary[(T, v["variant"])] = dict(
+            sps=v["steps_per_s"], hand=hand, peer=best, pct=v["pct_peak"],
+            exec=v.get("exec_pct_peak"), cpu_avail=v["cpu_avail"],
+            sps_cpu=per_cpu_s(v), hand_cpu=hand_cpu)
       lines.append(
           f"| {v['impl']} | {v['variant']} | {T} | {v['steps_per_s']:.2f} | "
-          f"{ratio} | {v['infer_img_s']:.0f} | {v['pct_peak']:.1f} | "
+          f"{ratio} | {per_cpu_s(v):.2f} | {ratio_cpu} | "
+          f"{v['infer_img_s']:.0f} | {v['pct_peak']:.1f} | "
           f"{_pct(v.get('exec_pct_peak'))} | "
           + (f"{_dev(v)} | " if gpu else "") +
           f"{v['peak_rss_mb']:.0f} | {v['compile_s']:.1f} | "
@@ -189,6 +226,29 @@ def variant_table(res, keys):
   return "\n".join(lines)
 
 
+def cpu_isa():
+  """The ISA extensions that decide fp32 / bf16 conv speed on this CPU."""
+  with open("/proc/cpuinfo") as f:
+    for l in f:
+      if l.startswith("flags"):
+        flags = set(l.split(":", 1)[1].split())
+        break
+    else:
+      return []
+  names = {"avx2": "AVX2", "fma": "FMA", "avx512f": "AVX-512",
+           "avx512_bf16": "AVX512-BF16", "amx_tile": "AMX",
+           "amx_bf16": "AMX-BF16"}
+  return [n for f, n in names.items() if f in flags]
+
+
+def load_avg():
+  try:
+    with open("/proc/loadavg") as f:
+      return " / ".join(f.read().split()[:3])
+  except OSError:
+    return "?"
+
+
 def machine():
   model = "?"
   try:
@@ -197,8 +257,7 @@ def machine():
         if l.startswith("model name"):
           model = l.split(":", 1)[1].strip()
           break
-    flags = open("/proc/cpuinfo").read()
-    isa = "+".join(x for x in ("avx2", "fma", "avx512f") if f" {x}" in flags)
+    isa = "+".join(cpu_isa()) or "?"
   except OSError:
     isa = "?"
   mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
@@ -261,13 +320,13 @@ def main():
                   "(default: H100 SXM dense TF32, 494.7 TFLOP/s; f32 convs "
                   "run as TF32 in JAX and PyTorch by default)")
   ap.add_argument("--only", nargs="+",
-                  choices=("main", "remat", "extras", "layer"),
+                  choices=("main", "remat", "extras", "layer", "none"),
                   default=("main", "remat", "extras", "layer"),
                   help="sections to measure (the others can come from "
-                  "--results-in)")
+                  "--results-in; 'none': only write the report)")
   ap.add_argument("--extra-variants", nargs="+",
-                  choices=("bf16", "unroll", "order", "malloc", "chunk"),
-                  default=("bf16", "unroll", "order", "malloc", "chunk"),
+                  choices=("unroll", "order", "malloc", "chunk"),
+                  default=("unroll", "order", "malloc", "chunk"),
                   help="which alternatives the extras section measures")
   ap.add_argument("--results-in", nargs="*", default=[],
                   help="JSON files of earlier --results-out runs to merge "
@@ -289,10 +348,35 @@ def main():
                   "single-layer benchmark")
   ap.add_argument("--default-malloc", action="store_true",
                   help="run everything with glibc's default malloc")
+  ap.add_argument("--bf16", choices=("auto", "on", "off"), default="auto",
+                  help="bf16 rows in the main table (scnn_jax model.dtype="
+                  "bfloat16 vs PyTorch bf16 autocast); auto: on GPU and on "
+                  "CPUs with AVX512-BF16 or AMX")
+  ap.add_argument("--omp-wait-policy", default="PASSIVE",
+                  choices=("PASSIVE", "ACTIVE"),
+                  help="OMP_WAIT_POLICY of every process. PASSIVE: PyTorch's "
+                  "idle OpenMP threads sleep instead of spinning; on the "
+                  "shared 2-core machine under load, ACTIVE made the hand "
+                  "loop 17x slower (0.022 vs 0.38 steps/s, T = 8)")
+  ap.add_argument("--rows", nargs="+",
+                  choices=("default", "plain", "bf16", "compile"),
+                  default=("default", "plain", "bf16", "compile"),
+                  help="main-table rows besides the peers and scnn_jax's "
+                  "literal network: scnn_jax's default (shortcuts), plain "
+                  "jax.jit, bf16 (with --bf16), torch.compile (GPU)")
+  ap.add_argument("--remat-variants", nargs="+",
+                  choices=("default", "whole", "whole-remat", "chunk-remat"),
+                  default=("default", "whole", "whole-remat", "chunk-remat"))
+  ap.add_argument("--batch", type=int, default=common.B,
+                  help="batch size B of every implementation")
   ap.add_argument("--quick", action="store_true")
   ap.add_argument("--write", default=os.path.join(ROOT, "BENCHMARKS.md"),
                   help="markdown file to (re)generate; '' to skip")
   args = ap.parse_args()
+  args.bf16 = (args.bf16 == "on" or args.bf16 == "auto" and (
+      args.gpu or bool({"AVX512-BF16", "AMX-BF16"} & set(cpu_isa()))))
+  common.B = args.batch
+  os.environ["SCNN_BENCH_B"] = str(args.batch)  # for every child process
   if args.quick:
     args.T, args.rounds, args.remat_T, args.no_extras = [8], 1, [], True
   if args.gpu:
@@ -311,7 +395,8 @@ def main():
   log = open(log_path, "w")
   t0 = time.time()
 
-  res = {}
+  res, main_keys = {}, None
+  args.load = f"{load_avg()} (report only)"
   for path in args.results_in:
     with open(path) as f:
       for r in json.load(f):
@@ -321,32 +406,61 @@ def main():
     spyx_max_T = 32 if args.gpu else args.spyx_max_T
     jobs = [(i, T, []) for T in args.T for i in args.impls
             if not (i == "spyx" and T > spyx_max_T)]
+    if "default" not in args.rows:
+      jobs = [j for j in jobs if j[0] != "scnn_jax"]
     if "scnn_jax" in args.impls:
       jobs += [("scnn_jax", T, ["--same-flops"]) for T in args.T]
-    res.update(run_jobs(jobs, args, log))
+      if "plain" in args.rows:
+        jobs += [("scnn_jax", T, ["--same-flops", "--jit", "plain"])
+                 for T in args.T]
+      if not args.gpu:  # every conv through lax.conv (no per-shape choice)
+        jobs += [("scnn_jax", args.T[0], ["--same-flops", "--small-convs",
+                                          "xla"])]
+      if "plain" in args.rows and not args.gpu:
+        # the silent slow path the process-wide flag exists to close
+        jobs += [("scnn_jax", args.T[0], ["--same-flops", "--jit", "plain",
+                                          "--no-xla-flag"])]
+    if args.bf16 and "bf16" in args.rows:
+      if "scnn_jax" in args.impls:
+        jobs += [("scnn_jax", T, ["--same-flops", "--dtype", "bfloat16"])
+                 for T in args.T]
+      if "pytorch" in args.impls:
+        jobs += [("pytorch", T, ["--autocast", "bfloat16"]) for T in args.T]
+    if args.gpu and "pytorch" in args.impls and "compile" in args.rows:
+      jobs += [("pytorch", T, ["--compile"]) for T in args.T]
+    before = load_avg()
+    print(f"load average before: {before}", flush=True)
+    main = run_jobs(jobs, args, log)
+    args.load = f"{before} before, {load_avg()} after"
+    print(f"load average: {args.load}", flush=True)
+    res.update(main)
+    main_keys = list(main)
 
   remat_keys, extra_keys = [], []
   if "scnn_jax" in args.impls and args.remat_T and "remat" in args.only:
     print("== remat / chunking", flush=True)
     rjobs = []
     for T in args.remat_T:
-      rjobs.append(("scnn_jax", T, []))
-      rjobs.append(("scnn_jax", T, ["--chunk", "none"]))
-      rjobs.append(("scnn_jax", T, ["--chunk", "none", "--remat"]))
-      rjobs.append(("scnn_jax", T, ["--chunk", str(args.chunk), "--remat"]))
+      for name, extra in (("default", []), ("whole", ["--chunk", "none"]),
+                          ("whole-remat", ["--chunk", "none", "--remat"]),
+                          ("chunk-remat", ["--chunk", str(args.chunk),
+                                           "--remat"])):
+        if name in args.remat_variants:
+          rjobs.append(("scnn_jax", T, extra))
     rres = run_jobs([j for j in rjobs if j[2] or ("scnn_jax", "default", j[1])
                      not in res], args, log, args.extra_rounds)
     res.update({k: v for k, v in rres.items() if k not in res})
-    for T in args.remat_T:
-      remat_keys += [("scnn_jax", "default", T),
-                     ("scnn_jax", "whole sequence", T),
-                     ("scnn_jax", "whole sequence, remat", T),
-                     ("scnn_jax", f"chunk {args.chunk}, remat", T)]
+
+  for T in args.remat_T:  # measured above or merged from --results-in
+    remat_keys += [k for k in (("scnn_jax", "default", T),
+                               ("scnn_jax", "whole sequence", T),
+                               ("scnn_jax", "whole sequence, remat", T),
+                               ("scnn_jax", f"chunk {args.chunk}, remat", T))
+                   if k in res]
   if ("scnn_jax" in args.impls and not args.no_extras and
       "extras" in args.only):
     print("== mixed precision, order, unroll, malloc", flush=True)
-    xjobs = {"bf16": [("scnn_jax", 8, ["--dtype", "bfloat16"])],
-             "unroll": [("scnn_jax", 8, ["--unroll", "full"]),
+    xjobs = {"unroll": [("scnn_jax", 8, ["--unroll", "full"]),
                         ("scnn_jax", 8, ["--unroll", "1"]),
                         ("scnn_jax", 16, ["--unroll", "full"]),
                         ("scnn_jax", 16, ["--unroll", "1"])],
@@ -361,8 +475,7 @@ def main():
                                     (16, "8"), (32, "8"))
                        if ("scnn_jax", "whole sequence" if c == "none" else
                            f"chunk {c}", T) not in res]}
-    if args.gpu:  # the mixed-precision switch is meant for accelerators
-      xjobs["bf16"].append(("scnn_jax", 32, ["--dtype", "bfloat16"]))
+    if args.gpu:
       xjobs.pop("malloc")  # the host allocator matters on CPU only
     xjobs = [j for name in xjobs if name in args.extra_variants
              for j in xjobs[name]]
@@ -388,7 +501,9 @@ def main():
     with open(args.results_out, "w") as f:
       json.dump(list(res.values()), f, indent=1)
 
-  table, summary = main_table(res, args.T)
+  if main_keys is None:  # report only: every merged record of the main run
+    main_keys = [k for k in res if k not in remat_keys + extra_keys]
+  table, summary = main_table(res, args.T, main_keys)
   print("\n" + table)
   print(f"\nflops per train step: {common.flops_per_step(1) / 1e9:.2f} GFLOP "
         f"x T; total wall {time.time() - t0:.0f} s")
@@ -414,7 +529,7 @@ def main():
                  extras=variant_table(res, extra_keys) if extra_keys else "",
                  layer=layer_out, machine=machine(), versions=versions(args),
                  argv=" ".join(sys.argv[1:]), res=res, args=args,
-                 date=datetime.date.today().isoformat())
+                 date=datetime.date.today().isoformat(), load=args.load)
     print(f"wrote {args.write}")
   print(f"commands and failures logged in {log_path}")
 

@@ -1,30 +1,93 @@
 """Per-backend compiler settings for the steps scnn_jax compiles.
 
-XLA CPU's default convolution runs at ~15 GFLOP/s on a 2-core AVX2 machine
+XLA CPU's default convolution ran at ~15 GFLOP/s on a 2-core AVX2 machine
 (value + grad of a 32->64 3x3 conv over 256 28x28 images); routing it through
-YNNPACK (``xla_cpu_experimental_ynn_fusion_type``) gives ~105 GFLOP/s on the
-same machine, about 2/3 of the fp32 peak. The option is a per-compilation
-setting, so it is passed to ``jax.jit(..., compiler_options=...)`` instead of
-the process-wide ``XLA_FLAGS``: users' own jitted code is left alone.
+YNNPACK (``xla_cpu_experimental_ynn_fusion_type``) gave ~105 GFLOP/s on the
+same machine, about 2/3 of the fp32 peak. On an Intel Xeon with AMX a plain
+``jax.jit`` train step of the reference network ran at 0.6x the speed of one
+compiled with the option; on an AMD EPYC with AVX-512 (jaxlib 0.10.2, which
+already sends convs to YNNPACK there) both ran alike.
 
-Library users who build their own training loop get the same speed with
-``scnn_jax.backend.jit(fn)`` or ``jax.jit(fn, compiler_options=
-scnn_jax.backend.compiler_options())``.
+So that a plain ``jax.jit`` / ``nnx.jit`` around scnn_jax layers is not the
+slow path, importing scnn_jax sets the option process-wide through
+``XLA_FLAGS`` (``configure_process``), which XLA reads when JAX starts its
+CPU backend. It is skipped, and the first conv traced outside
+``backend.jit`` warns once with the one-line fix, when:
+
+* JAX's backends were already running when scnn_jax was imported (import
+  scnn_jax before the first JAX computation);
+* the jaxlib is not one this option was tested with (an unknown XLA flag in
+  ``XLA_FLAGS`` aborts the process, so it is never set blindly);
+* ``SCNN_JAX_XLA_FLAGS=0`` (opt out: the process's other jitted code keeps
+  XLA's defaults; then compile steps with ``backend.jit``).
+
+``XLA_FLAGS`` that already name the option are left alone. ``backend.jit(fn)``
+and ``jax.jit(fn, compiler_options=backend.compiler_options())`` pass the
+option per compilation and work in every case.
 """
 
 from __future__ import annotations
 
+import contextvars
 import ctypes
 import functools
+import os
 import sys
+import warnings
 
 import jax
 
+_OPTION = "xla_cpu_experimental_ynn_fusion_type"
 _CPU_OPTIONS = {
     # Any YNN fusion type switches convolutions to YNNPACK; "dot" alone is
     # the smallest change that does it (see BENCHMARKS.md for the sweep).
-    "xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_DOT",
+    _OPTION: "LIBRARY_FUSION_TYPE_DOT",
 }
+# jaxlib (major, minor) versions whose XLA knows the option.
+_TESTED_JAXLIB = ((0, 10),)
+OPT_OUT_ENV = "SCNN_JAX_XLA_FLAGS"
+FIX = ("compile the step with scnn_jax.backend.jit(fn) (or jax.jit(fn, "
+       "compiler_options=scnn_jax.backend.compiler_options())), or import "
+       "scnn_jax before the first JAX computation")
+
+_in_backend_jit = contextvars.ContextVar("scnn_jax_in_backend_jit",
+                                         default=False)
+_warned = False
+
+
+def _jaxlib_version() -> tuple[int, int]:
+  import jaxlib.version
+  major, minor = jaxlib.version.__version__.split(".")[:2]
+  return int(major), int(minor)
+
+
+def configure_process() -> str:
+  """Sets the fast-conv XLA option in ``XLA_FLAGS`` if it safely can.
+
+  Returns what happened: "set", "user" (``XLA_FLAGS`` already names it),
+  "off" (``SCNN_JAX_XLA_FLAGS=0``), "untested" (another jaxlib) or "late"
+  (JAX's backends already started; the flag would be ignored).
+  """
+  flags = os.environ.get("XLA_FLAGS", "")
+  if _OPTION in flags:
+    return "user"
+  if os.environ.get(OPT_OUT_ENV, "1") == "0":
+    return "off"
+  try:
+    if _jaxlib_version() not in _TESTED_JAXLIB:
+      return "untested"
+  except (ImportError, ValueError, AttributeError):
+    return "untested"
+  from jax._src import xla_bridge
+  if xla_bridge.backends_are_initialized():
+    return "late"
+  os.environ["XLA_FLAGS"] = " ".join(
+      f for f in (flags, f"--{_OPTION}={_CPU_OPTIONS[_OPTION]}") if f)
+  return "set"
+
+
+PROCESS_FLAG = configure_process()
+"""What ``configure_process`` did when scnn_jax was imported."""
 
 
 def compiler_options(platform: str | None = None) -> dict[str, str] | None:
@@ -42,7 +105,36 @@ def jit(fun=None, **kwargs):
   if fun is None:
     return functools.partial(jit, **kwargs)
   kwargs.setdefault("compiler_options", compiler_options())
-  return jax.jit(fun, **kwargs)
+
+  @functools.wraps(fun)
+  def traced(*args, **kw):
+    token = _in_backend_jit.set(True)
+    try:
+      return fun(*args, **kw)
+    finally:
+      _in_backend_jit.reset(token)
+
+  return jax.jit(traced, **kwargs)
+
+
+def check_fast_conv_path():
+  """Warns once if a conv is traced on CPU where it may miss YNNPACK.
+
+  Called by ``conv.conv2d`` while tracing: silent when the process flag is
+  set (or the user set it, or opted out) and inside ``backend.jit``.
+  """
+  global _warned
+  if (_warned or PROCESS_FLAG in ("set", "user", "off")
+      or _in_backend_jit.get() or jax.default_backend() != "cpu"):
+    return
+  _warned = True
+  reason = {"late": "JAX's backends started before scnn_jax was imported",
+            "untested": "this jaxlib is not one scnn_jax tested the option "
+                        "with"}[PROCESS_FLAG]
+  warnings.warn(
+      f"scnn_jax: this conv is compiled without the XLA CPU option "
+      f"{_OPTION} ({reason}); XLA CPU's default conv path was 1.7-7x "
+      f"slower on the CPUs measured. Fix: {FIX}.", stacklevel=3)
 
 
 # glibc mallopt parameters (malloc.h).

@@ -39,6 +39,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from scnn_jax import backend
+
 IMPLS = ("xla", "matmul", "taps")
 IMPL_CHOICES = ("auto",) + IMPLS  # what a config or layer may name
 Padding = str | int | Sequence[tuple[int, int]]
@@ -100,6 +102,7 @@ def conv2d(x, kernel, *, strides=1, padding: Padding = "SAME", impl="auto",
   strides = _pairs(strides, "strides")
   pads = explicit_padding(padding, x.shape[1:3], (kh, kw), strides)
   if impl == "xla":
+    backend.check_fast_conv_path()
     kernel = _varying_like(kernel, x)
     return _xla_conv(tuple(strides), tuple(map(tuple, pads)), precision)(
         x, kernel)

@@ -4,7 +4,12 @@ Equality of outputs and gradients only; speed and memory live in
 benchmarks/ (BENCHMARKS.md)."""
 
 import functools
+import os
 import re
+import subprocess
+import sys
+import textwrap
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -427,3 +432,76 @@ def test_spiking_conv_with_upsample():
   assert a.init_state(x.shape[1:]).shape == (2, 16, 16, 3)
   with pytest.raises(ValueError, match="upsample needs strides=1"):
     layers.Conv2d(2, 3, strides=2, upsample=2, rngs=nnx.Rngs(0))
+
+
+def test_process_flag_decisions(monkeypatch):
+  # Once JAX's backends run it is too late to set XLA_FLAGS.
+  jnp.zeros(1).block_until_ready()
+  monkeypatch.delenv("SCNN_JAX_XLA_FLAGS", raising=False)
+  monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
+  assert backend.configure_process() == "late"
+  assert backend.os.environ["XLA_FLAGS"] == (
+      "--xla_force_host_platform_device_count=2")
+  monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_experimental_ynn_fusion_type="
+                     "LIBRARY_FUSION_TYPE_REDUCE")
+  assert backend.configure_process() == "user"
+  monkeypatch.setenv("XLA_FLAGS", "")
+  monkeypatch.setenv("SCNN_JAX_XLA_FLAGS", "0")
+  assert backend.configure_process() == "off"
+  monkeypatch.delenv("SCNN_JAX_XLA_FLAGS")
+  monkeypatch.setattr(backend, "_jaxlib_version", lambda: (0, 99))
+  assert backend.configure_process() == "untested"
+  assert backend.os.environ["XLA_FLAGS"] == ""
+
+
+def test_plain_jit_warns_once_where_the_flag_is_missing(monkeypatch):
+  monkeypatch.setattr(backend, "PROCESS_FLAG", "late")
+  monkeypatch.setattr(backend, "_warned", False)
+  x, k = jnp.ones((1, 5, 5, 2)), jnp.ones((3, 3, 2, 3))
+  with warnings.catch_warnings(record=True) as seen:
+    warnings.simplefilter("always")
+    backend.jit(lambda x: conv.conv2d(x, k))(x)  # the fix: silent
+    assert not seen
+    jax.jit(lambda x: conv.conv2d(x, k) + 1)(x)
+    jax.jit(lambda x: conv.conv2d(x, k) + 2)(x)
+  assert len(seen) == 1
+  assert str(seen[0].message).startswith(
+      "scnn_jax: this conv is compiled without the XLA CPU option "
+      "xla_cpu_experimental_ynn_fusion_type (JAX's backends started before "
+      "scnn_jax was imported)")
+  assert "scnn_jax.backend.jit(fn)" in str(seen[0].message)
+
+
+def test_import_sets_the_flag_so_plain_jit_compiles_like_backend_jit():
+  # A fresh process: importing scnn_jax before any JAX computation sets the
+  # option process-wide, so a plain jax.jit compiles the conv exactly as
+  # backend.jit does (same optimised HLO), and nothing warns.
+  code = textwrap.dedent("""
+      import os, re, warnings
+      warnings.simplefilter("error")
+      import jax, jax.numpy as jnp
+      from scnn_jax import backend, conv
+      assert backend.PROCESS_FLAG == "set", backend.PROCESS_FLAG
+      assert "--xla_cpu_experimental_ynn_fusion_type=LIBRARY_FUSION_TYPE_DOT" \\
+          in os.environ["XLA_FLAGS"]
+      x, k = jnp.ones((2, 9, 9, 8)), jnp.ones((3, 3, 8, 4))
+      def f(x, k):
+        return conv.conv2d(x, k)
+      def hlo(jit):  # optimised instructions, without source metadata
+        text = jit(f).lower(x, k).compile().as_text()
+        return [re.sub(r", metadata=[{][^}]*[}]", "", l)
+                for l in text.splitlines() if l.lstrip().startswith(
+                    ("%", "ROOT"))]
+      assert hlo(jax.jit) == hlo(backend.jit)
+      assert any("convolution(" in l for l in hlo(jax.jit))
+      print("ok")
+      """)
+  env = {k: v for k, v in os.environ.items()
+         if k not in ("XLA_FLAGS", "SCNN_JAX_XLA_FLAGS")}
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  env["PYTHONPATH"] = os.pathsep.join(
+      p for p in (root, env.get("PYTHONPATH")) if p)
+  out = subprocess.run([sys.executable, "-c", code], env=env,
+                       capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert out.stdout.strip() == "ok"

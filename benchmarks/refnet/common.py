@@ -24,7 +24,7 @@ import time
 
 import numpy as np
 
-B = 32
+B = int(os.environ.get("SCNN_BENCH_B", "32"))  # reference_net.py --batch
 SIZE = 28
 BETA = 0.9
 THRESHOLD = 1.0

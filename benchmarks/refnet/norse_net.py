@@ -15,7 +15,6 @@ import argparse
 
 import norse
 import torch
-import torch.nn.functional as F
 from norse.torch import LIFBoxCell, LIFBoxParameters
 from norse.torch.functional.reset import reset_subtract
 
@@ -40,12 +39,7 @@ def main():
     for _ in range(T):
       h = x
       for i, name in enumerate(common.SPIKING):
-        if name == "c2":
-          cur = torch_common.stride2_pad(convs[name], h)
-        else:
-          if name == "c4":
-            h = F.interpolate(h, scale_factor=2, mode="nearest")
-          cur = convs[name](h)
+        cur = torch_common.current(convs, name, h)
         h, states[i] = cells[i](cur, states[i])
         if rates is not None:
           rates[i] += float(h.mean()) / T

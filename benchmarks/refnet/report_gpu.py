@@ -11,15 +11,13 @@ def _targets(summary, res, args):
   out = []
   # "fused upsample-conv": records taken before the default network used
   # the exact shortcuts (then "default" executed the peers' FLOPs).
-  for variant in ("default", "same FLOPs", "fused upsample-conv"):
-    if (8, variant) not in summary:
-      continue
-    sps, best, pct = summary[(8, variant)][:3]
-    if best:
-      out.append(f"- scnn_jax {variant}, T = 8: {sps:.1f} train steps/s vs "
-                 f"the fastest peer {best:.1f} = **{sps / best:.2f}x** "
-                 f"(target >= 1.1x: {'met' if sps / best >= 1.1 else 'NOT met'}"
-                 f"); {pct:.1f} % of the {common.PEAK_NAME}.")
+  for (T, variant), v in sorted(summary.items()):
+    ref = [f"{v['sps'] / v[k]:.2f}x {name}" for k, name in
+           (("hand", "the hand-written PyTorch loop (eager)"),
+            ("peer", "the fastest SNN library")) if v.get(k)]
+    out.append(f"- scnn_jax {variant}, T = {T}, B = {common.B}: "
+               f"{v['sps']:.1f} train steps/s = " + ", ".join(ref) +
+               f"; {v['pct']:.1f} % of the {common.PEAK_NAME}.")
   key = lambda T: ("scnn_jax", f"chunk {args.chunk}, remat", T)
   if key(8) in res and key(32) in res:
     a, b = res[key(8)], res[key(32)]
@@ -48,18 +46,19 @@ are in BENCHMARKS.md.
 **Machine:** {machine}.
 **Versions:** {versions}.
 
-Same reference network, weights, batch (B = 32) and per-process protocol as
+Same reference network, weights, batch (B = {common.B}) and per-process protocol as
 the CPU run (fresh process per measurement; median step time after the
 compiling first step). scnn_jax and spyx run on JAX's GPU backend with its
 defaults (f32 convs as TF32); snnTorch and norse are the same hand loops as
 on CPU with every tensor on `cuda` (eager PyTorch, cuDNN, TF32 convs by
-default). "% {common.PEAK_NAME}" = {common.flops_per_step(1) / 1e9:.2f}
+default); "pytorch" is the hand-written loop (benchmarks/refnet/torch_loop.py),
+eager and under `torch.compile`. "% {common.PEAK_NAME}" = {common.flops_per_step(1) / 1e9:.2f}
 GFLOP x T per step over the step time / {common.PEAK_GFLOPS / 1e3:.1f}
 TFLOP/s. "peak device MB" = the allocator's peak (JAX `memory_stats`,
 PyTorch `max_memory_allocated`); "XLA buffers MB" = arguments + outputs +
 temporaries of the compiled train step.
 
-## Reference network: train steps/s, B = 32
+## Reference network: train steps/s, B = {common.B}
 
 {table}
 

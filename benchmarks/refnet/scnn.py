@@ -1,6 +1,7 @@
 """The reference network built from scnn_jax's own layers (see common.py).
 
     python -m benchmarks.refnet.scnn --T 8 [--chunk 4 --remat] [--same-flops]
+        [--jit plain] [--dtype bfloat16]
 
 Prints one ``RESULT {json}`` line. Defaults are the library's per-backend
 defaults (fold order, "auto" conv formulation and unroll) and the network as
@@ -67,9 +68,18 @@ def build(args):
                 surrogate="fast_sigmoid", surrogate_param=common.SLOPE,
                 reset="subtract", unroll=unroll)
 
+  # The two convs with very few channels in the formulation that suits
+  # them on CPU (same FLOPs; conv.py's docstring has the per-shape timings):
+  # im2col for the 2-channel input conv, "taps" for the 1-channel readout.
+  small = args.conv_impl == "auto" and args.small_convs == "per-shape" and (
+      jax.default_backend() == "cpu")
+  c1_impl = "matmul" if small else args.conv_impl
+  readout_impl = "taps" if small else args.conv_impl
+
   def sc(cin, cout, strides=1, upsample=1):
     return layers.SpikingConv2d(cin, cout, strides=strides, order=args.order,
-                                conv_impl=args.conv_impl, dtype=dtype,
+                                conv_impl=c1_impl if cin == 2 else
+                                args.conv_impl, dtype=dtype,
                                 upsample=upsample, neuron_kwargs=neuron,
                                 rngs=rngs)
 
@@ -81,7 +91,7 @@ def build(args):
       [sc(2, 32), sc(32, 64, 2), sc(64, 64)] + up_c4,
       chunk=args.chunk, remat=args.remat,
       scan_chunks=args.scan_chunks == "on")
-  readout = layers.Conv2d(32, 1, impl=args.conv_impl, dtype=dtype, rngs=rngs)
+  readout = layers.Conv2d(32, 1, impl=readout_impl, dtype=dtype, rngs=rngs)
   convs = [l.conv for l in body.layers
            if isinstance(l, layers.SpikingConv2d)] + [readout]
   for conv, (k, b) in zip(convs, common.weights().values()):
@@ -134,6 +144,10 @@ def variant_name(args):
     variant.append(f"{args.order}/{args.conv_impl}")
   if args.unroll != "auto":
     variant.append(f"unroll {args.unroll}")
+  if args.jit == "plain":
+    variant.append("plain jax.jit")
+  if args.small_convs == "xla":
+    variant.append("xla small convs")
   return ", ".join(variant) or "default"
 
 
@@ -167,6 +181,15 @@ def main():
                   choices=("mean-first", "per-step"),
                   help="mean-first: readout conv on the mean spikes (once); "
                   "per-step: readout conv at every step, then the mean")
+  ap.add_argument("--small-convs", default="per-shape",
+                  choices=("per-shape", "xla"),
+                  help="on CPU with --conv-impl auto: the 2->32 input conv "
+                  "as im2col ('matmul') and the 32->1 readout as 'taps' "
+                  "(per-shape), or every conv through lax.conv (xla)")
+  ap.add_argument("--jit", default="backend", choices=("backend", "plain"),
+                  help="backend: scnn_jax.backend.jit; plain: jax.jit with "
+                  "XLA's defaults (what a user's own step gets; importing "
+                  "scnn_jax sets the fast-conv flag process-wide)")
   ap.add_argument("--same-flops", action="store_true",
                   help="--input copies --upsample separate --readout "
                   "per-step: exactly the peers' FLOPs")
@@ -176,8 +199,9 @@ def main():
   T = args.T
   x, img, mask = (jnp.asarray(a) for a in common.batch())
   net = build(args)
-  rates = spike_rates(net, x, T)
   graphdef, params, rest = nnx.split(net, nnx.Param, ...)
+  # The step donates params; the spike rates are measured at these weights.
+  init_params = jax.tree.map(jnp.copy, params)
   tx = optax.adam(common.LR)
 
   def loss_fn(params):
@@ -190,7 +214,8 @@ def main():
     updates, opt_state = tx.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, loss
 
-  step = backend.jit(train_step, donate_argnums=0)
+  jit = backend.jit if args.jit == "backend" else jax.jit
+  step = jit(train_step, donate_argnums=0)
   carry = (params, tx.init(params), jnp.zeros(()))
   t0 = time.perf_counter()
   compiled = step.lower(carry).compile()  # compile once, AOT
@@ -204,14 +229,19 @@ def main():
       compiled, carry, steps=args.steps, budget_s=args.budget,
       sync=jax.block_until_ready)
   rec["compile_s"] += compile_s
-  infer = backend.jit(lambda p: nnx.merge(graphdef, p, rest)(x, T))
+  # Before the eager spike-rate pass (whole sequence, unchunked), which
+  # would otherwise set the process's device-memory peak.
+  dev_peak_mb = jax_common.device_peak_mb()
+  rates = spike_rates(nnx.merge(graphdef, init_params, rest), x, T)
+  infer = jit(lambda p: nnx.merge(graphdef, p, rest)(x, T))
   t_inf = common.time_inference(lambda: infer(carry[0]),
                                 sync=jax.block_until_ready)
   rec.update(impl="scnn_jax", variant=variant_name(args),
+             xla_process_flag=backend.PROCESS_FLAG,
              exec_flops=executed_flops(args, T),
              version=f"jax {jax.__version__}", rates=rates,
              infer_img_s=common.B / t_inf, xla_mb=xla_mb,
-             dev_peak_mb=jax_common.device_peak_mb())
+             dev_peak_mb=dev_peak_mb)
   common.finish(rec, T)
 
 

@@ -12,7 +12,6 @@ import argparse
 
 import snntorch as snn
 import torch
-import torch.nn.functional as F
 from snntorch import surrogate
 
 from benchmarks.refnet import common, torch_common
@@ -35,12 +34,7 @@ def main():
     for _ in range(T):
       h = x
       for i, name in enumerate(common.SPIKING):
-        if name == "c2":
-          cur = torch_common.stride2_pad(convs[name], h)
-        else:
-          if name == "c4":
-            h = F.interpolate(h, scale_factor=2, mode="nearest")
-          cur = convs[name](h)
+        cur = torch_common.current(convs, name, h)
         if mems[i] is None:
           mems[i] = torch.zeros_like(cur)
         h, mems[i] = lif[i](cur, mems[i])

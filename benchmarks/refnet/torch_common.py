@@ -48,6 +48,16 @@ def stride2_pad(conv, x):
   return F.conv2d(F.pad(x, (0, 1, 0, 1)), conv.weight, conv.bias, stride=2)
 
 
+def current(convs, name, h):
+  """Input current of spiking layer ``name`` for its input ``h`` (NCHW):
+  the explicit stride-2 padding of c2, nearest upsampling before c4."""
+  if name == "c2":
+    return stride2_pad(convs[name], h)
+  if name == "c4":
+    h = F.interpolate(h, scale_factor=2, mode="nearest")
+  return convs[name](h)
+
+
 def batch(channels_last=True, device="cpu"):
   x, img, mask = common.batch()
   to = lambda a: torch.from_numpy(a).permute(0, 3, 1, 2).contiguous().to(
@@ -58,7 +68,8 @@ def batch(channels_last=True, device="cpu"):
   return x, img, mask
 
 
-def run(net_forward, params, args, impl, version, rates_fn):
+def run(net_forward, params, args, impl, version, rates_fn,
+        variant="channels-last"):
   """Train/infer timing of ``net_forward(x, T) -> pred`` (NCHW)."""
   x, img, mask = batch(device=args.device)
   sync = sync_of(args.device)
@@ -84,7 +95,7 @@ def run(net_forward, params, args, impl, version, rates_fn):
       return net_forward(x, T)
 
   t_inf = common.time_inference(infer, sync=sync)
-  rec.update(impl=impl, variant="channels-last", version=version,
+  rec.update(impl=impl, variant=variant, version=version,
              rates=rates, infer_img_s=common.B / t_inf, xla_mb=None,
              dev_peak_mb=peak_device_mb(args.device))
   common.finish(rec, T)
