@@ -358,6 +358,9 @@ def main():
                   "idle OpenMP threads sleep instead of spinning; on the "
                   "shared 2-core machine under load, ACTIVE made the hand "
                   "loop 17x slower (0.022 vs 0.38 steps/s, T = 8)")
+  ap.add_argument("--load", default="",
+                  help="with --only none: the load averages the measuring "
+                  "run printed (for the report)")
   ap.add_argument("--rows", nargs="+",
                   choices=("default", "plain", "bf16", "compile"),
                   default=("default", "plain", "bf16", "compile"),
@@ -396,7 +399,7 @@ def main():
   t0 = time.time()
 
   res, main_keys = {}, None
-  args.load = f"{load_avg()} (report only)"
+  args.load = args.load or f"{load_avg()} (report only)"
   for path in args.results_in:
     with open(path) as f:
       for r in json.load(f):
