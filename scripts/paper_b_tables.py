@@ -78,15 +78,6 @@ def table_name(table: str) -> str:
   return f"paper_b_{table}"
 
 
-def _minutes(records) -> str:
-  cpu = [r["cpu_s"] / 60 for r in records if not r.get("resumed")]
-  wall = [r["wall_s"] / 60 for r in records if not r.get("resumed")]
-  if not cpu:
-    return ""
-  return (f"{sum(cpu) / len(cpu):.1f} CPU / "
-          f"{min(wall):.0f}-{max(wall):.0f} wall")
-
-
 def _commands(rows) -> list[str]:
   lines = ["", "Commands (seed s > 0 adds `--config.seed=s`; seeds "
            + ", ".join(map(str, SEEDS)) + "):", ""]
@@ -99,14 +90,14 @@ def classify_table(runs) -> str:
          for name, done in runs.items()}
   head = " | ".join(f"seed {s}" for s in SEEDS)
   lines = [f"| neuron | {head} | mean ± sd | row − ALIF, paired (points) "
-           "| min per run |", "|---" * (len(SEEDS) + 4) + "|"]
+           "| CPU / wall min per run |", "|---" * (len(SEEDS) + 4) + "|"]
   for row in CLASSIFY_ROWS:
     a = acc[row.name]
     cells = " | ".join(f"{a[s]:.1f} %" if s in a else "" for s in SEEDS)
     diff = ("(reference)" if row.name == "alif" else
             fmt_paired(paired(a, acc["alif"]), 2))
     lines.append(f"| {row.label} | {cells} | {fmt_mean_sd(a.values())} % "
-                 f"| {diff} | {_minutes(runs[row.name].values())} |")
+                 f"| {diff} | {seed_runs.fmt_minutes(runs[row.name].values())} |")
   records = [r for done in runs.values() for r in done.values()]
   lines += [
       "",
@@ -131,7 +122,7 @@ def classify_table(runs) -> str:
 
 def taid_table(runs) -> str:
   lines = ["| model / decoder | hole PSNR (dB) | per seed | SSIM | masked MSE "
-           "| PSNR | energy / image (µJ, est.) | min per run |",
+           "| PSNR | energy / image (µJ, est.) | CPU / wall min per run |",
            "|---|---|---|---|---|---|---|---|"]
   baselines = {}
   hole = {}
@@ -147,7 +138,7 @@ def taid_table(runs) -> str:
     energy = fmt_mean_sd([e for e in energy if e is not None], 1)
     lines.append(f"| {row.label} | {col('hole_psnr', 2)} | {per_seed} "
                  f"| {col('ssim', 4)} | {col('masked_mse', 5)} "
-                 f"| {col('psnr', 2)} | {energy} | {_minutes(done.values())} |")
+                 f"| {col('psnr', 2)} | {energy} | {seed_runs.fmt_minutes(done.values())} |")
   for name, e in baselines.items():
     lines.append(f"| {name} (no learning) | {e['hole_psnr']:.2f} | | "
                  f"{e['ssim']:.4f} | {e['masked_mse']:.5f} | {e['psnr']:.2f} "

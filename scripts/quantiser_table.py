@@ -93,14 +93,6 @@ def _energies(runs, rate_in):
           for name, done in runs.items()}
 
 
-def _minutes(done) -> str:
-  wall = [r["wall_s"] / 60 for r in done.values() if not r.get("resumed")]
-  cpu = [r["cpu_s"] / 60 for r in done.values() if not r.get("resumed")]
-  if not wall:
-    return ""
-  return f"{sum(cpu) / len(cpu):.0f} / {min(wall):.0f}-{max(wall):.0f}"
-
-
 def main_table(runs, energy) -> str:
   hole = {n: {s: r["eval"][HOLE] for s, r in d.items()} for n, d in
           runs.items()}
@@ -127,7 +119,7 @@ def main_table(runs, energy) -> str:
         f"| {fmt_mean_sd([e['masked_mse'] for e in ev], 5)} "
         f"| {fmt_mean_sd(rates, 3) if rates else ''} "
         f"| {_sci(synops)} | {fmt_mean_sd(en, 0) if en else ''} "
-        f"| {_minutes(done)} |")
+        f"| {seed_runs.fmt_minutes(done.values())} |")
   base = next((r for d in runs.values() for r in d.values()), None)
   for name, e in (base or {}).get("baselines", {}).items():
     lines.append(f"| {name} (no learning) | {e[HOLE]:.2f} | | | "
@@ -212,7 +204,7 @@ def readme_table(runs, energy) -> str:
     lines.append(f"| {label} | {col(HOLE, 2)} | {per_seed} | {col('psnr', 2)} "
                  f"| {col('ssim', 3)} | {col('masked_mse', 4)} "
                  f"| {col('full_mse', 4)} | {fmt_mean_sd(en, 0)} "
-                 f"| {_minutes(done)} |")
+                 f"| {seed_runs.fmt_minutes(done.values())} |")
   base = next((r for d in runs.values() for r in d.values()), None)
   for name, e in (base or {}).get("baselines", {}).items():
     lines.append(f"| `{name}` baseline | {e[HOLE]:.2f} | | {e['psnr']:.2f} "

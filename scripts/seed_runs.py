@@ -317,3 +317,16 @@ def write_block(doc: Path, marker: str, text: str) -> None:
   else:
     body += f"\n{block}\n"
   doc.write_text(body)
+
+
+def fmt_minutes(records) -> str:
+  """``CPU / wall`` minutes per run (mean CPU; wall range), fresh runs only
+  (a resumed run's times cover only its last part)."""
+  fresh = [r for r in records if not r.get("resumed")]
+  if not fresh:
+    return ""
+  cpu = sum(r["cpu_s"] for r in fresh) / len(fresh) / 60
+  lo = min(r["wall_s"] for r in fresh) / 60
+  hi = max(r["wall_s"] for r in fresh) / 60
+  wall = f"{lo:.0f}" if round(lo) == round(hi) else f"{lo:.0f}-{hi:.0f}"
+  return f"{cpu:.1f} / {wall}"

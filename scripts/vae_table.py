@@ -137,11 +137,7 @@ def table(runs) -> str:
     cells.append(" / ".join(f"{done[s]['eval']['fad']:.1f}" for s in
                             sorted(done) if "fad" in done[s]["eval"]))
     cells.append(str(next(iter(done.values()))["steps"]))
-    fresh = [r for r in done.values() if not r.get("resumed")]
-    cells.append(f"{np.mean([r['cpu_s'] for r in fresh]) / 60:.0f} / "
-                 f"{min(r['wall_s'] for r in fresh) / 60:.0f}-"
-                 f"{max(r['wall_s'] for r in fresh) / 60:.0f}"
-                 if fresh else "")
+    cells.append(seed_runs.fmt_minutes(done.values()))
     lines.append("| " + " | ".join(cells) + " |")
   if FLOOR.exists():
     floor = json.loads(FLOOR.read_text())
