@@ -13,7 +13,10 @@ tau 40 steps (paper: tau_m 40 ms at dt 1 ms, i.e. beta = exp(-1/40)),
 threshold 1 and reset to zero (paper's V_reset 0), multiplicative training
 noise N(1, 0.1) drawn once per image and held over the T steps (paper A lists
 a noise time constant of 10 ms, longer than T steps of 1 ms), fast-sigmoid
-surrogate of slope 25 (paper names none).
+surrogate of slope 25 (paper names none), and no refractory period (paper A
+lists 1 ms: ``--config.model.refractory_steps=1``, which caps the rate at
+1/2). With a current constant over T the spiking layer's rate is a fixed
+5-level staircase of the conv output (docs/spiking_time.md).
 """
 
 from ml_collections import config_dict
