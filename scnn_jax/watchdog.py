@@ -163,7 +163,7 @@ class Watchdog:
     self._closed = threading.Event()
     self._sigterm_at, self._sigterms = None, 0
     self._armed = (None, 0.0)   # (limit, when) of the faulthandler timer
-    self._c_handler = None
+    self._c_handler, self._wakeup_fd_active = None, False
     self._signals = self._install_signals()
     self._thread = threading.Thread(target=self._watch, name="watchdog",
                                     daemon=True)
@@ -262,23 +262,30 @@ class Watchdog:
 
   def close(self):
     self._closed.set()
-    if self._signals is not None:
+    if self._signals is not None and self._signals[3] is not None:
       os.write(self._signals[3], b"\0")  # wakes the thread's select
     self._thread.join(timeout=5)
     if self._backstop:
       faulthandler.cancel_dump_traceback_later()
     if self._signals is not None:
       previous_handler, previous_fd, rfd, wfd = self._signals
-      signal.set_wakeup_fd(previous_fd)
       signal.signal(signal.SIGTERM, previous_handler)
       if self._c_handler is not None:
         self._c_handler.restore()
-      os.close(rfd)
-      os.close(wfd)
+      if rfd is not None:
+        signal.set_wakeup_fd(previous_fd)
+        os.close(rfd)
+        os.close(wfd)
       self._signals = None
 
   # -- signals ----------------------------------------------------------------
   def _install_signals(self):
+    """(previous handler, previous wakeup fd, read fd, write fd) or None.
+
+    The signal reaches ``_watch`` through the wakeup fd; where something
+    else owns the wakeup fd (an event loop, a notebook) the handler itself
+    acts, which it can only do when the main thread runs Python.
+    """
     if threading.current_thread() is not threading.main_thread():
       return None  # handlers can only be set from the main thread
     found = _CHandler.find(signal.SIGTERM)  # JAX's preemption notifier?
@@ -291,12 +298,22 @@ class Watchdog:
     rfd, wfd = os.pipe()
     os.set_blocking(wfd, False)
     previous_fd = signal.set_wakeup_fd(wfd, warn_on_full_buffer=False)
-    # The Python-level handler does nothing: the C-level one has already
-    # written the signal number to the wakeup fd, which _watch reads.
-    previous_handler = signal.signal(signal.SIGTERM, lambda *_: None)
+    if previous_fd != -1:  # an event loop owns it: leave it alone
+      signal.set_wakeup_fd(previous_fd)
+      os.close(rfd)
+      os.close(wfd)
+      rfd = wfd = previous_fd = None
+    self._wakeup_fd_active = rfd is not None
+    previous_handler = signal.signal(signal.SIGTERM, self._python_handler)
     if previous_handler is None:  # set outside Python: restore() puts it back
       previous_handler = signal.SIG_DFL
     return previous_handler, previous_fd, rfd, wfd
+
+  def _python_handler(self, signum, frame):
+    del signum, frame
+    if not self._wakeup_fd_active:
+      self._on_sigterm()  # no wakeup fd: act here
+    # else: the C-level handler has written to the wakeup fd; _watch acts.
 
   def _on_sigterm(self):
     self._sigterms += 1

@@ -198,6 +198,24 @@ def test_sigterm_grace_and_second_sigterm_in_process(capfd):
   assert ("second SIGTERM: exiting at once without saving a checkpoint; the "
           "last checkpoint is step 2") in capfd.readouterr().err
 
+  # An event loop owns the wakeup fd: it is left alone, the handler acts.
+  r, w = os.pipe()
+  os.set_blocking(w, False)
+  signal.set_wakeup_fd(w)
+  try:
+    codes = []
+    dog = watchdog.Watchdog(-1, exit_fn=codes.append, backstop=False)
+    os.kill(os.getpid(), signal.SIGTERM)
+    assert dog.stop_requested(1) and not codes
+    os.kill(os.getpid(), signal.SIGTERM)
+    assert _exit_codes(dog, codes) == [143]
+    assert signal.set_wakeup_fd(-1) == w
+  finally:
+    signal.set_wakeup_fd(-1)
+    os.close(r)
+    os.close(w)
+  assert signal.getsignal(signal.SIGTERM) is before
+
 
 # -----------------------------------------------------------------------------
 # Unreadable files in a folder dataset
