@@ -69,6 +69,7 @@ def photos_data(c):
   t.schedule = "cosine"
   t.warmup_steps = 50
   t.grad_clip = 1.0
+  t.loss = "mse"                  # mse (pooled over the batch) | log_mse (per image, = -hole PSNR)
   t.log_every = 50
   t.eval_every = 100               # the quality-vs-time curve
   t.eval_batch_size = 48

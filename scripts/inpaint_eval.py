@@ -183,6 +183,7 @@ def cmd_run(args):
 
 LABELS = {
     "spiking_unet": "`spiking_unet` (new: spiking U-Net + JAX biharmonic prior)",
+    "spiking_unet_logmse": "`spiking_unet` + 200 steps of per-image log-MSE loss",
     "pretrained": "shipped model (`scnn_jax/pretrained/`)",
     "scnn": "`scnn` (paper A's SC-NN)",
     "cnn": "`cnn` (SC-NN without spikes)",
@@ -190,7 +191,7 @@ LABELS = {
     "biharmonic": "`skimage` `inpaint_biharmonic`",
     "mean_fill": "mean fill",
 }
-ORDER = ("spiking_unet", "pretrained", "scnn", "cnn", "prior", "biharmonic",
+ORDER = ("spiking_unet", "spiking_unet_logmse", "pretrained", "scnn", "cnn", "prior", "biharmonic",
          "mean_fill")
 
 
@@ -299,7 +300,8 @@ def cmd_plot(args):
   import matplotlib.pyplot as plt
   # Top: every model; bottom: the spiking U-Net alone, zoomed in.
   fig, axes = plt.subplots(2, 2, figsize=(10, 7))
-  colours = dict(zip(["spiking_unet", "scnn", "cnn"], ["C0", "C1", "C2"]))
+  colours = dict(zip(["spiking_unet", "scnn", "cnn", "spiking_unet_logmse"],
+                     ["C0", "C1", "C2", "C3"]))
   prior = {}
   for spec in args.model:
     name, dirs = spec.split("=", 1)
@@ -311,7 +313,7 @@ def cmd_plot(args):
       # difference, comparable across runs with different crop sizes.
       base = json.loads((Path(d) / "results.json").read_text())["baselines"]
       rows = [axes[0]]
-      if name == "spiking_unet":
+      if name.startswith("spiking_unet"):
         rows.append(axes[1])
         cfg = (Path(d) / "config.json").read_text()
         if cfg not in prior:   # seeds share the eval set: once per config

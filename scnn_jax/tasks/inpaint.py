@@ -13,6 +13,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from scnn_jax import conv as conv_lib
+from scnn_jax import inpaint_losses
 from scnn_jax import decoders, encoders, layers, metrics, staircase
 from scnn_jax.config_lib import (ConfigError, check_choice, check_int,
                                  check_number)
@@ -69,6 +70,7 @@ class InpaintTask(Task):
 
   def __init__(self, config):
     self.mask_channel = config.model.mask_channel
+    self.loss_kind = config.train.get("loss", "mse")   # inpaint_losses.LOSSES
 
   def validate(self, config) -> None:
     m = config.model
@@ -80,6 +82,8 @@ class InpaintTask(Task):
     check_choice("model.encoder", m.encoder, encoders.ENCODERS)
     check_choice("model.decoder", m.decoder, decoders.DECODERS)
     validate_neuron(m)
+    check_choice("train.loss", config.train.get("loss", "mse"),
+                 inpaint_losses.LOSSES)
     if m.get("neuron_solver", "scan") != "scan":
       _validate_staircase(m)
     if m.name == "spiking_decoder":
@@ -133,6 +137,10 @@ class InpaintTask(Task):
 
   def loss(self, model, batch, *, rngs, example_ids):
     pred = model(self.inputs(batch), rngs=rngs, example_ids=example_ids)
+    if self.loss_kind == "log_mse":   # per-image log hole MSE (issue 18)
+      num, den = inpaint_losses.log_mse_sums(
+          pred, batch["image"], batch["mask"], batch.get("valid"))
+      return num, den, {}
     se, count = metrics.masked_se_sums(pred, batch["image"], batch["mask"],
                                        batch.get("valid"))
     return se, count, {}
