@@ -22,7 +22,10 @@ replicate state per device     state sharded ``P()`` (one logical copy)
 
 Multi-host: every process builds the same mesh over ``jax.devices()`` (all
 hosts), feeds only its rows (``jax.make_array_from_process_local_data``), and
-the step is the same program everywhere.
+the step is the same program everywhere. A loop of your own should keep few
+steps in flight (the trainer waits for step s - 2 after dispatching step s):
+on XLA CPU with several processes, 32 queued steps per device deadlock
+(README, "Multi-process hangs").
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-AXIS = "data"
+from scnn_jax.collectives import AXIS  # noqa: F401  (the mesh axis name)
 
 
 def make_mesh(devices=None) -> jax.sharding.Mesh:
