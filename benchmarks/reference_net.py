@@ -434,7 +434,8 @@ def main():
     before = load_avg()
     print(f"load average before: {before}", flush=True)
     main = run_jobs(jobs, args, log)
-    args.load = f"{before} before, {load_avg()} after"
+    args.load = (f"1 / 5 / 15-minute load averages {before} before the "
+                 f"main table's processes, {load_avg()} after")
     print(f"load average: {args.load}", flush=True)
     res.update(main)
     main_keys = list(main)
@@ -505,7 +506,8 @@ def main():
       json.dump(list(res.values()), f, indent=1)
 
   if main_keys is None:  # report only: every merged record of the main run
-    main_keys = [k for k in res if k not in remat_keys + extra_keys]
+    main_keys = [k for k in res if k not in remat_keys + extra_keys
+                 or k[1].startswith("default")]
   table, summary = main_table(res, args.T, main_keys)
   print("\n" + table)
   print(f"\nflops per train step: {common.flops_per_step(1) / 1e9:.2f} GFLOP "

@@ -95,7 +95,7 @@ def _headline(summary, res, args):
 
 
 NOT_RUN = ("(not re-measured in this regeneration: see the previous "
-           "version of this file in git history, commit 488a449, or run "
+           "version of this file in git history, commit 6ad7b7f, or run "
            "reference_net.py with the section in --only)")
 
 
@@ -160,8 +160,7 @@ are part of `benchmarks/refnet/report.py`.
 writes [BENCHMARKS_GPU.md](BENCHMARKS_GPU.md) on a GPU machine (section
 "GPU" below).
 **Versions:** {versions}.
-**Load:** 1 / 5 / 15-minute load averages {load} the main table's
-processes. The 2 cores are shared with other people's trainings and test
+**Load:** {load}. The 2 cores are shared with other people's trainings and test
 runs; see "Load" below before reading absolute numbers.
 
 ## Headline: the literal network against a hand-written PyTorch loop
