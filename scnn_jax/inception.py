@@ -34,7 +34,7 @@ from etils import epath
 from flax import nnx
 from jax import lax
 
-from scnn_jax import metrics
+from scnn_jax.metrics import frechet
 
 VARIANTS = {"fid": 1008, "torchvision": 1000}
 BN_EPS = 1e-3
@@ -411,17 +411,9 @@ class InceptionMetrics:
   def features(self, images) -> tuple[np.ndarray, np.ndarray]:
     """``(pool [N, 2048], logits [N, classes])`` of images in [0, 1]."""
     images = np.asarray(images, np.float32)
-    pools, logits = [], []
-    b = self.batch_size
-    for i in range(0, len(images), b):
-      chunk = images[i:i + b]
-      n = len(chunk)
-      if n < b:
-        chunk = np.concatenate([chunk, np.zeros((b - n,) + chunk.shape[1:],
-                                                chunk.dtype)])
-      p, l = self._forward(self._state, chunk)
-      pools.append(np.asarray(p)[:n])
-      logits.append(np.asarray(l)[:n])
+    outs = list(frechet.in_fixed_batches(
+        lambda x: self._forward(self._state, x), images, self.batch_size))
+    pools, logits = [p for p, _ in outs], [l for _, l in outs]
     classes = VARIANTS[self.model.variant]
     if not pools:
       return np.zeros((0, 2048), np.float32), np.zeros((0, classes),
@@ -449,27 +441,6 @@ def inception_score(logits, splits: int = 10) -> tuple[float, float]:
   return float(np.mean(scores)), float(np.std(scores))
 
 
-def frechet_distance_psd(mu1, sigma1, mu2, sigma2) -> float:
-  """``metrics.frechet_distance`` through symmetric eigendecompositions.
-
-  ``tr sqrtm(S1 S2) = sum_i sqrt(lambda_i(R S2 R))`` with ``R = S1^(1/2)``:
-  two ``eigh`` of symmetric PSD matrices instead of the Schur-based
-  ``sqrtm`` of a non-symmetric product, which for 2048-d and rank-deficient
-  Inception covariances (fewer images than dimensions) is much slower and
-  needs the ``eps`` retry. Same value up to rounding (tested).
-  """
-  mu1, mu2 = np.asarray(mu1, np.float64), np.asarray(mu2, np.float64)
-  s1, s2 = np.asarray(sigma1, np.float64), np.asarray(sigma2, np.float64)
-  w, v = np.linalg.eigh((s1 + s1.T) / 2)
-  root = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
-  a = root @ s2 @ root
-  ev = np.clip(np.linalg.eigvalsh((a + a.T) / 2), 0, None)
-  diff = mu1 - mu2
-  return float(diff @ diff + np.trace(s1) + np.trace(s2)
-               - 2.0 * np.sum(np.sqrt(ev)))
-
-
 def fid(features_a, features_b) -> float:
   """FID: Frechet distance between Gaussian fits of two pool-feature sets."""
-  return frechet_distance_psd(*metrics.gaussian_stats(features_a),
-                              *metrics.gaussian_stats(features_b))
+  return frechet.distance_of_features(features_a, features_b)

@@ -30,6 +30,7 @@ from scnn_jax import (ablation, backend, data, images, optim, parallel,
                       profiling, tasks, watchdog)
 from scnn_jax.checkpoint import Checkpointer, abstract_like
 from scnn_jax.config_lib import ConfigError, check_choice, check_int
+from scnn_jax.metrics.spikes import spike_rates
 from scnn_jax.variables import SpikeRate
 from scnn_jax.writers import MetricWriter, Progress
 
@@ -118,15 +119,6 @@ def create_state(config, task, dataset, tx, seed=None):
   return state, Graphs(graph_train, graph_eval)
 
 
-def _rates(captured) -> dict:
-  """Captured SpikeRate state -> {"layer/path": mean rate} (inside jit)."""
-  out = {}
-  for path, var in nnx.to_flat_state(captured):
-    name = "/".join(str(p) for p in path[:-1]) or "rate"
-    out[name] = jnp.mean(jnp.stack(var.get_value()))
-  return out
-
-
 def make_train_step(task, graph: nnx.GraphDef, tx, nan_policy: str):
   """The per-device train step (call inside ``shard_map`` over ``"data"``)."""
 
@@ -151,7 +143,7 @@ def make_train_step(task, graph: nnx.GraphDef, tx, nan_policy: str):
              jnp.maximum(jax.lax.psum(d, parallel.AXIS), 1e-12)
              for k, (n, d) in aux.items()}
       rest = nnx.state(model, nnx.Not(nnx.Param))
-      return loss, (aux, _rates(captured), rest)
+      return loss, (aux, spike_rates(captured), rest)
 
     # params are replicated (unvarying over "data") while the loss share is
     # per device: shard_map's autodiff sums the gradient over devices itself
@@ -193,7 +185,7 @@ def make_eval_step(task, graph: nnx.GraphDef):
     model = nnx.merge(graph, state["params"], state["rest"])
     outputs, captured = nnx.capture(lambda m: task.predict(m, batch),
                                     SpikeRate)(model)
-    return outputs, jax.lax.pmean(_rates(captured), parallel.AXIS)
+    return outputs, jax.lax.pmean(spike_rates(captured), parallel.AXIS)
 
   return step
 

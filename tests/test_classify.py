@@ -132,7 +132,7 @@ def test_batchnorm_8_devices_equals_1_device():
       config, types.SimpleNamespace(image_shape=(12, 12, 1), num_classes=10),
       nnx.Rngs(params=config.seed))
   conv_out = model.static.conv(model.normalize(jnp.asarray(batch["image"])))
-  want = (1 - classifier.BN_MOMENTUM) * np.asarray(conv_out).mean((0, 1, 2))
+  want = classifier.BN_MOMENTUM * np.asarray(conv_out).mean((0, 1, 2))
   np.testing.assert_allclose(stats8["static/bn/mean"], want, rtol=1e-4,
                              atol=1e-6)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.linalg
 from flax import nnx
 
 from scnn_jax import fad, inception, metrics
@@ -38,13 +39,14 @@ def test_frechet_distance_closed_form():
   want = np.sum((mu1 - mu2) ** 2) + np.sum((np.sqrt(a) - np.sqrt(b)) ** 2)
   assert metrics.frechet_distance(mu1, s1, mu2, s2) == pytest.approx(
       want, rel=1e-9)
-  # The eigh form FID uses for 2048-d features gives the same number.
-  assert inception.frechet_distance_psd(mu1, s1, mu2, s2) == pytest.approx(
-      want, rel=1e-9)
-  c1 = np.cov(rng.normal(size=(5, d)), rowvar=False)        # rank-deficient
-  c2 = np.cov(rng.normal(size=(40, d)), rowvar=False)
-  assert inception.frechet_distance_psd(mu1, c1, mu2, c2) == pytest.approx(
-      metrics.frechet_distance(mu1, c1, mu2, c2), rel=1e-5)
+  # Non-commuting, rank-deficient covariances (fewer samples than dimensions,
+  # as Inception features): the textbook formula with scipy's sqrtm.
+  c1 = np.cov(rng.normal(size=(5, d)), rowvar=False)
+  c2 = np.cov(rng.normal(size=(40, d)) * np.arange(1, d + 1), rowvar=False)
+  textbook = (np.sum((mu1 - mu2) ** 2) + np.trace(c1) + np.trace(c2)
+              - 2 * np.trace(scipy.linalg.sqrtm(c1 @ c2).real))
+  assert metrics.frechet_distance(mu1, c1, mu2, c2) == pytest.approx(
+      textbook, rel=1e-6)
   # 1-D: (m1 - m2)^2 + (s1 - s2)^2.
   assert metrics.frechet_distance([1.0], [[4.0]], [-2.0], [[1.0]]) == \
       pytest.approx(9.0 + 1.0)
@@ -52,7 +54,7 @@ def test_frechet_distance_closed_form():
   n = 200_000
   xa = rng.normal(size=(n, d)) * np.sqrt(a) @ r.T + mu1
   xb = rng.normal(size=(n, d)) * np.sqrt(b) @ r.T + mu2
-  assert fad.fad_from_features(xa, xb) == pytest.approx(want, rel=0.02)
+  assert metrics.distance_of_features(xa, xb) == pytest.approx(want, rel=0.02)
 
 
 def _tiny_scorer():
@@ -279,7 +281,7 @@ def test_fad_autoencoder_trains_and_its_workdir_is_reused(tmp_path):
   fad.check_workdir(tmp_path, image_size=8, channels=1)
   with pytest.raises(ConfigError, match="data.image_size = 8"):
     fad.check_workdir(tmp_path, image_size=32, channels=1)
-  scorer = fad.FadScorer.load(tmp_path)
+  scorer = fad.load_scorer(tmp_path)
   held_out = data.build(config).eval_set()["image"] / np.float32(255.0)
   # The held-out set against its own stored statistics: ~0.
   assert abs(scorer.distance_to_reference(held_out)) < 1e-6

@@ -13,6 +13,7 @@ from flax import nnx
 from configs import vae_mnist5k
 from scnn_jax import inference, parallel, tasks, trainer
 from scnn_jax.config_lib import ConfigError
+from scnn_jax import blocks
 from scnn_jax.models import vae
 
 TINY = dict(T=4, latent_dim=8, hidden=(4, 8), k=4)
@@ -61,9 +62,9 @@ def test_transposed_conv_matches_pytorch_definition():
   with stride 2, padding 1, output padding 1; W = kernel flipped), in both
   formulations."""
   rngs = nnx.Rngs(0)
-  phase = vae.ConvTranspose2d(3, 5, strides=2, padding=1, output_padding=1,
+  phase = blocks.ConvTranspose2d(3, 5, strides=2, padding=1, output_padding=1,
                               rngs=rngs)
-  dilated = vae.ConvTranspose2d(3, 5, strides=2, padding=1, output_padding=1,
+  dilated = blocks.ConvTranspose2d(3, 5, strides=2, padding=1, output_padding=1,
                                 impl="dilated", rngs=rngs)
   dilated.kernel[...] = phase.kernel[...]
   x = np.random.default_rng(1).normal(size=(2, 3, 4, 3)).astype(np.float32)
@@ -82,7 +83,7 @@ def test_transposed_conv_matches_pytorch_definition():
 
 
 def test_tdbn_normalises_over_time_batch_space_and_tracks_running_stats():
-  bn = vae.BatchNorm(2, gain=0.4, axis_name=None)
+  bn = blocks.BatchNorm(2, gain=0.4, axis_name=None)
   x = np.random.default_rng(0).normal(3.0, 2.0, (4, 5, 3, 3, 2))
   y = np.asarray(bn(jnp.asarray(x, jnp.float32)))
   np.testing.assert_allclose(y.mean((0, 1, 2, 3)), 0.0, atol=1e-5)

@@ -22,16 +22,15 @@ flatten). The first conv and its BatchNorm see the same image at every step,
 so they run once on ``[B, H, W, C]`` and their output is repeated T times
 (exactly what paper B's ``static_conv`` does).
 
-BatchNorm (``nnx.BatchNorm``, see ``BatchNorm`` here) reduces over every axis but channels: on a
-``[T, B, H, W, C]`` sequence that folds T into the batch for the statistics,
-as SpikingJelly's multi-step BatchNorm does (paper B's step-by-step PyTorch
-loop instead computes statistics per step). ``bn_axis_name`` (default
-``"data"``, the trainer's mesh axis) averages the statistics over the devices
-of the sharded train step, so 1 and 8 devices see the same statistics for the
-same global batch. Eval mode (``model.eval()``) uses the running averages and
-no collective, so the model also runs outside ``shard_map``
-(``scnn_jax.inference.load``). To TRAIN the model outside ``shard_map`` build
-it with ``bn_axis_name=None``.
+BatchNorm (``blocks.BatchNorm`` with Flax's convention: biased running
+variance) reduces over every axis but channels: on a ``[T, B, H, W, C]``
+sequence that folds T into the batch for the statistics, as SpikingJelly's
+multi-step BatchNorm does (paper B's step-by-step PyTorch loop instead
+computes statistics per step). ``bn_axis_name`` (default ``"data"``, the
+trainer's mesh axis) makes the statistics global over the devices of the
+sharded train step, so 1 and 8 devices see the same statistics for the same
+global batch; outside ``shard_map`` they are the local batch's. Eval mode
+(``model.eval()``) uses the running averages.
 """
 
 from __future__ import annotations
@@ -43,6 +42,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 from scnn_jax import layers
+from scnn_jax.blocks import BatchNorm
+from scnn_jax.collectives import AXIS
 
 # Layer layouts after the first (static) conv: "c" = conv-BN-neuron,
 # "p" = 2x2 pool. The first entry of each layout is the static conv.
@@ -51,7 +52,7 @@ ARCHITECTURES = {
     "cifar10net": ("c", "c", "c", "p", "c", "c", "c", "p"),
 }
 POOLS = ("max", "avg")
-BN_MOMENTUM = 0.9   # PyTorch's BatchNorm momentum 0.1 (paper B's code)
+BN_MOMENTUM = 0.1   # paper B's code: PyTorch's BatchNorm momentum
 BN_EPSILON = 1e-5
 
 
@@ -143,42 +144,15 @@ class TimeDropout(nnx.Module):
     return jnp.where(keep[None], x / keep_p, jnp.zeros((), x.dtype))
 
 
-class BatchNorm(nnx.BatchNorm):
-  """``nnx.BatchNorm`` that also trains inside a train step merged from state.
-
-  On a time-major ``[T, B, H, W, C]`` input it normalises over T, B, H, W
-  (multi-step BatchNorm: T folded into the batch).
-
-  ``nnx.BatchNorm`` writes its running averages into its ``BatchStat``
-  variables in place. NNX forbids that when those variables were created at
-  an outer trace level, which is the case in ``scnn_jax.trainer``'s step: it
-  builds the model with ``nnx.merge(graph, params, rest)`` (no ``copy=True``)
-  inside the differentiated loss, so the ``rest`` variables belong to the
-  enclosing ``shard_map`` trace. In that case (and only then) this module
-  rebinds ``mean`` / ``var`` to fresh variables of the current trace before
-  the update; ``nnx.state(model)`` then returns the updated statistics, which
-  is what the trainer carries forward. The module attributes may be rebound
-  because the merged modules themselves belong to the current trace.
-  """
-
-  def __call__(self, x, use_running_average=None, *, mask=None):
-    running = (self.use_running_average if use_running_average is None
-               else use_running_average)
-    if not running and not (self.mean._can_update and self.var._can_update):
-      self.mean = type(self.mean)(self.mean[...], **self.mean.get_metadata())
-      self.var = type(self.var)(self.var[...], **self.var.get_metadata())
-    return super().__call__(x, use_running_average, mask=mask)
-
-
 class ConvBNBlock(nnx.Module):
   """3x3 conv (no bias) + BatchNorm over any leading axes ``[..., H, W, C]``."""
 
   def __init__(self, in_features, out_features, *, conv_impl="auto",
-               dtype=None, bn_axis_name="data", rngs: nnx.Rngs):
+               dtype=None, bn_axis_name=AXIS, rngs: nnx.Rngs):
     self.conv = layers.Conv2d(in_features, out_features, 3, use_bias=False,
                               impl=conv_impl, dtype=dtype, rngs=rngs)
-    self.bn = BatchNorm(out_features, momentum=BN_MOMENTUM,
-                        epsilon=BN_EPSILON, axis_name=bn_axis_name, rngs=rngs)
+    self.bn = BatchNorm(out_features, momentum=BN_MOMENTUM, eps=BN_EPSILON,
+                        running_var="biased", axis_name=bn_axis_name)
 
   def __call__(self, x):
     return self.bn(self.conv(x).astype(jnp.float32))
@@ -209,7 +183,7 @@ class SpikingClassifier(nnx.Module):
                arch="mnistnet", width=128, fc_width=2048, T=8,
                neuron="alif", neuron_kwargs=None, vote_group=10, pool="max",
                dropout=0.5, input_mean=(0.0,), input_std=(1.0,),
-               conv_impl="auto", dtype=None, bn_axis_name="data",
+               conv_impl="auto", dtype=None, bn_axis_name=AXIS,
                rngs: nnx.Rngs):
     if arch not in ARCHITECTURES:
       raise ValueError(f"unknown arch {arch!r}; allowed: "

@@ -40,7 +40,7 @@ Neurons default to FSVAE's LIF (``u_t = 0.25 u_{t-1} (1 - o_{t-1}) + I_t``,
 ``o_t = [u_t > 0.2]``, rectangular surrogate of width 1); any ``layers.LIF``
 / ``layers.ALIF`` keyword arguments can be passed instead.
 
-tdBN (``BatchNorm`` here) normalises each channel over time, batch and space
+tdBN (``blocks.BatchNorm``) normalises each channel over time, batch and space
 and scales by ``alpha * V_th``. Inside ``jax.shard_map`` over the ``"data"``
 axis its statistics are those of the global batch (``psum``), so training
 does not depend on how the batch is split over devices.
@@ -52,315 +52,29 @@ either, and ``sample(n, key)`` returns the same images for the same key.
 
 from __future__ import annotations
 
-import math
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
+from flax import nnx
 from jax import lax
-from flax import errors, nnx
 
 from scnn_jax import layers
 from scnn_jax import surrogate as surrogate_lib
+from scnn_jax.blocks import (ConvTranspose2d, SpikingBlock, SpikingMLP, assign,
+                             check_image_size, dense, lecun_normal_np)
+from scnn_jax.collectives import all_gather_if_bound
 
 LATENTS = ("fsvae", "esvae")
 IMAGE_DECODERS = ("fixed_decay", "taid")
-AXIS = "data"
-
 # FSVAE's LIF (snn_layers.py of its code: tau = 0.25 is the decay per step,
 # Vth = 0.2, rectangular surrogate |u| < 0.5 -> 1).
 FSVAE_NEURON = dict(beta=0.25, threshold=0.2, reset="zero",
                     surrogate="rectangular", surrogate_param=1.0)
-FSVAE_VTH = 0.2
 
 
-def axis_bound(name: str = AXIS) -> bool:
-  """True inside ``shard_map`` (or ``pmap``) over the mesh axis ``name``."""
-  try:
-    lax.axis_index(name)
-    return True
-  except NameError:
-    return False
-
-
-def _psum(x, axis_name):
-  return lax.psum(x, axis_name) if axis_name and axis_bound(axis_name) else x
-
-
-def lecun_normal_np(key, shape, dtype=jnp.float32):
-  """N(0, 1/fan_in) weights drawn with numpy from a JAX key.
-
-  Flax's default ``lecun_normal`` is a truncated normal whose eager
-  evaluation compiles one XLA program per weight shape (seconds each on a
-  small CPU); drawing in numpy builds a model without compiling anything.
-  Inside a trace (no concrete key) it falls back to ``jax.random.normal``.
-  """
-  fan_in = math.prod(shape[:-1])
-  try:
-    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-      key = jax.random.key_data(key)
-    seed = np.asarray(key).ravel()
-  except jax.errors.TracerArrayConversionError:
-    return jax.random.normal(key, shape, dtype) / math.sqrt(fan_in)
-  rng = np.random.default_rng(seed.astype(np.uint64))
-  return jnp.asarray(rng.standard_normal(shape) / math.sqrt(fan_in), dtype)
-
-
-def dense(din, dout, rngs):
-  """``nnx.Linear`` initialised with ``lecun_normal_np``."""
-  return nnx.Linear(din, dout, kernel_init=lecun_normal_np, rngs=rngs)
-
-
-def per_example_keys(key, example_ids, n: int | None = None):
-  """``[B]`` keys ``fold_in(key, example_ids[i])`` (``arange(n)`` if ids None)."""
-  ids = jnp.arange(n) if example_ids is None else jnp.asarray(example_ids)
-  return jax.vmap(lambda i: jax.random.fold_in(key, i))(ids)
-
-
-def assign(module: nnx.Module, name: str, value) -> None:
-  """``module.<name>[...] = value`` that also works in the trainer's step.
-
-  The trainer merges the model inside its differentiated loss from state
-  created one trace level up; NNX refuses to mutate such variables
-  (``TraceContextError``). The module itself belongs to the current trace, so
-  the attribute is then rebound to a fresh variable of the same type, which
-  ``nnx.state(model)`` (what the trainer carries forward) returns.
-  """
-  var = getattr(module, name)
-  try:
-    var[...] = value
-  except errors.TraceContextError:
-    setattr(module, name, type(var)(value, **var.get_metadata()))
-
-
-# -----------------------------------------------------------------------------
-# Building blocks
-# -----------------------------------------------------------------------------
-
-
-def check_image_size(h, w, hidden) -> None:
-  """Stride-2 layers halve the image down to 2x2: only one size fits."""
-  size = 2 * 2 ** len(hidden)
-  if (h, w) != (size, size):
-    raise ValueError(f"image size {h}x{w} does not fit {len(hidden)} "
-                     f"stride-2 layers down to 2x2: it must be {size}x{size}")
-
-class Progress(nnx.Variable):
+class TrainingSteps(nnx.Variable):
   """Training steps taken (drives FSVAE's scheduled-sampling probability)."""
-
-
-class BatchNorm(nnx.Module):
-  """Batch norm of each channel (last axis) over ALL other axes.
-
-  On ``[T, B, H, W, C]`` this is tdBN (Zheng et al. 2021), FSVAE's
-  ``tdBatchNorm``: ``gain * (x - mean) / sqrt(var + eps) * scale + bias`` with
-  ``gain = alpha * V_th``. ``gain=1`` is ordinary batch norm.
-
-  Training mode (``use_running_average=False``, set by ``model.train()``):
-  batch statistics (biased variance), global over ``axis_name`` when called
-  inside ``shard_map``; running statistics are updated PyTorch-style
-  (``momentum`` 0.1, unbiased variance). Eval mode uses the running ones.
-  """
-
-  def __init__(self, features: int, *, gain=1.0, momentum=0.1, eps=1e-5,
-               axis_name: str | None = AXIS):
-    self.scale = nnx.Param(jnp.ones((features,), jnp.float32))
-    self.bias = nnx.Param(jnp.zeros((features,), jnp.float32))
-    self.mean = nnx.BatchStat(jnp.zeros((features,), jnp.float32))
-    self.var = nnx.BatchStat(jnp.ones((features,), jnp.float32))
-    self.gain = float(gain)
-    self.momentum = float(momentum)
-    self.eps = float(eps)
-    self.axis_name = axis_name
-    self.use_running_average = False
-
-  def sums(self, x):
-    """``(sum, sum of squares, count)`` per channel, global over the axis."""
-    x = x.astype(jnp.float32)
-    axes = tuple(range(x.ndim - 1))
-    n = jnp.float32(math.prod(x.shape[:-1]))
-    return _psum((jnp.sum(x, axes), jnp.sum(x * x, axes), n), self.axis_name)
-
-  def batch_stats(self, x):
-    """``(mean, biased var, count)`` of ``x`` (two-pass, global)."""
-    x32 = x.astype(jnp.float32)
-    axes = tuple(range(x.ndim - 1))
-    n = _psum(jnp.float32(math.prod(x.shape[:-1])), self.axis_name)
-    mean = _psum(jnp.sum(x32, axes), self.axis_name) / n
-    var = _psum(jnp.sum(jnp.square(x32 - mean), axes), self.axis_name) / n
-    return mean, var, n
-
-  def update_running(self, mean, var, n):
-    m = self.momentum
-    unbiased = var * n / jnp.maximum(n - 1.0, 1.0)
-    assign(self, "mean", (1 - m) * self.mean[...] + m * lax.stop_gradient(mean))
-    assign(self, "var", (1 - m) * self.var[...] +
-           m * lax.stop_gradient(unbiased))
-
-  def normalize(self, x, mean, var):
-    inv = self.gain * lax.rsqrt(var + self.eps) * self.scale[...]
-    return ((x.astype(jnp.float32) - mean) * inv + self.bias[...]).astype(
-        x.dtype)
-
-  def __call__(self, x):
-    if self.use_running_average:
-      return self.normalize(x, self.mean[...], self.var[...])
-    mean, var, n = self.batch_stats(x)
-    self.update_running(mean, var, n)
-    return self.normalize(x, mean, var)
-
-
-def transposed_conv_kernel_to_phases(kernel):
-  """A 3x3 stride-2 transposed-conv kernel as a 2x2 conv with 4x outputs.
-
-  ``kernel [3, 3, Cin, Cout]`` -> ``[2, 2, Cin, 4 * Cout]`` ordered
-  ``(row phase, column phase, Cout)``. With padding 1 and output padding 1,
-  output row ``2m`` sees input row ``m`` through kernel row 1, and output row
-  ``2m + 1`` sees rows ``m`` and ``m + 1`` through kernel rows 0 and 2 (in
-  cross-correlation form); the same holds for columns.
-  """
-  kh, kw, cin, cout = kernel.shape
-  if (kh, kw) != (3, 3):
-    raise ValueError(f"phase form needs a 3x3 kernel, got {kernel.shape}")
-  padded = jnp.concatenate([kernel, jnp.zeros((1, 3, cin, cout), kernel.dtype)],
-                           0)
-  padded = jnp.concatenate([padded, jnp.zeros((4, 1, cin, cout),
-                                               kernel.dtype)], 1)
-  taps = jnp.array([[1, 3], [0, 2]])  # [phase, tap] -> kernel index (3 = zero)
-  # k[a, b, :, p, q, :] = padded[taps[p, a], taps[q, b]]
-  rows = taps.T[:, None, :, None]      # [a, 1, p, 1]
-  cols = taps.T[None, :, None, :]      # [1, b, 1, q]
-  k = padded[rows, cols]               # [a, b, p, q, Cin, Cout]
-  k = jnp.transpose(k, (0, 1, 4, 2, 3, 5))
-  return k.reshape(2, 2, cin, 4 * cout)
-
-
-class ConvTranspose2d(nnx.Module):
-  """PyTorch-style ``ConvTranspose2d`` (3x3), NHWC, over any leading axes.
-
-  ``strides=2, padding=1, output_padding=1`` doubles H and W (FSVAE's
-  upsampling layer); ``strides=1, padding=1`` keeps them. The kernel is HWIO
-  in cross-correlation form: a PyTorch weight ``w [Cin, Cout, kh, kw]``
-  corresponds to ``w.transpose(2, 3, 0, 1)[::-1, ::-1]``.
-
-  ``impl="phase"`` (default) computes the stride-2 case as one 2x2 conv with
-  4x output channels followed by depth-to-space: 16 instead of 36 multiply-
-  adds per output pixel-channel of the zero-dilated form, and a plain conv
-  that stays on every backend's fast path. ``impl="dilated"`` is the textbook
-  ``lhs_dilation`` form (same numbers).
-  """
-
-  def __init__(self, in_features, out_features, kernel_size=3, *, strides=1,
-               padding=1, output_padding=0, impl="phase", rngs: nnx.Rngs):
-    if kernel_size != 3:
-      raise ValueError("ConvTranspose2d supports 3x3 kernels")
-    if strides not in (1, 2):
-      raise ValueError(f"strides must be 1 or 2, got {strides}")
-    if impl not in ("phase", "dilated"):
-      raise ValueError(f"unknown impl {impl!r}; allowed: phase, dilated")
-    self.kernel = nnx.Param(lecun_normal_np(
-        rngs.params(), (3, 3, in_features, out_features)))
-    self.bias = nnx.Param(jnp.zeros((out_features,), jnp.float32))
-    self.strides = strides
-    self.padding = padding
-    self.output_padding = output_padding
-    self.impl = impl
-    self.out_features = out_features
-
-  def __call__(self, x):
-    lead = x.shape[:-3]
-    x4 = x.reshape((-1,) + x.shape[-3:])
-    kernel = self.kernel[...].astype(x.dtype)
-    s, p, op = self.strides, self.padding, self.output_padding
-    dn = ("NHWC", "HWIO", "NHWC")
-    if s == 2 and self.impl == "phase" and (p, op) == (1, 1):
-      n, h, w, _ = x4.shape
-      xp = jnp.pad(x4, ((0, 0), (0, 1), (0, 1), (0, 0)))
-      y = lax.conv_general_dilated(xp, transposed_conv_kernel_to_phases(kernel),
-                                   (1, 1), "VALID", dimension_numbers=dn)
-      c = self.out_features
-      y = y.reshape(n, h, w, 2, 2, c).transpose(0, 1, 3, 2, 4, 5)
-      y = y.reshape(n, 2 * h, 2 * w, c)
-    else:
-      lo, hi = 2 - p, 2 - p + op
-      y = lax.conv_general_dilated(x4, kernel, (1, 1), ((lo, hi), (lo, hi)),
-                                   lhs_dilation=(s, s), dimension_numbers=dn)
-    y = y + self.bias[...].astype(y.dtype)
-    return y.reshape(lead + y.shape[1:])
-
-
-class SpikingBlock(nnx.Module):
-  """``op`` (conv / linear over [T*B]) -> tdBN -> spiking neurons.
-
-  Input and output are TIME-MAJOR ``[T, B, ...]``.
-  """
-
-  def __init__(self, op: nnx.Module, features: int, *, neuron="lif",
-               neuron_kwargs=None, alpha=1.0, vth=FSVAE_VTH):
-    self.op = op
-    self.bn = BatchNorm(features, gain=alpha * vth)
-    self.neuron = layers.make_neuron(neuron, **(neuron_kwargs or {}))
-
-  def currents(self, x):
-    return self.bn(self.op(x))
-
-  def __call__(self, x):
-    return self.neuron(self.currents(x))
-
-
-class SpikingMLP(nnx.Module):
-  """Linear -> tdBN -> LIF layers, used whole (``[T, B, F]``) or step by step.
-
-  ``step`` advances all layers by one time step and supports two statistics
-  modes for the BN: ``"running"`` (eval mode) and ``"causal"`` (training
-  mode without looking ahead: the statistics of steps 0..t of the batch,
-  accumulated in the carry; FSVAE recomputes the whole prefix with its
-  statistics at every step, which this approximates in O(T)).
-  """
-
-  def __init__(self, widths: Sequence[int], *, neuron="lif", neuron_kwargs=None,
-               alpha=2.0, vth=FSVAE_VTH, rngs: nnx.Rngs):
-    blocks = []
-    for din, dout in zip(widths[:-1], widths[1:]):
-      blocks.append(SpikingBlock(dense(din, dout, rngs), dout,
-                                 neuron=neuron, neuron_kwargs=neuron_kwargs,
-                                 alpha=alpha, vth=vth))
-    self.blocks = nnx.List(blocks)
-
-  def __call__(self, x):
-    for block in self.blocks:
-      x = block(x)
-    return x
-
-  def init_carry(self, like):
-    """Per-layer ``(neuron state, BN sums)`` for a step input like ``[B, F]``."""
-    carry = []
-    for block in self.blocks:
-      f = block.op.out_features
-      z = jnp.zeros_like(like[:, :1], jnp.float32) + jnp.zeros((f,),
-                                                               jnp.float32)
-      sums = (jnp.zeros((f,), jnp.float32), jnp.zeros((f,), jnp.float32),
-              jnp.zeros((), jnp.float32))
-      carry.append((block.neuron.init_state(z.shape) + z, sums))
-    return carry
-
-  def step(self, carry, x_t, mode: str):
-    new = []
-    h = x_t
-    for block, (state, (s, ss, n)) in zip(self.blocks, carry):
-      y = block.op(h)
-      bn = block.bn
-      if mode == "running":
-        mean, var = bn.mean[...], bn.var[...]
-      else:
-        ds, dss, dn = bn.sums(y)
-        s, ss, n = s + ds, ss + dss, n + dn
-        mean = s / n
-        var = jnp.maximum(ss / n - mean * mean, 0.0)
-      state, h = block.neuron.step(state, bn.normalize(y, mean, var))
-      new.append((state, (s, ss, n)))
-    return new, h
 
 
 def psp(x, tau_s=2.0):
@@ -389,10 +103,10 @@ def rbf_mmd(a, b, kernel_mul=2.0, kernel_num=5):
           - jnp.mean(k[:na, na:]) - jnp.mean(k[na:, :na]))
 
 
-def _all_gather(x):
-  if axis_bound(AXIS):
-    return lax.all_gather(x, AXIS, tiled=True)
-  return x
+def per_example_keys(key, example_ids, n: int | None = None):
+  """``[B]`` keys ``fold_in(key, example_ids[i])`` (``arange(n)`` if ids None)."""
+  ids = jnp.arange(n) if example_ids is None else jnp.asarray(example_ids)
+  return jax.vmap(lambda i: jax.random.fold_in(key, i))(ids)
 
 
 class VaeOutput(NamedTuple):
@@ -448,7 +162,7 @@ class SpikingVAE(nnx.Module):
     self.scheduled_sampling = scheduled_sampling
     self.total_steps = max(int(total_steps), 1)
     self.esvae_lambda = float(esvae_lambda)
-    self.progress = Progress(jnp.zeros((), jnp.int32))
+    self.progress = TrainingSteps(jnp.zeros((), jnp.int32))
 
     enc, cin = [], c
     for width in hidden:
@@ -637,8 +351,8 @@ class SpikingVAE(nnx.Module):
       r_q = jnp.mean(x, 0)                              # [B, C]
       z = self._esvae_spikes(r_q, keys)
       r_p = self._esvae_prior_rate(keys)
-      distance = self.esvae_lambda * rbf_mmd(_all_gather(r_q),
-                                             _all_gather(r_p))
+      distance = self.esvae_lambda * rbf_mmd(all_gather_if_bound(r_q),
+                                             all_gather_if_bound(r_p))
     if not self.use_running_average:
       assign(self, "progress", self.progress[...] + 1)
     return VaeOutput(self.decode(z), z, distance)

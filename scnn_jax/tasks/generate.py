@@ -39,9 +39,10 @@ import numpy as np
 from etils import epath
 
 from scnn_jax import conv as conv_lib
-from scnn_jax import fad, metrics
+from scnn_jax import fad
+from scnn_jax.metrics import frechet
 from scnn_jax.config_lib import ConfigError, check_choice, check_int, check_number
-from scnn_jax.models import vae
+from scnn_jax.models import fad_autoencoder, vae
 from scnn_jax.tasks.base import Task
 from scnn_jax.tasks.neuron_fields import neuron_kwargs
 from scnn_jax.tasks.neuron_fields import validate as validate_neuron
@@ -105,9 +106,8 @@ class GenerationAccumulator:
     out = {"recon_mse": mse, "recon_mse_pm1": 4.0 * mse,
            "num_images": self.n}
     if self.fad is not None and self.n >= 2:
-      out["fad"] = metrics.frechet_distance(
-          *metrics.gaussian_stats(np.concatenate(self.fad_fake)),
-          *metrics.gaussian_stats(np.concatenate(self.fad_real)))
+      out["fad"] = frechet.distance_of_features(
+          np.concatenate(self.fad_fake), np.concatenate(self.fad_real))
     else:
       out["fad_status"] = self.fad_status or "too few images"
     if self.inception is not None and self.n >= 2:
@@ -227,7 +227,7 @@ class GenerateTask(Task):
                     "-m scnn_jax.fad --config configs/fad_<data>.py, then "
                     "--config.metrics.fad_workdir=DIR)")
     elif self._fad is None:
-      self._fad = fad.FadScorer.load(self.fad_workdir)
+      self._fad = fad.load_scorer(self.fad_workdir)
     if self.inception_weights is None:
       inception_status = ("not computed: no Inception weights (see "
                           "docs/generation.md; --config.metrics."
@@ -313,7 +313,7 @@ class FadAutoencoderTask(Task):
 
   def build_model(self, config, dataset, rngs):
     m = config.model
-    return fad.FadAutoencoder(tuple(dataset.image_shape), latent_dim=m.latent_dim,
+    return fad_autoencoder.FadAutoencoder(tuple(dataset.image_shape), latent_dim=m.latent_dim,
                           hidden=_validate_ae(config),
                           conv_impl=m.get("conv_impl", "auto"), rngs=rngs)
 

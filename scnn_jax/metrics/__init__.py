@@ -1,0 +1,30 @@
+"""Metrics, one module per job (all layer 3: they import no run machinery).
+
+* ``losses``: in-jit inpainting losses (composite, hole / full squared-error
+  sums and MSEs) and their conventions;
+* ``image``: host-side PSNR, hole PSNR, SSIM and ``InpaintingAccumulator``;
+* ``spikes``: spike rates from ``nnx.capture``, synaptic operations, energy;
+* ``frechet``: the Frechet distance (FID, FAD) and the FAD scorer.
+
+Their public names are also available here (``metrics.masked_mse``...).
+"""
+
+from scnn_jax.metrics.frechet import (REFERENCE_FILE, FadScorer,  # noqa: F401
+                                      distance_of_features, frechet_distance,
+                                      gaussian_stats)
+from scnn_jax.metrics.image import (METRIC_KEYS, MSE_FLOOR,  # noqa: F401
+                                    PSNR_CAP_DB, SSIM_FILTER_SIGMA,
+                                    SSIM_FILTER_SIZE, InpaintingAccumulator,
+                                    evaluate_inpainting, hole_psnr,
+                                    hole_psnr_per_image, psnr, psnr_per_image,
+                                    ssim, ssim_per_image)
+from scnn_jax.metrics.losses import (composite, full_mse,  # noqa: F401
+                                     full_se_sums, masked_mse,
+                                     masked_mse_from_sums, masked_mse_per_image,
+                                     masked_se_sums)
+from scnn_jax.metrics.spikes import (E_AC, E_MAC, LAYER_KINDS,  # noqa: F401
+                                     LayerSpec, energy_estimate, spike_rates,
+                                     synaptic_ops)
+# The classical baselines, scored with these metrics (their home: baselines).
+from scnn_jax.baselines import (BASELINES, baseline_predictions,  # noqa: F401
+                                biharmonic, mean_fill)
