@@ -1,11 +1,16 @@
 """scnn_jax.smooth_fill: harmonic / biharmonic hole filling in JAX."""
 
+import jax
 import numpy as np
 import pytest
 import scipy.sparse
 import scipy.sparse.linalg
 
 from scnn_jax import smooth_fill
+
+# Jitted once per shape and setting (op by op the CG loops compile slowly).
+fill_jit = jax.jit(smooth_fill.smooth_fill,
+                   static_argnames=("order", "iters", "levels"))
 
 
 def _hole(h, w, y0, y1, x0, x1):
@@ -47,8 +52,8 @@ def test_linear_ramp_is_filled_exactly(order, iters, tol):
   y, x = np.mgrid[0:48, 0:48].astype(np.float32)
   ramp = (0.2 + 0.01 * x + 0.005 * y)[None, ..., None]
   hole = _hole(48, 48, 10, 34, 8, 30)
-  out = np.asarray(smooth_fill.smooth_fill(ramp * (1 - hole), hole,
-                                           order=order, iters=iters))
+  out = np.asarray(fill_jit(ramp * (1 - hole), hole, order=order,
+                            iters=iters))
   np.testing.assert_allclose(out, ramp, atol=tol)
 
 
@@ -60,7 +65,7 @@ def test_matches_a_direct_sparse_solve():
       size=(40, 40))
   hole = _hole(40, 40, 6, 30, 12, 35)
   masked = (img[None, ..., None] * (1 - hole)).astype(np.float32)
-  fill = lambda order, iters: np.asarray(smooth_fill.smooth_fill(  # noqa: E731
+  fill = lambda order, iters: np.asarray(fill_jit(  # noqa: E731
       masked, hole, order=order, iters=iters))[0, ..., 0]
   err = lambda order, iters: np.abs(  # noqa: E731
       fill(order, iters) - _exact(img, hole[0, ..., 0] > 0, order))
@@ -83,7 +88,7 @@ def test_known_pixels_exact_and_edge_cases():
   hole = (rng.uniform(size=(3, 21, 17, 1)) < 0.3).astype(np.float32)
   hole[1] = 0          # no hole: the image comes back unchanged
   hole[2] = 1          # all hole: mid-grey
-  out = np.asarray(smooth_fill.smooth_fill(img, hole))
+  out = np.asarray(fill_jit(img, hole))
   known = np.broadcast_to(hole == 0, img.shape)
   np.testing.assert_array_equal(out[known], img[known])
   np.testing.assert_array_equal(out[1], img[1])

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from scnn_jax import smooth_fill, tasks
+from scnn_jax import tasks
 from scnn_jax.config_lib import ConfigError
 from scnn_jax.data import photos
 from scnn_jax.models.spiking_unet import PriorSpikingUNet
@@ -37,9 +37,9 @@ def test_untrained_net_is_the_prior_and_any_size_works():
   # biharmonic fill, at odd sizes too (mirror-padded to a multiple of 4).
   x, _, hole = _batch(19, 26)
   net = _net()
-  out = net(x)
+  out = jax.jit(lambda x: net(x))(x)   # one compile, not op by op
   assert out.shape == (2, 19, 26, 3)
-  prior = smooth_fill.smooth_fill(x[..., :3], x[..., 3:], iters=8)
+  prior = jax.jit(lambda x: net.prior(x))(x)
   np.testing.assert_array_equal(np.asarray(out),
                                 np.clip(np.asarray(prior), 0, 1))
 
@@ -79,7 +79,7 @@ def test_surrogate_gradient_reaches_the_first_spiking_layer():
     out = nnx.merge(graphdef, state)(x)
     return jnp.sum(((out - img) * hole) ** 2)
 
-  grads = jax.grad(loss)(state)
+  grads = jax.jit(jax.grad(loss))(state)
   g = np.asarray(grads["down"][0]["conv"]["kernel"][...])
   assert np.isfinite(g).all() and np.abs(g).max() > 0
   assert net.receptive_field == 1 + 2 + 2 + 2 + 4 + 2 * 4   # hand count: 17
