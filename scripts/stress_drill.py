@@ -17,6 +17,9 @@ parameters (sha256 of every array) and final eval metrics are equal.
 ``--preempt-runs`` runs send SIGTERM to both processes at a random moment of
 training: both must save at the same step and exit 143, and the rerun of the
 same command must finish with the same parameters as the others.
+``--old-loop`` runs the trainer as it was before issue 23's fix (no bound
+on the steps in flight; add ``-- --config.train.watchdog_s=120`` so that a
+hung run ends by itself): most of its runs hang.
 
 Writes ``--out`` (JSON: machine, command, one record per run) and prints a
 table.
@@ -50,8 +53,15 @@ LOAD = ("import numpy as np\n"
         "  a = np.tanh(a @ a)\n")
 
 
-def command(workdir, port, pid, steps, num_eval, extra):
-  return [sys.executable, "train.py", "--config", "configs/base.py",
+# train.py with the loop's bound on steps in flight removed (the old loop).
+OLD_LOOP = ("import sys; from scnn_jax import trainer; "
+            "trainer.STEPS_IN_FLIGHT = 10**9; from scnn_jax.cli import train; "
+            "sys.argv[0] = 'train.py'; train.run()")
+
+
+def command(workdir, port, pid, steps, num_eval, extra, old_loop=False):
+  entry = ["-c", OLD_LOOP] if old_loop else ["train.py"]
+  return [sys.executable, *entry, "--config", "configs/base.py",
           "--cpu_devices=4", f"--coordinator_address=localhost:{port}",
           "--num_processes=2", f"--process_id={pid}", f"--workdir={workdir}",
           f"--config.train.steps={steps}", f"--config.train.eval_every={steps}",
@@ -78,12 +88,12 @@ def params_digest(workdir) -> str:
 
 
 def one_run(workdir, steps, num_eval, timeout, extra, logdir,
-            sigterm_after=None) -> dict:
+            sigterm_after=None, old_loop=False) -> dict:
   port = free_port()
   logs = [open(logdir / f"p{pid}.log", "a") for pid in (0, 1)]
   t0 = time.time()
   procs = [subprocess.Popen(command(workdir, port, pid, steps, num_eval,
-                                    extra),
+                                    extra, old_loop),
                             cwd=REPO, stdout=logs[pid],
                             stderr=subprocess.STDOUT) for pid in (0, 1)]
   if sigterm_after is not None:  # seconds after training started
@@ -142,12 +152,13 @@ def drill(label, n, args, extra, tmp, records):
                   logdir, sigterm_after=rng.uniform(5.0, 60.0))
       preempted = {"codes": r["codes"], "at": r["preempted_at"]}
     r = one_run(workdir, args.steps, args.num_eval, args.timeout, extra,
-                logdir)
+                logdir, old_loop=args.old_loop)
     r.update(phase=label, run=i + 1, loadavg=round(os.getloadavg()[0], 1))
     if preempted:
       r["sigterm"] = preempted
     records.append(r)
-    state = ("HUNG" if r["hung"] else "finished" if r["codes"] == [0, 0]
+    state = ("HUNG" if r["hung"] else "HUNG (watchdog: exit 124)"
+             if 124 in r["codes"] else "finished" if r["codes"] == [0, 0]
              else f"FAILED {r['codes']}")
     if preempted and not (preempted["codes"] == [143, 143] and
                           preempted["at"][0] == preempted["at"][1] and
@@ -173,6 +184,8 @@ def main():
   ap.add_argument("--preempt-runs", type=int, default=2)
   ap.add_argument("--steps", type=int, default=120)
   ap.add_argument("--num-eval", type=int, default=64)
+  ap.add_argument("--old-loop", action="store_true",
+                  help="the trainer without the bound on steps in flight")
   ap.add_argument("--timeout", type=float, default=1200.0,
                   help="seconds before a run counts as hung")
   ap.add_argument("--out", default=str(REPO / "docs" / "results" /
@@ -203,7 +216,9 @@ def main():
   summary = {
       "machine": info,
       "command": " ".join(command("WORKDIR", "PORT", "P", args.steps,
-                                  args.num_eval, args.extra)[1:]),
+                                  args.num_eval, args.extra,
+                                  args.old_loop)[1:]),
+      "old_loop": args.old_loop,
       "steps": args.steps, "timeout_s": args.timeout,
       "finished": {p: sum(r["phase"] == p and r in done for r in records)
                    for p in PHASES},
@@ -225,6 +240,7 @@ def main():
                   ("load", "the same, a third process loading every core")):
     if summary["runs"][p]:
       w = walls(p)
+      name += " (the old loop, no bound on steps in flight)" * args.old_loop
       print(f"| {name} | {summary['finished'][p]}/{summary['runs'][p]} | "
             f"{'yes' if identical else 'NO'} | {min(w):.0f}-{max(w):.0f} |")
   ok = identical and len(done) == len(records)
