@@ -207,21 +207,32 @@ class Watchdog:
       self._finished, self._last = n, now
     self._arm_backstop()
 
+  def _scan_in_flight(self):
+    """(last dispatched step whose output is ready, first whose is not)."""
+    with self._lock:
+      in_flight = list(self._in_flight)
+    ready = None
+    for n, output in in_flight:
+      try:
+        done = all(x.is_ready() for x in jax.tree.leaves(output))
+      except Exception:  # noqa: BLE001 -- a deleted array, a test double
+        done = False
+      if not done:
+        return ready, n
+      ready = n
+    return ready, None
+
   def _hung_step(self) -> str:
     """The first unfinished step, from the outputs of the dispatched ones."""
     of = f" of {self._total}" if self._total else ""
-    with self._lock:
-      in_flight = list(self._in_flight)
-    for n, output in in_flight:
-      with contextlib.suppress(Exception):
-        if not all(x.is_ready() for x in jax.tree.leaves(output)):
-          return f"train step {n}{of}"
+    ready, first = self._scan_in_flight()
+    if first is not None:
+      return f"train step {first}{of}"
     calling = self._calling
     if calling is not None:
       return f"train step {calling}{of} (inside its call)"
-    last = in_flight[-1][0] if in_flight else self._finished
-    return (f"the loop after train step {last} (every dispatched step has "
-            "finished: see the main thread's stack)")
+    return (f"the loop after train step {ready or self._finished} (every "
+            "dispatched step has finished: see the main thread's stack)")
 
   def saved(self, n: int):
     self._checkpoint = n
@@ -352,16 +363,7 @@ class Watchdog:
   def _poll_finished(self):
     """Steps whose outputs became ready count as finished, also while the
     loop waits for a later one (progress is seen step by step)."""
-    with self._lock:
-      in_flight = list(self._in_flight)
-    ready = None
-    for n, output in in_flight:
-      try:
-        if not all(x.is_ready() for x in jax.tree.leaves(output)):
-          break
-      except Exception:  # noqa: BLE001 -- a deleted array, a test double
-        break
-      ready = n
+    ready, _ = self._scan_in_flight()
     if ready is not None:
       self._finished_upto(ready)
 

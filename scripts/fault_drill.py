@@ -103,13 +103,16 @@ def run_until(workdir, steps, every, stop_at_step, sig, delay):
 
 # train.py with the step whose state step is $FAULT_DRILL_HANG_AT made to hang.
 HANGING_TRAIN = r"""
-import os, sys, time
+import importlib, os, sys, time
 import jax
 from scnn_jax import trainer
 from scnn_jax.cli import train
 
 hang_at = int(os.environ["FAULT_DRILL_HANG_AT"])
-real = trainer.make_train_step
+# Where the loop gets its per-device train step from.
+where = (trainer if hasattr(trainer, "make_train_step") else
+         importlib.import_module("scnn_jax.steps"))
+real = where.make_train_step
 
 def make_train_step(*args, **kwargs):
   step = real(*args, **kwargs)
@@ -122,7 +125,7 @@ def make_train_step(*args, **kwargs):
     return step(state, batch, key)
   return hanging
 
-trainer.make_train_step = make_train_step
+where.make_train_step = make_train_step
 sys.argv[0] = "train.py"
 train.run()
 """
