@@ -140,7 +140,9 @@ def machine() -> dict:
           "loadavg_at_start": os.getloadavg(), "python": platform.python_version()}
 
 
-def drill(label, n, args, extra, tmp, records):
+def drill(label, n, args, extra, tmp, records, save):
+  """``n`` runs of one phase; ``save()`` rewrites the JSON after each, so an
+  interrupted drill keeps the runs it finished."""
   rng = random.Random(0)
   for i in range(n):
     workdir = tmp / f"{label}_{i:02d}"
@@ -157,6 +159,7 @@ def drill(label, n, args, extra, tmp, records):
     if preempted:
       r["sigterm"] = preempted
     records.append(r)
+    save()
     state = ("HUNG" if r["hung"] else "HUNG (watchdog: exit 124)"
              if 124 in r["codes"] else "finished" if r["codes"] == [0, 0]
              else f"FAILED {r['codes']}")
@@ -175,6 +178,28 @@ def drill(label, n, args, extra, tmp, records):
       shutil.copytree(logdir, keep, dirs_exist_ok=True)
       print(f"  logs kept in {keep}", flush=True)
     shutil.rmtree(workdir, ignore_errors=True)
+
+
+def summarize(info, args, records, t0):
+  """The drill's JSON: machine, command, counts per phase, every record."""
+  done = [r for r in records if r["codes"] == [0, 0] and
+          r.get("sigterm", {}).get("codes", [143, 143]) == [143, 143]]
+  digests = {r["params_sha256"] for r in done}
+  evals = {json.dumps(r["eval"], sort_keys=True) for r in done}
+  return {
+      "machine": info,
+      "command": " ".join(command("WORKDIR", "PORT", "P", args.steps,
+                                  args.num_eval, args.extra,
+                                  args.old_loop)[1:]),
+      "old_loop": args.old_loop,
+      "steps": args.steps, "timeout_s": args.timeout,
+      "finished": {p: sum(r["phase"] == p and r in done for r in records)
+                   for p in PHASES},
+      "runs": {p: sum(r["phase"] == p for r in records) for p in PHASES},
+      "identical_results": len(digests) <= 1 and len(evals) <= 1,
+      "params_sha256": sorted(digests), "total_s": round(time.time() - t0),
+      "records": records,
+  }
 
 
 def main():
@@ -196,39 +221,26 @@ def main():
   tmp = Path(tempfile.mkdtemp(prefix="stress_drill_"))
   info = machine()
   records, t0 = [], time.time()
+
+  def save():
+    summary = summarize(info, args, records, t0)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(summary, indent=1) + "\n")
+    return summary
+
   try:
-    drill("quiet", args.runs, args, args.extra, tmp, records)
-    drill("preempt", args.preempt_runs, args, args.extra, tmp, records)
+    drill("quiet", args.runs, args, args.extra, tmp, records, save)
+    drill("preempt", args.preempt_runs, args, args.extra, tmp, records, save)
     if args.load_runs:
       load = subprocess.Popen([sys.executable, "-c", LOAD])
       try:
-        drill("load", args.load_runs, args, args.extra, tmp, records)
+        drill("load", args.load_runs, args, args.extra, tmp, records, save)
       finally:
         load.kill()
         load.wait()
   finally:
     shutil.rmtree(tmp, ignore_errors=True)
-  done = [r for r in records if r["codes"] == [0, 0] and
-          r.get("sigterm", {}).get("codes", [143, 143]) == [143, 143]]
-  digests = {r["params_sha256"] for r in done}
-  evals = {json.dumps(r["eval"], sort_keys=True) for r in done}
-  identical = len(digests) <= 1 and len(evals) <= 1
-  summary = {
-      "machine": info,
-      "command": " ".join(command("WORKDIR", "PORT", "P", args.steps,
-                                  args.num_eval, args.extra,
-                                  args.old_loop)[1:]),
-      "old_loop": args.old_loop,
-      "steps": args.steps, "timeout_s": args.timeout,
-      "finished": {p: sum(r["phase"] == p and r in done for r in records)
-                   for p in PHASES},
-      "runs": {p: sum(r["phase"] == p for r in records) for p in PHASES},
-      "identical_results": identical,
-      "params_sha256": sorted(digests), "total_s": round(time.time() - t0),
-      "records": records,
-  }
-  Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-  Path(args.out).write_text(json.dumps(summary, indent=1) + "\n")
+  summary = save()
   walls = lambda p: [r["wall_s"] for r in records if r["phase"] == p]
   print(f"\n{info['cpu']}, {info['cores']} cores; {args.steps} steps per run; "
         f"{summary['total_s']} s in all; written to {args.out}\n")
@@ -242,8 +254,10 @@ def main():
       w = walls(p)
       name += " (the old loop, no bound on steps in flight)" * args.old_loop
       print(f"| {name} | {summary['finished'][p]}/{summary['runs'][p]} | "
-            f"{'yes' if identical else 'NO'} | {min(w):.0f}-{max(w):.0f} |")
-  ok = identical and len(done) == len(records)
+            f"{'yes' if summary['identical_results'] else 'NO'} | "
+            f"{min(w):.0f}-{max(w):.0f} |")
+  ok = (summary["identical_results"] and
+        sum(summary["finished"].values()) == len(records))
   sys.exit(0 if ok else 1)
 
 
