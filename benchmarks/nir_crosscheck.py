@@ -54,13 +54,12 @@ def _networks():
   import jax.numpy as jnp
   from flax import nnx
 
-  from scnn_jax import config_files, layers, tasks
+  from scnn_jax import builders, config_files, layers
   from scnn_jax import nir as snir
-  from scnn_jax.inference import data_spec
 
   base = config_files.load(REPO / "configs" / "base.py")
   c = base.get_config()
-  model = tasks.get(c).build_model(c, data_spec(c), nnx.Rngs(params=0))
+  model = builders.model(c, seed=0)
   model.eval()
   x = jax.random.uniform(jax.random.key(1), (4, 32, 32, 4))
   x = jnp.broadcast_to(x, (8,) + x.shape)

@@ -66,6 +66,8 @@ def get_config():
   d.train_split = "train"
   d.eval_split = "test"
   d.data_dir = config_dict.placeholder(str)
+  d.tfds_download = False         # tfds: download + prepare when missing
+  d.train_crop = "random"         # random | center (images larger than image_size)
   d.folder = config_dict.placeholder(str)
   d.eval_folder = config_dict.placeholder(str)
   d.num_eval = 256
@@ -97,6 +99,7 @@ def get_config():
   t.keep_checkpoints = 3
   t.num_sample_images = 8
   t.nan_policy = "stop"           # stop | skip
+  t.loss = "mse"                  # inpaint: mse (pooled hole MSE) | log_mse (per image)
   # (start, stop): a jax.profiler trace of steps start..stop-1 into
   # <workdir>/tensorboard (README, "Profiling"); () = off.
   t.profile_steps = ()

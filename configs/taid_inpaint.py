@@ -2,7 +2,7 @@
 
 Paper B's decoder question on inpainting: a spiking network whose output is
 a real-valued SEQUENCE [T, B, H, W, C] (``model.name="spiking_decoder"``,
-``scnn_jax/models/spiking_inpainting.py``), turned into the image by the
+``scnn_jax/models/spiking_decoder.py``), turned into the image by the
 decoder named in ``model.decoder``:
 
 * ``rate``: mean over T;

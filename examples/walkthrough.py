@@ -106,14 +106,13 @@ def train_demo(workdir):
 def inpaint_demo(workdir):
   from PIL import Image
 
-  from scnn_jax import inference, inpaint
+  from scnn_jax import inference, tiling
   loaded = inference.load(workdir)
   with np.load(REPO / "scnn_jax" / "data" / "embedded" / "natural.npz") as f:
     pixels = f["astronaut"][100:148, 150:198]                  # uint8 [48, 48, 3]
   holes = np.zeros(pixels.shape[:2], bool)
   holes[18:28, 20:30] = True
-  out = inpaint.Inpainter(loaded.model, loaded.config, loaded.task).inpaint(
-      pixels, holes)
+  out = tiling.Inpainter(loaded.model, loaded.config).inpaint(pixels, holes)
   Image.fromarray(out).save(workdir / "inpainted.png")
   err = lambda a: float(np.mean((a[holes] / 255.0 - pixels[holes] / 255.0)**2))
   mean_fill = pixels.copy()

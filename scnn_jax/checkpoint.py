@@ -10,10 +10,18 @@ wrote it and, when the Checkpointer knows the run's config, its
 ``config_sha256`` (``config_hash``: the same digest for the same
 ``config.json``), so a checkpoint can be matched to the code and the config
 that produced it.
+
+Readers (``scnn_jax.inference``, the ablation export) open a workdir with
+``read_only=True``: Orbax then neither creates nor cleans anything, so a
+reader started while the training run is writing a checkpoint (Orbax writes
+into a temporary directory first) leaves that save intact, and
+``restore(..., partial=True)`` reads only the parts of the state it asks for
+(the model's parameters, not the optimizer state).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
@@ -38,6 +46,22 @@ class CheckpointError(RuntimeError):
   """No checkpoint in the directory could be restored."""
 
 
+@contextlib.contextmanager
+def _quiet_read_only_notice(active: bool):
+  """Drops Orbax's "Given directory is read only" warning: a reader is
+  read-only on purpose, and the inpainting command's stderr is for the user."""
+  def keep(record):
+    return "Given directory is read only" not in record.getMessage()
+  logger = logging.get_absl_logger()
+  if active:
+    logger.addFilter(keep)
+  try:
+    yield
+  finally:
+    if active:
+      logger.removeFilter(keep)
+
+
 def _barrier(name: str):
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils
@@ -51,18 +75,27 @@ class Checkpointer:
   meta (with the scnn_jax version, which is always stamped).
   """
 
-  def __init__(self, directory, *, keep: int = 3, config=None):
+  def __init__(self, directory, *, keep: int = 3, config=None,
+               read_only: bool = False):
     # Orbax needs absolute paths ("runs/base" from the command line is not);
     # gs:// and other URLs already are.
     self.directory = epath.Path(directory)
     if not self.directory.is_absolute():
       self.directory = self.directory.absolute()
-    self._manager = ocp.CheckpointManager(
-        self.directory,
-        # cleanup_tmp_directories: a process killed mid-save leaves its
-        # unfinished temporary directory behind; it is removed on restart.
-        options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
-                                             cleanup_tmp_directories=True))
+    self.read_only = read_only
+    if read_only:
+      # A reader must not touch the directory: cleaning temporary
+      # directories here would delete a save the training run has in flight.
+      options = ocp.CheckpointManagerOptions(
+          read_only=True, create=False, cleanup_tmp_directories=False,
+          save_interval_steps=0, max_to_keep=None)
+    else:
+      # cleanup_tmp_directories: a process killed mid-save leaves its
+      # unfinished temporary directory behind; it is removed on restart.
+      options = ocp.CheckpointManagerOptions(
+          max_to_keep=keep, create=True, cleanup_tmp_directories=True)
+    with _quiet_read_only_notice(read_only):
+      self._manager = ocp.CheckpointManager(self.directory, options=options)
     self._stamp = {"scnn_jax_version": __version__}
     if config is not None:
       self._stamp["config_sha256"] = config_hash(config)
@@ -87,34 +120,38 @@ class Checkpointer:
       logging.info("checkpoint saved at step %d in %s", step, self.directory)
     return saved
 
-  def restore(self, abstract_state, step: int | None = None):
+  def restore(self, abstract_state, step: int | None = None, *,
+              partial: bool = False):
     """``(state, meta)`` of ``step``, or of the newest READABLE checkpoint.
 
     ``abstract_state`` gives the structure, shapes and shardings to restore
     into (a pytree of arrays or ``jax.ShapeDtypeStruct``; see
-    ``abstract_like``). Without ``step``, an unreadable latest checkpoint
+    ``abstract_like``); with ``partial=True`` it may be a subtree of the saved
+    state (e.g. ``{"step", "params", "rest"}`` without ``opt_state``), and
+    only that is read. Without ``step``, an unreadable latest checkpoint
     (truncated files, missing metadata...) is skipped with a warning naming
-    what was wrong, and the previous one is restored; the skipped directory is
-    renamed ``<step>.corrupt-<time>`` (kept for inspection, ignored by Orbax)
-    so that the step can be written again. If no checkpoint restores, nothing
-    is moved and the error lists why each failed.
+    what was wrong, and the previous one is restored; a writer renames the
+    skipped directory ``<step>.corrupt-<time>`` (kept for inspection, ignored
+    by Orbax) so that the step can be written again (a read-only reader moves
+    nothing). If no checkpoint restores, nothing is moved and the error lists
+    why each failed.
     """
     if step is not None:
-      return self._restore(abstract_state, step)
+      return self._restore(abstract_state, step, partial)
     steps = sorted(self.all_steps(), reverse=True)
     if not steps:
       raise FileNotFoundError(f"no checkpoint in {self.directory}")
     failed = []
     for s in steps:
       try:
-        result = self._restore(abstract_state, s)
+        result = self._restore(abstract_state, s, partial)
       except Exception as e:  # noqa: BLE001 - any failure means "unreadable"
         reason = f"{type(e).__name__}: {str(e).strip().splitlines()[0][:200]}"
         logging.warning("checkpoint step %d in %s is unreadable (%s)", s,
                         self.directory, reason)
         failed.append((s, reason))
         continue
-      if failed:
+      if failed and not self.read_only:
         # An older step restored into the same structure, so the newer ones
         # are damaged, not mismatched: move them aside.
         moved = [self._quarantine(f) for f, _ in failed]
@@ -128,10 +165,16 @@ class Checkpointer:
         "since they were written, train in a new --workdir; nothing was "
         "moved or deleted.")
 
-  def _restore(self, abstract_state, step):
+  def _restore(self, abstract_state, step, partial=False):
+    if partial:
+      state_args = ocp.args.PyTreeRestore(
+          item=abstract_state, partial_restore=True,
+          restore_args=ocp.checkpoint_utils.construct_restore_args(
+              abstract_state))
+    else:
+      state_args = ocp.args.StandardRestore(abstract_state)
     restored = self._manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract_state),
-        meta=ocp.args.JsonRestore()))
+        state=state_args, meta=ocp.args.JsonRestore()))
     return restored["state"], dict(restored["meta"] or {})
 
   def _quarantine(self, step: int):

@@ -8,6 +8,7 @@ that names the field (dotted path from the config root) and what is allowed:
 
 from __future__ import annotations
 
+import math
 from typing import Any, Iterable
 
 
@@ -39,10 +40,13 @@ def check_int(field: str, value, minimum: int | None = None,
 
 
 def check_number(field: str, value, *, low=None, high=None,
-                 low_open=False, high_open=False):
-  """A real number in [low, high] (or open at either end)."""
+                 low_open=False, high_open=False, finite=True):
+  """A real number in [low, high] (or open at either end); finite unless
+  ``finite=False`` (inf and nan are not a tau, threshold or std)."""
   if isinstance(value, bool) or not isinstance(value, (int, float)):
     raise ConfigError(field, value, "must be a number")
+  if finite and not math.isfinite(value):
+    raise ConfigError(field, value, "must be a finite number")
   lo_ok = low is None or (value > low if low_open else value >= low)
   hi_ok = high is None or (value < high if high_open else value <= high)
   if not (lo_ok and hi_ok):

@@ -1,4 +1,11 @@
-"""Image grids and PNG files (Pillow), written through etils.epath."""
+"""Image files (Pillow, through etils.epath): reading a user's images and
+masks in the format a model expects, writing PNGs and sample grids.
+
+Reading is for the inpainting command and API (``scnn_jax.tiling``): any
+Pillow mode is converted to the checkpoint's grayscale / RGB uint8 pixels
+(``to_model_pixels``), and a mask image to holes (``mask_to_holes``: white =
+missing). Files that cannot be read raise ``ImageError`` naming the file.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +14,25 @@ import io
 import numpy as np
 from etils import epath
 from PIL import Image
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff",
+                    ".webp", ".ppm", ".pgm")
+MASK_THRESHOLD = 0.5  # a mask pixel is a hole when its gray level >= 50 %
+
+_ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+_GRAY_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N",
+               "F")
+_WIDE_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N")  # 16-bit PNGs load so
+
+
+class ImageError(ValueError):
+  """A file that is not a readable image (the message names it)."""
+
+
+def first_line(e: BaseException) -> str:
+  """The first line of an exception's message (or its type's name)."""
+  text = str(e).strip()
+  return text.splitlines()[0] if text else type(e).__name__
 
 
 def to_uint8(images) -> np.ndarray:
@@ -50,3 +76,106 @@ def save_png(path, image: np.ndarray) -> None:
   path = epath.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
   path.write_bytes(buf.getvalue())
+
+
+# --------------------------------------------------------------------------
+# Reading images and masks
+# --------------------------------------------------------------------------
+
+
+def read_image_file(path, what: str = "image") -> Image.Image:
+  """Opens and decodes ``path``; ``ImageError`` naming it when that fails."""
+  path = epath.Path(path)
+  if not path.exists():
+    raise ImageError(f"{what} {path} not found")
+  if path.is_dir():
+    raise ImageError(f"{what} {path} is a directory, not an image file")
+  try:
+    data = path.read_bytes()
+    img = Image.open(io.BytesIO(data))
+    img.load()
+  except Image.DecompressionBombError as e:
+    raise ImageError(f"cannot read {what} {path}: {e}") from None
+  except (OSError, ValueError, SyntaxError) as e:
+    raise ImageError(f"cannot read {what} {path}: not an image Pillow can "
+                    f"decode ({first_line(e)})") from None
+  return img
+
+
+def _wide_to_uint8(img: Image.Image) -> np.ndarray:
+  """16-bit grayscale (Pillow modes I / I;16*) -> uint8, rounded."""
+  a = np.asarray(img).astype(np.int64)
+  return np.clip((a + 128) // 257, 0, 255).astype(np.uint8)
+
+
+def to_model_pixels(img: Image.Image, channels: int
+                    ) -> tuple[np.ndarray, list[str]]:
+  """``img`` as uint8 ``[H, W, channels]`` and notes on what was converted.
+
+  ``channels`` 3: RGB (grayscale is replicated, alpha dropped, palette / CMYK
+  / other modes converted by Pillow). ``channels`` 1: grayscale (colour is
+  reduced to Pillow's luma ``L = 0.299 R + 0.587 G + 0.114 B``). 16-bit
+  grayscale is scaled to 8 bits. The output is written in this same format,
+  so "known pixels unchanged" holds for these pixels. Raises ``ValueError``
+  for modes Pillow cannot convert.
+  """
+  if channels not in (1, 3):
+    raise ValueError(f"the checkpoint expects {channels}-channel images; "
+                     "only 1 (grayscale) and 3 (RGB) are supported")
+  mode = img.mode
+  notes = []
+  if mode == "P":
+    img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+  elif mode in ("RGBa", "La"):  # premultiplied alpha
+    img = img.convert("RGBA" if mode == "RGBa" else "LA")
+  if img.mode in _ALPHA_MODES:
+    notes.append(f"alpha channel dropped ({mode} -> "
+                 f"{'RGB' if channels == 3 else 'L'}; transparent pixels keep "
+                 "their stored colour)")
+  gray = img.mode in _GRAY_MODES
+  if img.mode in _WIDE_MODES:
+    arr = _wide_to_uint8(img)
+    notes.append("16-bit image reduced to 8 bits")
+  elif gray:
+    arr = np.asarray(img.convert("L"))
+  else:
+    if img.mode not in ("RGB", "RGBA"):
+      notes.append(f"converted from mode {mode} to RGB")
+    rgb = img.convert("RGB")
+    arr = np.asarray(rgb.convert("L") if channels == 1 else rgb)
+  if arr.ndim == 2:
+    arr = arr[..., None]
+  if channels == 3 and arr.shape[-1] == 1:
+    arr = np.repeat(arr, 3, axis=-1)
+    notes.append("grayscale image replicated to RGB (the checkpoint is RGB)")
+  elif channels == 1 and not gray:
+    notes.append("colour image converted to grayscale (the checkpoint is "
+                 "grayscale; Pillow luma)")
+  return np.ascontiguousarray(arr, dtype=np.uint8), notes
+
+
+def mask_to_holes(img: Image.Image) -> np.ndarray:
+  """A mask image -> bool ``[H, W]``, True = hole (missing pixel).
+
+  The gray level of each pixel (Pillow's luma for colour masks, 16-bit masks
+  scaled to [0, 1]) times its alpha (transparent = black = known) is
+  thresholded at 50 %: 8-bit levels >= 128 are holes, <= 127 known.
+  """
+  mode = img.mode
+  if mode == "1":
+    return np.asarray(img, dtype=bool).copy()
+  if mode == "P":
+    img = img.convert("RGBA")
+    mode = "RGBA"
+  if mode in _WIDE_MODES:
+    level = np.asarray(img).astype(np.float64) / 65535.0
+    return level >= MASK_THRESHOLD
+  alpha = None
+  if mode in _ALPHA_MODES:
+    rgba = img.convert("RGBA" if mode in ("RGBA", "PA", "RGBa") else "LA")
+    alpha = np.asarray(rgba)[..., -1].astype(np.int64)
+    img = rgba.convert("RGB" if rgba.mode == "RGBA" else "L")
+  level = np.asarray(img.convert("L")).astype(np.int64)
+  if alpha is None:
+    return 2 * level >= 255                   # level / 255 >= 0.5
+  return 2 * level * alpha >= 255 * 255     # (level / 255) * (alpha / 255)

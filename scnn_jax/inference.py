@@ -5,8 +5,12 @@
     restored = loaded.model(inputs)       # eval mode (no training noise)
 
 Needs nothing but the workdir: the config that trained it is read back from
-``config.json``, and no dataset is opened (the input shape comes from the
-config).
+``config.json`` (fields it lacks because it is older than they are get their
+defaults, ``schema.complete``), the model is built from it by name
+(``models.registry``; no trainer, optimizer, task or dataset), and only the
+model's part of the checkpoint (``state.MODEL_KEYS``: parameters and other
+model variables) is restored, with Orbax opened READ-ONLY: a workdir that is
+still training, even in the middle of a checkpoint save, is left untouched.
 
 A model can also be shipped as its trained parameters alone (no optimizer
 state, no Orbax): ``export_params(loaded, folder)`` writes ``config.json``
@@ -20,7 +24,6 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
-import types
 
 import jax
 import ml_collections
@@ -28,7 +31,8 @@ import numpy as np
 from etils import epath
 from flax import nnx
 
-from scnn_jax import ablation, optim, tasks
+from scnn_jax import builders, schema, state as state_lib, sweep
+from scnn_jax.builders import data_spec  # noqa: F401  (what a model needs)
 from scnn_jax.checkpoint import Checkpointer, abstract_like
 
 
@@ -40,28 +44,26 @@ class PointError(ValueError):
 class Loaded:
   model: nnx.Module          # eval mode
   config: ml_collections.ConfigDict  # of the model (an ablation point's own)
-  task: tasks.Task
   step: int
-  state: dict                # the restored train state (of the point)
+  state: dict                # the restored params / rest / step (of the point)
   point: int | None = None   # ablation point index, None for single runs
   point_name: str | None = None
 
 
 def read_config(workdir) -> ml_collections.ConfigDict:
+  """``<workdir>/config.json``, completed with the schema's defaults."""
   path = epath.Path(workdir) / "config.json"
   if not path.exists():
     raise FileNotFoundError(
         f"{path} not found: is {workdir} a scnn_jax workdir (made by "
         f"train.py)?")
-  return ml_collections.ConfigDict(json.loads(path.read_text()))
+  return schema.complete(json.loads(path.read_text()))
 
 
-def data_spec(config):
-  """What building a model needs to know about the data, without loading it."""
-  d = config.data
-  return types.SimpleNamespace(
-      image_shape=(d.image_size, d.image_size, d.channels),
-      num_classes=config.model.get("num_classes"))
+def _checked(config):
+  # Values only: the files a run needed and its device count do not matter
+  # for rebuilding the model.
+  return schema.validate(config, devices=1, check_files=False)
 
 
 def load(workdir, step: int | None = None, point: int | None = None) -> Loaded:
@@ -70,20 +72,21 @@ def load(workdir, step: int | None = None, point: int | None = None) -> Loaded:
   An ablation workdir (``config.ablation`` grid) holds K models stacked on a
   leading axis: ``point=k`` picks one; single-model workdirs take no point.
   """
-  from scnn_jax import trainer  # trainer imports the data stack: keep lazy
-  config = read_config(workdir)
-  task = tasks.get(config)
+  config = _checked(read_config(workdir))
   ckpt_dir = epath.Path(workdir) / "checkpoints"
-  ckpt = Checkpointer(ckpt_dir, keep=config.train.keep_checkpoints)
+  if not ckpt_dir.exists():
+    raise FileNotFoundError(
+        f"no checkpoint in {ckpt_dir}: train first (python train.py "
+        f"--config ... --workdir {workdir})")
+  ckpt = Checkpointer(ckpt_dir, read_only=True)
   if ckpt.latest_step() is None:
     raise FileNotFoundError(
         f"no checkpoint in {ckpt_dir}: train first (python train.py "
         f"--config ... --workdir {workdir})")
-  tx = optim.build(config.train)
+  spec = builders.data_spec(config)
   points = None
-  if ablation.enabled(config):
-    points, state, graphs = ablation.create_stacked_state(
-        config, task, data_spec(config), tx, trainer.create_state)
+  if sweep.enabled(config):
+    points = sweep.points(config)
     K = len(points)
     if point is None:
       raise PointError(f"{workdir} holds an ablation of {K} models: pick one "
@@ -91,19 +94,20 @@ def load(workdir, step: int | None = None, point: int | None = None) -> Loaded:
     if not 0 <= point < K:
       raise PointError(f"point {point}: this ablation has {K} points "
                        f"(0..{K - 1})")
+    state, graphs = sweep.stacked_model_state(points, spec)
   else:
     if point is not None:
       raise PointError(f"{workdir} holds a single model (its config has no "
                        "ablation grid): give no point")
-    state, graphs = trainer.create_state(config, task, data_spec(config), tx)
-  state, _ = ckpt.restore(abstract_like(state), step)
+    graphs, state = state_lib.model_state(builders.model(config, spec))
+  state, _ = ckpt.restore(abstract_like(state), step, partial=True)
   ckpt.close()
   name = None
   if points is not None:
-    state, config, name = (ablation.unstack(state, point),
+    state, config, name = (sweep.unstack(state, point),
                            points[point].config, points[point].name)
   model = nnx.merge(graphs.eval, state["params"], state["rest"])
-  return Loaded(model=model, config=config, task=task,
+  return Loaded(model=model, config=config,
                 step=int(jax.device_get(state["step"])), state=state,
                 point=point, point_name=name)
 
@@ -144,9 +148,7 @@ def load_params(folder, *, step: int = 0) -> Loaded:
     raise FileNotFoundError(f"{path} not found")
   with np.load(io.BytesIO(path.read_bytes()), allow_pickle=False) as npz:
     arrays = {k: npz[k] for k in npz.files}
-  task = tasks.get(config)
-  task.validate(config)
-  model = task.build_model(config, data_spec(config), nnx.Rngs(0))
+  model = builders.model(_checked(config), seed=0)
   params = nnx.state(model, nnx.Param)
   flat = list(nnx.to_flat_state(params))
   want = {_param_key(p) for p, _ in flat}
@@ -162,5 +164,5 @@ def load_params(folder, *, step: int = 0) -> Loaded:
     var[...] = jax.numpy.asarray(a, var[...].dtype)
   nnx.update(model, params)
   model.eval()
-  return Loaded(model=model, config=config, task=task, step=step,
+  return Loaded(model=model, config=config, step=step,
                 state={"params": params})

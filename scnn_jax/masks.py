@@ -52,7 +52,6 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from scnn_jax.config_lib import ConfigError, check_choice, check_int, check_number
 
 MASK_KINDS = ("box", "center", "stroke", "pixels")
 
@@ -341,32 +340,8 @@ _OPTIONS = {"box": ("max_boxes",), "center": (),
 
 
 # --------------------------------------------------------------------------
-# Config
+# Generators for the data pipeline
 # --------------------------------------------------------------------------
-
-
-def _get(cfg, key, default=None):
-  try:
-    return cfg.get(key, default)
-  except AttributeError:
-    return getattr(cfg, key, default)
-
-
-def validate_config(masks_cfg, prefix: str = "masks") -> None:
-  """Checks ``config.masks``; raises ``ConfigError`` naming the field."""
-  if masks_cfg is None:
-    raise ConfigError(prefix, None, "must be a config section")
-  check_choice(f"{prefix}.kind", _get(masks_cfg, "kind"), MASK_KINDS)
-  lo = check_number(f"{prefix}.ratio_min", _get(masks_cfg, "ratio_min"),
-                    low=0.0, high=1.0, low_open=True, high_open=True)
-  hi = check_number(f"{prefix}.ratio_max", _get(masks_cfg, "ratio_max"),
-                    low=0.0, high=1.0, low_open=True, high_open=True)
-  if hi < lo:
-    raise ConfigError(f"{prefix}.ratio_max", hi,
-                      f"must be >= {prefix}.ratio_min ({lo})")
-  check_int(f"{prefix}.max_boxes", _get(masks_cfg, "max_boxes", 3), minimum=1)
-  check_int(f"{prefix}.eval_seed", _get(masks_cfg, "eval_seed", 0),
-            minimum=0)
 
 
 class MaskGenerator:
@@ -386,14 +361,13 @@ class MaskGenerator:
 
   @classmethod
   def from_config(cls, masks_cfg, height: int, width: int) -> "MaskGenerator":
-    validate_config(masks_cfg)
-    kind = _get(masks_cfg, "kind")
+    """From a validated ``config.masks`` (``scnn_jax.schema``)."""
     options = {}
-    if kind == "box":
-      options["max_boxes"] = int(_get(masks_cfg, "max_boxes", 3))
-    return cls(kind, height, width, _get(masks_cfg, "ratio_min"),
-               _get(masks_cfg, "ratio_max"),
-               eval_seed=int(_get(masks_cfg, "eval_seed", 0)), **options)
+    if masks_cfg.kind == "box":
+      options["max_boxes"] = int(masks_cfg.max_boxes)
+    return cls(masks_cfg.kind, height, width, masks_cfg.ratio_min,
+               masks_cfg.ratio_max, eval_seed=int(masks_cfg.eval_seed),
+               **options)
 
   def _make(self, entropy):
     return make_mask(self.kind, np.random.default_rng(entropy), self.height,
@@ -407,3 +381,26 @@ class MaskGenerator:
   def eval(self, index: int) -> np.ndarray:
     """Fixed evaluation mask of eval example ``index`` (from ``eval_seed``)."""
     return self._make([self.eval_seed, int(index), EVAL_MASK_STREAM])
+
+
+class HoleMasks:
+  """The inpainting task's data transform: a hole mask for every example.
+
+  ``train(seed, position)`` -> ``{"mask": float32 [H, W, 1]}`` (fresh every
+  step), ``eval(index)`` -> ``{"mask": uint8 [H, W, 1]}`` (fixed by
+  ``eval_seed``). Other tasks' batches carry no mask.
+  """
+
+  def __init__(self, generator: MaskGenerator):
+    self.generator = generator
+
+  @classmethod
+  def from_config(cls, config) -> "HoleMasks":
+    size = int(config.data.image_size)
+    return cls(MaskGenerator.from_config(config.masks, size, size))
+
+  def train(self, seed: int, position: int) -> dict:
+    return {"mask": self.generator.train(seed, position)}
+
+  def eval(self, index: int) -> dict:
+    return {"mask": self.generator.eval(index).astype(np.uint8)}

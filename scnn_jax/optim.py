@@ -1,4 +1,5 @@
-"""Optax optimizer from ``config.train``.
+"""Optax optimizer from a validated ``config.train`` (``scnn_jax.schema``:
+``train.optimizer`` adam | adamw | sgd, ``train.schedule`` constant | cosine).
 
 Paper A trains with Adam at a constant learning rate of 1e-3; warmup + cosine
 decay and global-norm clipping are options.
@@ -7,21 +8,6 @@ decay and global-norm clipping are options.
 from __future__ import annotations
 
 import optax
-
-from scnn_jax.config_lib import check_choice, check_int, check_number
-
-OPTIMIZERS = ("adam", "adamw", "sgd")
-SCHEDULES = ("constant", "cosine")
-
-
-def validate(train) -> None:
-  check_choice("train.optimizer", train.optimizer, OPTIMIZERS)
-  check_choice("train.schedule", train.schedule, SCHEDULES)
-  check_number("train.learning_rate", train.learning_rate, low=0, low_open=True)
-  check_int("train.warmup_steps", train.warmup_steps, 0)
-  check_number("train.grad_clip", train.grad_clip, low=0)
-  check_number("train.weight_decay", train.weight_decay, low=0)
-
 
 def learning_rate(train):
   """The schedule: linear warmup, then constant or cosine decay to 0."""

@@ -17,27 +17,15 @@ import jax
 from absl import logging
 from etils import epath
 
-from scnn_jax.config_lib import ConfigError
-
-
-def validate(profile_steps):
-  """``()`` or ``(start, stop)`` with ``0 <= start < stop`` integers."""
-  value = tuple(profile_steps or ())
-  if value == ():
-    return value
-  if (len(value) != 2 or any(isinstance(v, bool) or not isinstance(v, int)
-                             for v in value) or not 0 <= value[0] < value[1]):
-    raise ConfigError("train.profile_steps", profile_steps,
-                      "must be () (off) or (start, stop): integers with "
-                      "0 <= start < stop")
-  return value
 
 
 class StepTrace:
   """Starts the trace before step ``start``, stops it after step ``stop - 1``."""
 
   def __init__(self, profile_steps, workdir):
-    steps = validate(profile_steps)
+    """``profile_steps``: ``()`` or ``(start, stop)``, validated by
+    ``scnn_jax.schema`` (``train.profile_steps``)."""
+    steps = tuple(profile_steps or ())
     self.start, self.stop = steps if steps else (None, None)
     self.logdir = str(epath.Path(workdir) / "tensorboard")
     self.active = False

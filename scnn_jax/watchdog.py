@@ -52,7 +52,6 @@ import time
 import jax
 from absl import logging
 
-from scnn_jax.config_lib import ConfigError
 
 HUNG_EXIT_CODE = 124        # as coreutils' timeout: "it did not finish in time"
 SIGTERM_EXIT_CODE = 143     # 128 + SIGTERM
@@ -62,22 +61,6 @@ STARTUP_S = 1800.0          # first steps (compilation), evaluations, saves
 WARMUP_STEPS = 3            # timed steps before the auto limit applies
 BACKSTOP_S = 60.0           # faulthandler's own exit, after the limit
 POLL_S = 0.25
-
-
-def validate(train) -> tuple[float, float]:
-  """``(watchdog_s, sigterm_grace_s)`` of ``config.train`` (optional fields)."""
-  watchdog_s = train.get("watchdog_s", 0.0)
-  grace_s = train.get("sigterm_grace_s", 60.0)
-  if (isinstance(watchdog_s, bool) or not isinstance(watchdog_s, (int, float))
-      or not math.isfinite(watchdog_s) or (watchdog_s < 0 and watchdog_s != -1)):
-    raise ConfigError("train.watchdog_s", watchdog_s,
-                      "must be -1 (off), 0 (auto: 10x the median step time, "
-                      "at least 300 s) or a number of seconds > 0")
-  if (isinstance(grace_s, bool) or not isinstance(grace_s, (int, float))
-      or not math.isfinite(grace_s) or grace_s <= 0):
-    raise ConfigError("train.sigterm_grace_s", grace_s,
-                      "must be a number of seconds > 0")
-  return float(watchdog_s), float(grace_s)
 
 
 class _CHandler:

@@ -38,8 +38,10 @@ def main(argv=None):
     import jax
     from flax import nnx
     graphdef, state = nnx.split(loaded.model)
-    fwd = jax.jit(lambda s, b: loaded.task.predict(nnx.merge(graphdef, s),
-                                                   b)["pred"])
+    from scnn_jax.models.scnn import masked_input
+    mask_channel = loaded.config.model.mask_channel
+    fwd = jax.jit(lambda s, b: nnx.merge(graphdef, s)(masked_input(
+        b["image"], b["mask"], mask_channel)))
     return np.asarray(fwd(state, batch))
 
   a, b = predict(loaded), predict(again)

@@ -107,12 +107,13 @@ def _model_fn(loaded):
   graphdef, state = nnx.split(loaded.model)
   key = loaded.config.model.to_json()
   if key not in _COMPILED:
-    task = loaded.task
+    from scnn_jax.models.scnn import masked_input
+    mask_channel = loaded.config.model.mask_channel
 
     @jax.jit
     def fwd(state, image, mask):
       m = nnx.merge(graphdef, state)
-      return task.predict(m, {"image": image, "mask": mask})["pred"]
+      return m(masked_input(image, mask, mask_channel))
     _COMPILED[key] = fwd
   fwd = _COMPILED[key]
 

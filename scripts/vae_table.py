@@ -78,7 +78,7 @@ def real_data_fad() -> dict:
   from scnn_jax import data, fad, inference
   workdir = seed_runs.workdir_of(TABLE, ROWS[0], 0)
   config = inference.read_config(workdir)
-  scorer = fad.FadScorer.load(runs_dir() / "fad_mnist5k")
+  scorer = fad.load_scorer(runs_dir() / "fad_mnist5k")
   ds = data.build(config)
   held_out = ds.eval_set()["image"].astype(np.float32) / np.float32(255.0)
   n = len(held_out)

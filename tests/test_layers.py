@@ -62,19 +62,38 @@ def test_backend_compiler_options_keep_results():
                              rtol=1e-4, atol=1e-4)
 
 
+def _reference_spikes(lyr, x):
+  """The layer's spikes computed without it: every step's conv with
+  ``lax.conv_general_dilated`` (stride 2, SAME, + bias), then the pure
+  neuron scan (``neurons.lif_scan`` / ``alif_scan``, tested against loops in
+  test_neurons.py) with the layer's neuron parameters."""
+  T, B = x.shape[:2]
+  currents = jax.lax.conv_general_dilated(
+      x.reshape((T * B,) + x.shape[2:]), lyr.conv.kernel[...], (2, 2), "SAME",
+      dimension_numbers=("NHWC", "HWIO", "NHWC")) + lyr.conv.bias[...]
+  currents = currents.reshape((T, B) + currents.shape[1:])
+  scan = neurons.alif_scan if isinstance(lyr.neuron, layers.ALIF) else \
+      neurons.lif_scan
+  out = scan(currents, **lyr.neuron._kwargs())
+  return out[0] if isinstance(out, tuple) else out
+
+
 @pytest.mark.parametrize("neuron", ["lif", "alif"])
 @pytest.mark.parametrize("order,impl", [("fold", "xla"), ("fold", "matmul"),
                                         ("step", "matmul"), ("step", "xla")])
 def test_spiking_conv_shapes_and_orders_agree(neuron, order, impl):
-  x = _seq()
-  ref = layers.SpikingConv2d(3, 6, strides=2, neuron=neuron,
-                             rngs=nnx.Rngs(0), order="fold", conv_impl="xla")
+  x = 3.0 * _seq()       # currents around the threshold: many neurons fire
   lyr = layers.SpikingConv2d(3, 6, strides=2, neuron=neuron,
                              rngs=nnx.Rngs(0), order=order, conv_impl=impl)
   y = lyr(x)
   assert y.shape == (4, 2, 5, 4, 6) and y.dtype == x.dtype
   assert set(np.unique(np.asarray(y))) <= {0.0, 1.0}
-  np.testing.assert_array_equal(y, ref(x))
+  want = np.asarray(_reference_spikes(lyr, x))
+  assert 0.05 < want.mean() < 0.95
+  # Float reassociation between conv formulations may flip a spike sitting
+  # exactly at threshold; none did at this seed for xla.
+  mismatch = np.mean(np.asarray(y) != want)
+  assert mismatch == 0 if impl == "xla" else mismatch < 0.005, mismatch
 
 
 def test_step_contract_reproduces_the_sequence_call():

@@ -1,10 +1,8 @@
-import ml_collections
 import numpy as np
 import pytest
 from scipy import ndimage
 
 from scnn_jax import masks
-from scnn_jax.config_lib import ConfigError
 
 # How far a mask's hole ratio may land from its drawn target (module docstring
 # of scnn_jax.masks), at the sizes tested here.
@@ -103,26 +101,15 @@ def test_generator_train_fresh_and_eval_fixed():
   assert not np.array_equal(gen.eval(3), other.eval(3))
 
 
-def _masks_cfg(**kw):
-  fields = dict(kind="box", ratio_min=0.1, ratio_max=0.3, max_boxes=2,
-                eval_seed=0)
-  fields.update(kw)
-  return ml_collections.ConfigDict(fields)
-
-
-@pytest.mark.parametrize("field,value,allowed", [
-    ("kind", "circle", "must be one of box, center, stroke, pixels"),
-    ("ratio_min", 0.0, "must be in (0.0, 1.0)"),
-    ("ratio_min", -0.1, "must be in (0.0, 1.0)"),
-    ("ratio_max", 1.0, "must be in (0.0, 1.0)"),
-    ("ratio_max", 0.05, "must be >= masks.ratio_min"),
-    ("ratio_max", "big", "must be a number"),
-    ("max_boxes", 0, "must be an integer >= 1"),
-    ("eval_seed", -1, "must be an integer >= 0"),
-])
-def test_config_errors_name_the_field(field, value, allowed):
-  with pytest.raises(ConfigError) as e:
-    masks.validate_config(_masks_cfg(**{field: value}))
-  assert str(e.value).startswith(f"config.masks.{field} = {value!r}: ")
-  assert allowed in str(e.value)
-  masks.validate_config(_masks_cfg())
+def test_hole_masks_transform_from_config():
+  """masks.HoleMasks: what the inpainting task's data get per example."""
+  from configs import base
+  c = base.get_config()
+  c.data.image_size = 20
+  t = masks.HoleMasks.from_config(c)
+  gen = masks.MaskGenerator("box", 20, 20, 0.05, 0.2, eval_seed=1234,
+                            max_boxes=2)
+  np.testing.assert_array_equal(t.train(0, 7)["mask"], gen.train(0, 7))
+  ev = t.eval(3)["mask"]
+  assert ev.dtype == np.uint8 and ev.shape == (20, 20, 1)
+  np.testing.assert_array_equal(ev, gen.eval(3))

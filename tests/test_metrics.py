@@ -1,4 +1,6 @@
-"""Metrics, baselines, spike statistics and the Frechet distance against hand counts."""
+"""scnn_jax.metrics against hand counts: the in-jit losses (hole MSE,
+classification), PSNR / SSIM and their accumulation, spike rates and
+synaptic operations, the Frechet distance (FID, FAD) and the FAD scorer."""
 
 import math
 
@@ -6,9 +8,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import scipy.linalg
 from flax import nnx
 
 from scnn_jax import layers, metrics
+from scnn_jax.metrics import losses
+from scnn_jax.models.fad_autoencoder import FadAutoencoder
 from scnn_jax.variables import SpikeRate
 
 
@@ -165,43 +170,6 @@ def test_accumulator_equals_concatenation():
 
 # ------------------------------------------------------------- baselines
 
-def _smooth_images():
-  yy, xx = np.mgrid[0:28, 0:28] / 27.0
-  gray = (0.2 + 0.6 * (0.7 * xx + 0.3 * yy))[None, ..., None].astype(np.float32)
-  rgb = np.stack([xx, yy, (xx + yy) / 2], -1)[None].astype(np.float32)
-  mask = np.zeros((1, 28, 28, 1), np.float32)
-  mask[0, 6:16, 9:21] = 1
-  return gray, rgb, mask
-
-
-def test_baselines_keep_known_pixels_and_biharmonic_wins():
-  gray, rgb, mask = _smooth_images()
-  for image in (gray, rgb):
-    known = np.broadcast_to(mask, image.shape) == 0
-    fills = {name: metrics.baseline_predictions(name, image, mask) for name in metrics.BASELINES}
-    for name, out in fills.items():
-      assert out.dtype == np.float32 and out.shape == image.shape
-      assert np.array_equal(out[known], image[known]), name
-    err = {n: float(metrics.masked_mse(o, image, mask)) for n, o in fills.items()}
-    assert err["biharmonic"] < 1e-4 < err["mean_fill"]
-  # mean_fill uses the mean of the KNOWN pixels, per channel.
-  out = metrics.mean_fill(rgb, mask)
-  known_mean = rgb[0][mask[0, ..., 0] == 0].astype(np.float64).mean(axis=0)
-  np.testing.assert_allclose(out[0, 10, 10], known_mean, rtol=1e-6)
-
-
-def test_baseline_edge_masks():
-  _, rgb, _ = _smooth_images()
-  none, full = np.zeros((1, 28, 28, 1)), np.ones((1, 28, 28, 1))
-  for fn in (metrics.mean_fill, metrics.biharmonic):
-    assert np.array_equal(fn(rgb, none), rgb)
-    assert np.all(fn(rgb, full) == 0.5)
-  assert metrics.biharmonic(rgb[0], full[0]).shape == (28, 28, 3)  # single image
-  with pytest.raises(ValueError, match="unknown baseline 'lama'"):
-    metrics.baseline_predictions("lama", rgb, none)
-
-
-# ------------------------------------------------------------- spikes and energy
 
 def test_spike_rates_from_capture():
   class Net(nnx.Module):  # bare neurons: cheap to build, same capture paths as layers
@@ -276,3 +244,87 @@ def test_frechet_distance():
   d = metrics.frechet_distance(mu, sigma, mu + 1.0, sigma)
   assert np.isfinite(d) and d == pytest.approx(32.0, abs=1e-2)
   np.testing.assert_allclose(metrics.frechet_distance(0.0, 1.0, 3.0, 4.0), 9 + 1 + 4 - 4)
+
+
+def _rotation(d, seed):
+  q, _ = np.linalg.qr(np.random.default_rng(seed).normal(size=(d, d)))
+  return q
+
+
+def test_frechet_distance_closed_form():
+  # Commuting covariances R diag(a) R^T and R diag(b) R^T:
+  # d = |mu1 - mu2|^2 + sum_i (sqrt(a_i) - sqrt(b_i))^2.
+  d = 6
+  rng = np.random.default_rng(0)
+  r = _rotation(d, 1)
+  a, b = rng.uniform(0.5, 3.0, d), rng.uniform(0.5, 3.0, d)
+  mu1, mu2 = rng.normal(size=d), rng.normal(size=d)
+  s1, s2 = r @ np.diag(a) @ r.T, r @ np.diag(b) @ r.T
+  want = np.sum((mu1 - mu2) ** 2) + np.sum((np.sqrt(a) - np.sqrt(b)) ** 2)
+  assert metrics.frechet_distance(mu1, s1, mu2, s2) == pytest.approx(
+      want, rel=1e-9)
+  # Non-commuting, rank-deficient covariances (fewer samples than dimensions,
+  # as Inception features): the textbook formula with scipy's sqrtm.
+  c1 = np.cov(rng.normal(size=(5, d)), rowvar=False)
+  c2 = np.cov(rng.normal(size=(40, d)) * np.arange(1, d + 1), rowvar=False)
+  textbook = (np.sum((mu1 - mu2) ** 2) + np.trace(c1) + np.trace(c2)
+              - 2 * np.trace(scipy.linalg.sqrtm(c1 @ c2).real))
+  assert metrics.frechet_distance(mu1, c1, mu2, c2) == pytest.approx(
+      textbook, rel=1e-6)
+  # 1-D: (m1 - m2)^2 + (s1 - s2)^2.
+  assert metrics.frechet_distance([1.0], [[4.0]], [-2.0], [[1.0]]) == \
+      pytest.approx(9.0 + 1.0)
+  # From samples: the Gaussian fits converge to the closed form.
+  n = 200_000
+  xa = rng.normal(size=(n, d)) * np.sqrt(a) @ r.T + mu1
+  xb = rng.normal(size=(n, d)) * np.sqrt(b) @ r.T + mu2
+  assert metrics.distance_of_features(xa, xb) == pytest.approx(want, rel=0.02)
+
+
+def _tiny_scorer():
+  model = FadAutoencoder((8, 8, 1), latent_dim=6, hidden=(4, 8),
+                             rngs=nnx.Rngs(0))
+  model.eval()
+  return metrics.FadScorer(model, batch_size=32)
+
+
+def test_fad_of_a_set_against_itself_is_zero():
+  scorer = _tiny_scorer()
+  rng = np.random.default_rng(0)
+  images = rng.uniform(size=(50, 8, 8, 1)).astype(np.float32)
+  feats = scorer.features(images)          # 2 batches, the last one padded
+  assert feats.shape == (50, 6)
+  # Eval-mode codes are per image: padding and batch position do not matter.
+  np.testing.assert_allclose(scorer.features(images[40:]), feats[40:],
+                             rtol=1e-5, atol=1e-6)
+  assert abs(scorer.distance(images, images)) < 1e-6
+  other = np.clip(images * 0.5 + 0.4, 0, 1)
+  assert scorer.distance(images, other) > 1e-3
+  np.testing.assert_allclose(
+      scorer.distance(images, other),
+      metrics.distance_of_features(scorer.features(images),
+                                   scorer.features(other)), rtol=1e-12)
+
+
+# ------------------------------------------------------------- classification
+
+def test_mse_count_and_cross_entropy_losses():
+  rate = jnp.asarray([[0.8, 0.1, 0.0], [0.2, 0.4, 0.6], [1.0, 0.0, 0.0]])
+  label = jnp.asarray([0, 2, 1])
+  valid = jnp.asarray([1.0, 1.0, 0.0])                          # row 2 = padding
+  num, den = losses.class_loss_sums(rate, label, "mse_count", 8, valid)
+  onehot = np.eye(3)[[0, 2, 1]]
+  se = ((np.asarray(rate) - onehot) ** 2).sum(-1)
+  assert float(den) == 6.0                                      # 2 rows x K
+  np.testing.assert_allclose(float(num) / float(den), se[:2].sum() / 6,
+                             rtol=1e-6)
+  # Paper B's loss on the full batch is torch's F.mse_loss (mean over B*K).
+  num, den = losses.class_loss_sums(rate, label, "mse_count", 8)
+  np.testing.assert_allclose(float(num) / float(den), se.mean() / 3, rtol=1e-6)
+  num, den = losses.class_loss_sums(rate, label, "cross_entropy", 8, valid)
+  logits = 8 * np.asarray(rate)
+  logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+  ce = -logp[np.arange(3), [0, 2, 1]]
+  np.testing.assert_allclose(float(num) / float(den), ce[:2].mean(), rtol=1e-5)
+  correct, n = losses.correct_sums(rate, label, valid)
+  assert (float(correct), float(n)) == (2.0, 2.0)

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 
 from scnn_jax import trainer
-from tests.test_train_integration import REPO, tiny_config
+from tests.workdirs import REPO, tiny_config
 
 CHILD = r"""
 import json, sys
@@ -21,7 +21,7 @@ from absl import logging
 logging.set_verbosity(logging.INFO)
 sys.path.insert(0, {repo!r})
 from scnn_jax import images, trainer, writers
-from tests.test_train_integration import tiny_config
+from tests.workdirs import tiny_config
 
 writes = {{"metrics": 0, "images": 0, "results": 0}}
 real_write, real_png = writers.MetricWriter.write, images.save_png

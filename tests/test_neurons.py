@@ -101,16 +101,35 @@ def test_bptt_gradient_equals_hand_derivation(detach):
   np.testing.assert_allclose(grad, [g1 + g2 * beta * dv1_du1, g2], rtol=1e-5)
 
 
-def test_alif_gradients_reach_tau_and_threshold_and_are_finite():
-  X = jnp.asarray(_currents(scale=1.5))
+def test_alif_gradient_equals_hand_derivation_at_t2():
+  """Paper B's ALIF over T = 2 from rest, k = 1/tau = sigmoid(w):
+  h1 = k x1, s1 = H(h1 - th), v1 = (1 - S1) h1 (reset detached),
+  h2 = (1 - k) v1 + k x2, s2 = H(h2 - th); ATan surrogate (alpha 2):
+  g(u) = 1 / (1 + (pi u)^2). For L = sum(s1 + 2 s2):
+  dL/dth = -sum(g1 + 2 g2),
+  dL/dk = sum(g1 x1 + 2 g2 ((1 - S1) x1 (1 - 2k) + x2)), dk/dw = k (1 - k).
+  Two neurons: one silent at t = 1 (x1 = 0.8), one that fires and resets
+  (x1 = 1.2), so both branches of the reset are in the sum."""
+  x = jnp.asarray([[0.8, 1.2], [1.4, 0.6]])               # [T=2, 2 neurons]
 
-  def loss(w, thr):
-    s, _ = neurons.alif_scan(X, tau=1.0 / jax.nn.sigmoid(w), threshold=thr)
-    return jnp.mean((s - 0.3) ** 2)
+  def loss(w, th):
+    s, _ = neurons.alif_scan(x, tau=1.0 / jax.nn.sigmoid(w), threshold=th)
+    return jnp.sum(s[0] + 2.0 * s[1])
 
-  gw, gth = jax.grad(loss, argnums=(0, 1))(0.0, 0.5)
-  assert np.isfinite(gw) and np.isfinite(gth)
-  assert gw != 0 and gth != 0
+  w, th = 0.0, 0.5
+  gw, gth = jax.grad(loss, argnums=(0, 1))(w, th)
+  k = 1.0 / (1.0 + np.exp(-w))
+  x1, x2 = np.array([0.8, 1.2]), np.array([1.4, 0.6])
+  h1 = k * x1
+  S1 = (h1 >= th).astype(float)
+  np.testing.assert_array_equal(S1, [0.0, 1.0])
+  h2 = (1 - k) * (1 - S1) * h1 + k * x2
+  g = lambda u: 1.0 / (1.0 + (np.pi * u) ** 2)
+  g1, g2 = g(h1 - th), g(h2 - th)
+  want_th = -np.sum(g1 + 2 * g2)
+  want_k = np.sum(g1 * x1 + 2 * g2 * ((1 - S1) * x1 * (1 - 2 * k) + x2))
+  np.testing.assert_allclose(gth, want_th, rtol=1e-6)
+  np.testing.assert_allclose(gw, want_k * k * (1 - k), rtol=1e-6)
 
 
 def test_vmap_over_parameters_equals_loop():

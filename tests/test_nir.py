@@ -11,9 +11,8 @@ from flax import nnx
 nir = pytest.importorskip("nir")
 
 from configs import base  # noqa: E402
-from scnn_jax import decoders, layers, sequential, tasks  # noqa: E402
+from scnn_jax import builders, decoders, layers, sequential  # noqa: E402
 from scnn_jax import nir as snir  # noqa: E402
-from scnn_jax.inference import data_spec  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +21,7 @@ def paper_a():
   width 8: built once for the tests of this file."""
   c = base.get_config()
   c.model.width = 8
-  return tasks.get(c).build_model(c, data_spec(c), nnx.Rngs(params=1))
+  return builders.model(c, seed=1)
 
 
 def _input(shape, seed=0, scale=2.0):

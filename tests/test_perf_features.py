@@ -279,8 +279,40 @@ def test_final_state_continues_the_sequence():
   np.testing.assert_array_equal(jnp.concatenate([a, b]), whole)
 
 
-def test_tune_host_allocator_is_harmless():
-  assert backend.tune_host_allocator() in (True, False)
+def test_tune_host_allocator_sets_glibc_malloc_on_linux(monkeypatch):
+  """On glibc it calls mallopt(M_MMAP_MAX=0), (M_TRIM_THRESHOLD=t),
+  (M_ARENA_MAX=1) and reports success; elsewhere it does nothing."""
+  import ctypes
+  import sys
+  calls = []
+
+  class FakeLibc:
+    def mallopt(self, param, value):
+      calls.append((param, value))
+      return 1
+
+  monkeypatch.setattr(sys, "platform", "linux")
+  monkeypatch.setattr(ctypes, "CDLL", lambda name: FakeLibc())
+  assert backend.tune_host_allocator(trim_threshold=1234) is True
+  assert calls == [(-4, 0), (-1, 1234), (-8, 1)]
+
+  calls.clear()
+
+  class RefusingLibc(FakeLibc):
+    def mallopt(self, param, value):
+      calls.append((param, value))
+      return 0
+
+  monkeypatch.setattr(ctypes, "CDLL", lambda name: RefusingLibc())
+  assert backend.tune_host_allocator() is False
+  monkeypatch.setattr(sys, "platform", "darwin")
+  calls.clear()
+  assert backend.tune_host_allocator() is False and calls == []
+
+
+def test_tune_host_allocator_leaves_computation_correct():
+  assert float(jnp.sum(jnp.ones((1000, 1000)))) == 1e6
+  backend.tune_host_allocator()
   assert float(jnp.sum(jnp.ones((1000, 1000)))) == 1e6
 
 

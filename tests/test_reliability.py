@@ -17,10 +17,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from scnn_jax import data, inference, metrics, trainer, watchdog
+from scnn_jax import data, inference, metrics, schema, trainer, watchdog
 from scnn_jax.checkpoint import CheckpointError
 from scnn_jax.config_lib import ConfigError
-from tests.test_train_integration import REPO, tiny_config
+from tests.workdirs import REPO, tiny_config
 
 
 def _params(workdir):
@@ -357,7 +357,7 @@ def test_nan_skip_policy_carries_on(tmp_path, monkeypatch, caplog):
 
 def test_extreme_masks_and_constant_images_give_finite_numbers():
   spec = types.SimpleNamespace(image_shape=(16, 16, 3), num_classes=None)
-  run = trainer.setup(tiny_config(), spec)
+  run = trainer.setup(schema.validate(tiny_config()), spec)
   rng = np.random.default_rng(0)
   masks = np.zeros((8, 16, 16, 1), np.float32)
   masks[1] = 1.0                      # whole image is a hole
@@ -444,7 +444,7 @@ def test_invalid_values_are_named_before_anything_runs(draw):
   with node.ignore_type():
     node[name] = value
   with pytest.raises(ConfigError) as err:
-    trainer.validate(config)
+    schema.validate(config)
   assert err.value.field == field, (field, value, str(err.value))
   assert str(err.value).startswith(f"config.{field} = ")
 
@@ -468,6 +468,7 @@ def test_valid_random_tiny_configs_train_a_step(neuron, surrogate, decoder,
                       reset=reset, T=T, width=width, threshold=threshold,
                       noise_resample=resample)
   config.masks.kind = mask_kind
+  config = schema.validate(config)
   ds = data.build(config)
   run = trainer.setup(config, ds)
   out = run.train_step(next(ds.train_iterator(0, config.train.batch_size)))

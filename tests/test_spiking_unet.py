@@ -6,8 +6,6 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from scnn_jax import tasks
-from scnn_jax.config_lib import ConfigError
 from scnn_jax.data import photos
 from scnn_jax.models.spiking_unet import PriorSpikingUNet
 
@@ -84,20 +82,6 @@ def test_surrogate_gradient_reaches_the_first_spiking_layer():
   assert np.isfinite(g).all() and np.abs(g).max() > 0
   assert net.receptive_field == 1 + 2 + 2 + 2 + 4 + 2 * 4   # hand count: 17
   assert _net(depth=3).receptive_field == 35
-
-
-def test_config_validation_names_the_field():
-  from configs import spiking_unet
-  c = spiking_unet.get_config()
-  task = tasks.get(c)
-  task.validate(c)
-  c.model.depth = 0
-  with pytest.raises(ConfigError, match="model.depth"):
-    task.validate(c)
-  c.model.depth = 3
-  c.model.mask_channel = False
-  with pytest.raises(ConfigError, match="model.mask_channel"):
-    task.validate(c)
 
 
 def test_photos_split_is_by_whole_photo():

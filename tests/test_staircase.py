@@ -8,9 +8,7 @@ import pytest
 from flax import nnx
 
 from scnn_jax import neurons, staircase, surrogate
-from scnn_jax.config_lib import ConfigError
-from scnn_jax.models import inpainting
-from scnn_jax.tasks.inpaint import InpaintTask
+from scnn_jax.models import scnn
 
 BETA = float(np.exp(-1 / 40))   # configs/base.py: tau 40 steps
 
@@ -58,9 +56,9 @@ def test_gradient_is_the_surrogate_at_each_step_of_the_staircase():
 
 
 def _scnn(neuron, kw):
-  return inpainting.SCNN(4, 3, width=8, T=8, num_layers=2, neuron=neuron,
-                         neuron_kwargs=kw, noise_std=0.1,
-                         noise_resample="sequence", rngs=nnx.Rngs(0))
+  return scnn.SCNN(4, 3, width=8, T=8, num_layers=2, neuron=neuron,
+                    neuron_kwargs=kw, noise_std=0.1,
+                    noise_resample="sequence", rngs=nnx.Rngs(0))
 
 
 def test_scnn_with_the_staircase_computes_the_same_images():
@@ -80,32 +78,3 @@ def test_scnn_with_the_staircase_computes_the_same_images():
   grads = nnx.jit(nnx.grad(lambda m: jnp.mean(run(m) ** 2)))(b)
   grad = grads["spiking"]["conv"]["kernel"][...]
   assert np.all(np.isfinite(grad)) and np.any(grad != 0)
-
-
-def _config(**model):
-  from ml_collections import config_dict
-  import importlib.util
-  spec = importlib.util.spec_from_file_location("base", "configs/base.py")
-  base = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(base)
-  c = base.get_config()
-  c.model.neuron_solver = "staircase"
-  c.model.update(model)
-  return config_dict.FrozenConfigDict(c)
-
-
-@pytest.mark.parametrize("field, value, message", [
-    ("encoder", "rate", "config.model.encoder = 'rate': must be 'direct'"),
-    ("reset", "subtract", "config.model.reset = 'subtract': must be 'zero'"),
-    ("noise_resample", "step",
-     "config.model.noise_resample = 'step': must be 'sequence'"),
-    ("name", "cnn", "config.model.name = 'cnn': must be 'scnn'"),
-])
-def test_staircase_rejects_configs_where_the_input_varies(field, value,
-                                                          message):
-  c = _config(**{field: value})
-  with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
-    InpaintTask(c).validate(c)
-  InpaintTask(_config()).validate(_config())           # the base is fine
-  InpaintTask(_config(noise_resample="step", noise_std=0.0)).validate(
-      _config(noise_resample="step", noise_std=0.0))   # no noise: constant

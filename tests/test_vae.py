@@ -1,5 +1,5 @@
-"""task="generate": the spiking VAE (shapes, sampling determinism, training),
-its building blocks, the device-split invariance and the whole trainer run."""
+"""scnn_jax.models.vae: the spiking VAE (shapes, sampling determinism), its
+loss on 1 and 8 devices, and task="generate" through the whole loop."""
 
 import json
 import types
@@ -11,9 +11,7 @@ import pytest
 from flax import nnx
 
 from configs import vae_mnist5k
-from scnn_jax import inference, parallel, tasks, trainer
-from scnn_jax.config_lib import ConfigError
-from scnn_jax import blocks
+from scnn_jax import builders, inference, parallel, schema, tasks, trainer
 from scnn_jax.models import vae
 
 TINY = dict(T=4, latent_dim=8, hidden=(4, 8), k=4)
@@ -49,51 +47,12 @@ def tiny_config(latent="fsvae"):
   c.data.update(image_size=8, num_eval=24)
   c.train.update(steps=4, batch_size=8, eval_batch_size=16, log_every=2,
                  eval_every=4, checkpoint_every=4, num_sample_images=4)
-  return c
+  return schema.validate(c)
 
 
 def _images(n=8, seed=0):
   rng = np.random.default_rng(seed)
   return jnp.asarray(rng.uniform(size=(n, 8, 8, 1)).astype(np.float32))
-
-
-def test_transposed_conv_matches_pytorch_definition():
-  """out[o] = sum over o = 2 i - 1 + k of x[i] W[k] (PyTorch ConvTranspose2d
-  with stride 2, padding 1, output padding 1; W = kernel flipped), in both
-  formulations."""
-  rngs = nnx.Rngs(0)
-  phase = blocks.ConvTranspose2d(3, 5, strides=2, padding=1, output_padding=1,
-                              rngs=rngs)
-  dilated = blocks.ConvTranspose2d(3, 5, strides=2, padding=1, output_padding=1,
-                                impl="dilated", rngs=rngs)
-  dilated.kernel[...] = phase.kernel[...]
-  x = np.random.default_rng(1).normal(size=(2, 3, 4, 3)).astype(np.float32)
-  w = np.asarray(phase.kernel[...])[::-1, ::-1]
-  want = np.zeros((2, 6, 8, 5))
-  for i in range(3):
-    for j in range(4):
-      for a in range(3):
-        for b in range(3):
-          oh, ow = 2 * i - 1 + a, 2 * j - 1 + b
-          if 0 <= oh < 6 and 0 <= ow < 8:
-            want[:, oh, ow] += x[:, i, j] @ w[a, b]
-  for layer in (phase, dilated):
-    np.testing.assert_allclose(np.asarray(layer(jnp.asarray(x))), want,
-                               atol=1e-5)
-
-
-def test_tdbn_normalises_over_time_batch_space_and_tracks_running_stats():
-  bn = blocks.BatchNorm(2, gain=0.4, axis_name=None)
-  x = np.random.default_rng(0).normal(3.0, 2.0, (4, 5, 3, 3, 2))
-  y = np.asarray(bn(jnp.asarray(x, jnp.float32)))
-  np.testing.assert_allclose(y.mean((0, 1, 2, 3)), 0.0, atol=1e-5)
-  np.testing.assert_allclose(y.std((0, 1, 2, 3)), 0.4, rtol=1e-3)
-  n = x[..., 0].size
-  np.testing.assert_allclose(np.asarray(bn.mean[...]), 0.1 * x.mean((0, 1, 2, 3)),
-                             rtol=1e-5)
-  np.testing.assert_allclose(np.asarray(bn.var[...]),
-                             0.9 + 0.1 * x.var((0, 1, 2, 3)) * n / (n - 1),
-                             rtol=1e-5)
 
 
 def _spread_prior(model):
@@ -150,8 +109,7 @@ def test_loss_is_the_same_on_1_and_8_devices(latent, decoder):
   config = tiny_config(latent)
   config.model.image_decoder = decoder
   task = tasks.get(config)
-  model = task.build_model(
-      config, types.SimpleNamespace(image_shape=(8, 8, 1)), nnx.Rngs(0))
+  model = builders.model(config, seed=0)
   model.train()
   graph, state = nnx.split(model)
   batch = {"image": np.asarray(_images(16)), "valid": np.ones((16,), np.float32)}
@@ -205,35 +163,3 @@ def test_train_generate_then_load_and_sample(tmp_path):
   images = np.asarray(jitted(lambda m, k: m.sample(3, k))(
       loaded.model, jax.random.key(0)))
   assert images.shape == (3, 8, 8, 1) and np.all(np.isfinite(images))
-
-
-@pytest.mark.parametrize("field, value, message", [
-    ("model.latent", "gauss", "must be one of fsvae, esvae"),
-    ("model.image_decoder", "rate", "must be one of fixed_decay, taid"),
-    ("model.T", 0, "must be an integer >= 1"),
-    ("data.image_size", 16, "must be 8"),
-    ("metrics.fad_workdir", "/nonexistent", "not a FAD autoencoder workdir"),
-    ("metrics.inception_weights", "/nonexistent.npz", "file not found"),
-])
-def test_config_errors_name_the_field(field, value, message):
-  config = tiny_config()
-  section, key = field.split(".")
-  config[section][key] = value
-  with pytest.raises(ConfigError, match=message) as e:
-    trainer.validate(config)
-  assert f"config.{field}" in str(e.value)
-
-
-@pytest.mark.parametrize("name", ["vae_mnist5k", "vae_mnist",
-                                  "vae_fashion_mnist", "vae_cifar10",
-                                  "vae_celeb_a", "fad_mnist5k", "fad_mnist",
-                                  "fad_fashion_mnist", "fad_cifar10",
-                                  "fad_celeb_a"])
-def test_generation_configs_validate(name):
-  import importlib
-  config = importlib.import_module(f"configs.{name}").get_config()
-  trainer.validate(config)          # no dataset opened
-  if name.startswith("vae_"):
-    assert config.model.T == 16 and config.model.k == 20
-    size = 2 * 2 ** len(config.model.hidden)
-    assert config.data.image_size == size

@@ -1,11 +1,12 @@
-"""The grain input pipeline: shuffle, decode + crop + mask, host slice, batch.
+"""The grain input pipeline: shuffle, decode + crop (+ a task's transform), host slice, batch.
 
 Every training example is a pure function of ``(config.seed, global example
 position)``: position ``i`` belongs to global batch ``i // G`` (``G`` = global
 batch size), row ``i % G``. Its source item is ``order[i]`` where ``order`` is
 a seeded ``grain`` shuffle of the source, reshuffled every epoch (infinite
-repeat); its random crop and its mask are drawn from generators seeded with
-``(seed, i)``. Hence
+repeat); its random crop, and whatever the task's transform adds (the
+inpainting task's hole mask, ``masks.HoleMasks``), are drawn from generators
+seeded with ``(seed, i)``. Hence
 
 * resuming is free: ``train_iterator(start_step=k)`` starts reading at
   position ``k * G`` and yields exactly the batches an uninterrupted run
@@ -28,12 +29,16 @@ so the stream is the same batches in the same order for any worker count.
 Batches are dicts of numpy arrays (``b`` = host-local batch size):
 
 ``image``       float32 ``[b, H, W, C]`` in [0, 1]
-``mask``        float32 ``[b, H, W, 1]``, 1 = hole (missing), 0 = known
 ``label``       int32 ``[b]`` (zeros if the dataset has no labels)
 ``valid``       float32 ``[b]``: 1 for real examples, 0 for eval padding
 ``example_id``  int32 ``[b]``: global example position modulo 2**31 (train) or
                 eval index (eval); e.g. ``SpikingConv2d(example_ids=...)`` so
                 per-example noise does not depend on the device split.
+
+plus the fields of the dataset's ``transform`` (float32): for inpainting
+``mask`` ``[b, H, W, 1]``, 1 = hole (missing), 0 = known. A transform has
+``train(seed, position) -> dict`` and ``eval(index) -> dict`` (pure functions
+of their arguments); the eval set keeps its ``eval`` fields as computed.
 """
 
 from __future__ import annotations
@@ -45,7 +50,6 @@ import grain
 import numpy as np
 
 from scnn_jax.config_lib import ConfigError, check_int
-from scnn_jax.masks import MaskGenerator
 
 TRAIN_CROP_STREAM = 0x7472636B   # "trck": training crops
 SHUFFLE_STREAM = 0x73687566      # "shuf": the order of the source
@@ -105,11 +109,11 @@ def _absl_flags_ready():
 class Dataset:
   """What ``data.build(config)`` returns. See the module docstring."""
 
-  def __init__(self, source, masks: MaskGenerator, *, seed: int,
-               prefetch: int = 2, num_threads: int = 2, num_workers: int = 0,
+  def __init__(self, source, *, seed: int, transform=None,
+               prefetch: int = 4, num_threads: int = 2, num_workers: int = 0,
                name: str = ""):
     self.source = source
-    self.masks = masks
+    self.transform = transform
     self.seed = int(seed)
     self.prefetch = int(prefetch)
     self.num_threads = int(num_threads)
@@ -134,13 +138,15 @@ class Dataset:
   def _make_train_example(self, position: int, index: int) -> dict:
     rng = np.random.default_rng([self.seed, position, TRAIN_CROP_STREAM])
     image, label = self.source.train_example(int(index), rng)
-    return {
+    example = {
         "image": image.astype(np.float32) / np.float32(255.0),
-        "mask": self.masks.train(self.seed, position),
         "label": np.int32(label),
         "valid": np.float32(1.0),
         "example_id": np.int32(position % 2**31),
     }
+    if self.transform is not None:
+      example.update(self.transform.train(self.seed, position))
+    return example
 
   def train_example(self, position: int) -> dict:
     """Global training example ``position`` (a pure function of it)."""
@@ -193,12 +199,16 @@ class Dataset:
 
   # -- evaluation ------------------------------------------------------------
   def eval_set(self) -> dict:
-    """The whole fixed eval set (computed once): uint8 images, uint8 masks."""
+    """The whole fixed eval set (computed once): uint8 images, int32 labels
+    and the transform's eval fields (inpainting: uint8 masks)."""
     if self._eval_cache is None:
       images, labels = self.source.eval_set()
-      masks = np.stack([self.masks.eval(k) for k in range(len(images))])
-      self._eval_cache = {"image": images, "mask": masks.astype(np.uint8),
+      self._eval_cache = {"image": images,
                           "label": np.asarray(labels, np.int32)}
+      if self.transform is not None:
+        fields = [self.transform.eval(k) for k in range(len(images))]
+        for key in (fields[0] if fields else {}):
+          self._eval_cache[key] = np.stack([f[key] for f in fields])
     return self._eval_cache
 
   @property
@@ -213,7 +223,8 @@ class Dataset:
     ``batch_size`` is the global eval batch size. The last global batch is
     padded with copies of eval example 0 marked ``valid = 0`` (finite values,
     so masked metrics stay finite before weighting). Identical on every call
-    and for every ``config.seed``; masks come from ``masks.eval_seed``.
+    and for every ``config.seed``; inpainting masks come from
+    ``masks.eval_seed``.
     """
     local = _check_hosts(batch_size, process_index, process_count, batch_field)
     ev = self.eval_set()
@@ -224,11 +235,13 @@ class Dataset:
                        start + (process_index + 1) * local)
       valid = rows < n
       src = np.where(valid, rows, 0)
-      out.append({
+      batch = {
           "image": ev["image"][src].astype(np.float32) / np.float32(255.0),
-          "mask": ev["mask"][src].astype(np.float32),
           "label": ev["label"][src],
           "valid": valid.astype(np.float32),
           "example_id": rows.astype(np.int32),
-      })
+      }
+      for key in sorted(ev.keys() - {"image", "label"}):
+        batch[key] = ev[key][src].astype(np.float32)
+      out.append(batch)
     return out

@@ -30,7 +30,13 @@ from __future__ import annotations
 
 import math
 
+import jax
 import jax.numpy as jnp
+
+# Classification losses (paper B): MSE of the count rate against the one-hot
+# label (PyTorch's F.mse_loss, the mean over B * K), or softmax cross-entropy
+# on the spike count T * rate.
+CLASS_LOSSES = ("mse_count", "cross_entropy")
 
 
 def check_shapes(pred, target, mask=None, valid=None):
@@ -128,3 +134,33 @@ def full_mse(pred, image, mask, valid=None):
   weight is 0. Jittable.
   """
   return masked_mse_from_sums(*full_se_sums(pred, image, mask, valid))
+
+
+# ---------------------------------------------------------------- classification
+
+
+def class_loss_sums(rate, label, kind: str, T: int, valid=None):
+  """``(numerator, denominator)`` of the loss over this batch's valid rows.
+
+  ``rate`` [B, K] = spike count / T; ``label`` [B] int.
+  """
+  k = rate.shape[-1]
+  valid = (jnp.ones(rate.shape[:1], rate.dtype) if valid is None
+           else valid.astype(rate.dtype))
+  onehot = jax.nn.one_hot(label, k, dtype=rate.dtype)
+  if kind == "mse_count":
+    per_example = jnp.sum((rate - onehot) ** 2, axis=-1)
+    return jnp.sum(valid * per_example), jnp.sum(valid) * k
+  if kind == "cross_entropy":
+    logp = jax.nn.log_softmax(rate * T, axis=-1)
+    per_example = -jnp.sum(onehot * logp, axis=-1)
+    return jnp.sum(valid * per_example), jnp.sum(valid)
+  raise ValueError(f"unknown loss {kind!r}; allowed: {', '.join(CLASS_LOSSES)}")
+
+
+def correct_sums(rate, label, valid=None):
+  """``(number correct, number of valid rows)``."""
+  valid = (jnp.ones(rate.shape[:1], jnp.float32) if valid is None
+           else valid.astype(jnp.float32))
+  hit = (jnp.argmax(rate, axis=-1) == label).astype(jnp.float32)
+  return jnp.sum(valid * hit), jnp.sum(valid)

@@ -41,15 +41,6 @@ import jax.numpy as jnp
 from flax import nnx
 
 from scnn_jax import layers, smooth_fill
-from scnn_jax.config_lib import check_choice, check_int
-
-
-def validate(m, prefix="model") -> None:
-  """Checks the fields only this model reads."""
-  check_int(f"{prefix}.depth", m.depth, 1, 5)
-  check_int(f"{prefix}.bottleneck_layers", m.bottleneck_layers, 0, 8)
-  check_choice(f"{prefix}.prior_order", m.prior_order, smooth_fill.ORDERS)
-  check_int(f"{prefix}.prior_iters", m.prior_iters, 0)
 
 
 def widths(width: int, depth: int) -> list[int]:

@@ -1,18 +1,18 @@
-"""Tasks the trainer can run, by ``config.task``."""
+"""Tasks the training loop can run, by ``config.task``."""
 
 from __future__ import annotations
 
-from scnn_jax.config_lib import check_choice
 from scnn_jax.tasks.base import Task
 from scnn_jax.tasks.classify import ClassifyTask
 from scnn_jax.tasks.generate import FadAutoencoderTask, GenerateTask
 from scnn_jax.tasks.inpaint import InpaintTask
 
-TASKS: dict[str, type[Task]] = {"inpaint": InpaintTask}
-TASKS["classify"] = ClassifyTask
-TASKS.update(generate=GenerateTask, fad_autoencoder=FadAutoencoderTask)
+TASKS: dict[str, type[Task]] = {
+    "inpaint": InpaintTask, "classify": ClassifyTask,
+    "generate": GenerateTask, "fad_autoencoder": FadAutoencoderTask,
+}
 
 
 def get(config) -> Task:
-  check_choice("task", config.task, TASKS)
+  """The task of a validated ``config`` (``scnn_jax.schema``)."""
   return TASKS[config.task](config)

@@ -1,8 +1,12 @@
-"""The contract between the generic trainer and a task (inpaint, classify, ...).
+"""The contract between the generic training loop and a task (inpaint,
+classify, generate, fad_autoencoder).
 
-The trainer owns the loop, sharding, checkpoints and files; a task owns what
-is specific to it. All model-facing methods run INSIDE the jitted per-device
-step on this device's rows of the batch; they must be pure JAX.
+The loop owns the run, sharding, checkpoints and files; the model comes from
+``scnn_jax.models.registry`` by name and the config is checked by
+``scnn_jax.schema``. A task owns what is specific to its job: the loss, the
+predictions and the metrics. The model-facing methods (``loss``,
+``predict``) run INSIDE the jitted per-device step (``scnn_jax.steps``) on
+this device's rows of the batch; they must be pure JAX.
 """
 
 from __future__ import annotations
@@ -14,22 +18,15 @@ from flax import nnx
 
 
 class Task(abc.ABC):
-  """Built once per run as ``TaskClass(config)``."""
+  """Built once per run as ``TaskClass(config)`` (a validated config)."""
   name: str = ""
 
   def __init__(self, config):
     del config
 
   @abc.abstractmethod
-  def validate(self, config) -> None:
-    """Checks the task's own config fields (``config.model``...); ConfigError."""
-
-  @abc.abstractmethod
-  def build_model(self, config, dataset, rngs: nnx.Rngs) -> nnx.Module:
-    """The model for ``dataset`` (``dataset.image_shape``, ``num_classes``)."""
-
-  @abc.abstractmethod
-  def loss(self, model, batch: dict, *, rngs: nnx.Rngs, example_ids):
+  def loss(self, model: nnx.Module, batch: dict, *, rngs: nnx.Rngs,
+           example_ids):
     """Training loss as LOCAL sums: ``(numerator, denominator, aux)``.
 
     The step divides ``numerator`` by the ``denominator`` summed over all
@@ -39,7 +36,7 @@ class Task(abc.ABC):
     """
 
   @abc.abstractmethod
-  def predict(self, model, batch: dict) -> dict[str, Any]:
+  def predict(self, model: nnx.Module, batch: dict) -> dict[str, Any]:
     """Deterministic eval outputs, each with the batch on axis 0."""
 
   @abc.abstractmethod

@@ -36,29 +36,10 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-from etils import epath
 
-from scnn_jax import conv as conv_lib
-from scnn_jax import fad
+from scnn_jax import inception, inference
 from scnn_jax.metrics import frechet
-from scnn_jax.config_lib import ConfigError, check_choice, check_int, check_number
-from scnn_jax.models import fad_autoencoder, vae
 from scnn_jax.tasks.base import Task
-from scnn_jax.tasks.neuron_fields import neuron_kwargs
-from scnn_jax.tasks.neuron_fields import validate as validate_neuron
-
-MODELS = ("svae",)
-
-
-def _get(cfg, key, default=None):
-  try:
-    return cfg.get(key, default)
-  except AttributeError:
-    return getattr(cfg, key, default)
-
-
-def _hidden(config):
-  return tuple(config.model.hidden)
 
 
 class GenerationAccumulator:
@@ -112,87 +93,34 @@ class GenerationAccumulator:
       out["fad_status"] = self.fad_status or "too few images"
     if self.inception is not None and self.n >= 2:
       out["inception_score"], out["inception_score_std"] = (
-          _inception().inception_score(np.concatenate(self.logits_fake),
+          inception.inception_score(np.concatenate(self.logits_fake),
                                        self.splits))
-      out["fid"] = _inception().fid(np.concatenate(self.pool_fake),
+      out["fid"] = inception.fid(np.concatenate(self.pool_fake),
                                     np.concatenate(self.pool_real))
     else:
       out["inception_status"] = self.inception_status or "too few images"
     return out
 
 
-def _inception():
-  from scnn_jax import inception
-  return inception
+def load_fad_scorer(workdir, batch_size: int = 256) -> frechet.FadScorer:
+  """The FAD scorer of a trained autoencoder workdir, with its reference
+  statistics (``python -m scnn_jax.fad`` writes both)."""
+  return frechet.FadScorer(inference.load(workdir).model, batch_size,
+                           frechet.read_reference(workdir))
 
 
 class GenerateTask(Task):
   name = "generate"
 
   def __init__(self, config):
-    met = _get(config, "metrics", None)
-    self.sample_seed = int(_get(met, "sample_seed", 0) or 0)
-    self.fad_workdir = _get(met, "fad_workdir", None)
-    self.inception_weights = _get(met, "inception_weights", None)
-    self.inception_batch_size = int(_get(met, "inception_batch_size", 50) or
-                                    50)
-    self.inception_splits = int(_get(met, "inception_splits", 10) or 10)
+    met = config.metrics
+    self.sample_seed = met.sample_seed
+    self.fad_workdir = met.fad_workdir
+    self.inception_weights = met.inception_weights
+    self.inception_batch_size = met.inception_batch_size
+    self.inception_splits = met.inception_splits
     self._fad = None
     self._inception_net = None
-
-  # -- config ----------------------------------------------------------------
-  def validate(self, config) -> None:
-    m = config.model
-    check_choice("model.name", m.name, MODELS)
-    check_int("model.T", m.T, 1)
-    check_choice("model.latent", m.latent, vae.LATENTS)
-    check_int("model.latent_dim", m.latent_dim, 1)
-    check_int("model.k", m.k, 1)
-    check_choice("model.image_decoder", m.image_decoder, vae.IMAGE_DECODERS)
-    check_number("model.decay", m.decay, low=0, high=1, low_open=True)
-    check_number("model.esvae_lambda", m.esvae_lambda, low=0)
-    check_choice("model.conv_impl", m.conv_impl, conv_lib.IMPL_CHOICES)
-    if not isinstance(m.scheduled_sampling, bool):
-      raise ConfigError("model.scheduled_sampling", m.scheduled_sampling,
-                        "must be True or False")
-    hidden = _hidden(config)
-    if not hidden:
-      raise ConfigError("model.hidden", m.hidden, "must list at least one "
-                        "conv width")
-    for i, width in enumerate(hidden):
-      check_int(f"model.hidden[{i}]", width, 1)
-    validate_neuron(m)
-    size = 2 * 2 ** len(hidden)
-    if config.data.image_size != size:
-      raise ConfigError("data.image_size", config.data.image_size,
-                        f"must be {size}: model.hidden={hidden} has "
-                        f"{len(hidden)} stride-2 layers down to 2x2")
-    met = _get(config, "metrics", None)
-    if met is None:
-      return
-    if self.fad_workdir is not None:
-      fad.check_workdir(self.fad_workdir, image_size=config.data.image_size,
-                        channels=config.data.channels)
-    if self.inception_weights is not None and not epath.Path(
-        self.inception_weights).exists():
-      raise ConfigError("metrics.inception_weights", self.inception_weights,
-                        "file not found; convert a checkpoint with "
-                        "scripts/convert_inception_weights.py "
-                        "(docs/generation.md)")
-    check_int("metrics.sample_seed", self.sample_seed, 0)
-    check_int("metrics.inception_batch_size", self.inception_batch_size, 1)
-    check_int("metrics.inception_splits", self.inception_splits, 1)
-
-  def build_model(self, config, dataset, rngs):
-    m = config.model
-    return vae.SpikingVAE(
-        tuple(dataset.image_shape), T=m.T, latent_dim=m.latent_dim,
-        hidden=_hidden(config), latent=m.latent, k=m.k,
-        image_decoder=m.image_decoder, decay=m.decay, neuron=m.neuron,
-        neuron_kwargs=neuron_kwargs(m),
-        scheduled_sampling=m.scheduled_sampling,
-        total_steps=config.train.steps, esvae_lambda=m.esvae_lambda,
-        conv_impl=m.conv_impl, rngs=rngs)
 
   # -- training ----------------------------------------------------------------
   def loss(self, model, batch, *, rngs, example_ids):
@@ -227,13 +155,13 @@ class GenerateTask(Task):
                     "-m scnn_jax.fad --config configs/fad_<data>.py, then "
                     "--config.metrics.fad_workdir=DIR)")
     elif self._fad is None:
-      self._fad = fad.load_scorer(self.fad_workdir)
+      self._fad = load_fad_scorer(self.fad_workdir)
     if self.inception_weights is None:
       inception_status = ("not computed: no Inception weights (see "
                           "docs/generation.md; --config.metrics."
                           "inception_weights=PATH)")
     elif self._inception_net is None:
-      self._inception_net = _inception().InceptionMetrics.load(
+      self._inception_net = inception.InceptionMetrics.load(
           self.inception_weights, self.inception_batch_size)
     return fad_status, inception_status
 
@@ -289,33 +217,9 @@ class LatentAccumulator:
     return out
 
 
-def _validate_ae(config):
-  m = config.model
-  check_int("model.latent_dim", m.latent_dim, 1)
-  hidden = tuple(m.hidden) if m.hidden else fad.default_hidden(
-      config.data.image_size)
-  for i, width in enumerate(hidden):
-    check_int(f"model.hidden[{i}]", width, 1)
-  size = 2 * 2 ** len(hidden)
-  if config.data.image_size != size:
-    raise ConfigError("data.image_size", config.data.image_size,
-                      f"must be {size} for {len(hidden)} stride-2 layers "
-                      f"(model.hidden={hidden}) down to 2x2")
-  return hidden
-
-
 class FadAutoencoderTask(Task):
   """``task = "fad_autoencoder"``: trains the FAD autoencoder with MSE."""
-  name = fad.TASK_NAME
-
-  def validate(self, config) -> None:
-    _validate_ae(config)
-
-  def build_model(self, config, dataset, rngs):
-    m = config.model
-    return fad_autoencoder.FadAutoencoder(tuple(dataset.image_shape), latent_dim=m.latent_dim,
-                          hidden=_validate_ae(config),
-                          conv_impl=m.get("conv_impl", "auto"), rngs=rngs)
+  name = "fad_autoencoder"
 
   def loss(self, model, batch, *, rngs, example_ids):
     del rngs, example_ids

@@ -1,4 +1,4 @@
-"""Inpainting networks: paper A's SC-NN and its same-size CNN baseline.
+"""Paper A's SC-NN and its same-size CNN baseline (inpainting networks).
 
 Both map an input ``[B, H, W, C_in]`` (the masked image, plus the mask as an
 extra channel unless disabled) to a restored image ``[B, H, W, C_out]`` in
@@ -24,6 +24,19 @@ OUTPUT_ACTIVATIONS = {
     "sigmoid": jax.nn.sigmoid,
     "clip": lambda x: jnp.clip(x, 0.0, 1.0),
 }
+
+
+def masked_input(image, mask, mask_channel: bool = True):
+  """The inpainting models' input: the image with its holes set to 0, and
+  (``mask_channel``, default; paper A: False) the mask as an extra channel.
+
+  ``image`` ``[B, H, W, C]`` in [0, 1], ``mask`` ``[B, H, W, 1]`` (1 = hole)
+  -> ``[B, H, W, C (+ 1)]``.
+  """
+  masked = image * (1.0 - mask)
+  if mask_channel:
+    return jnp.concatenate([masked, mask], axis=-1)
+  return masked
 
 
 def _conv_stack(width, out_channels, n, impl, dtype, rngs):

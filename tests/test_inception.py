@@ -1,6 +1,6 @@
-"""FAD / IS / FID: the Frechet distance in closed form, FAD of a set against
-itself, the Inception score's limits, the Inception-v3 weights file and the
-torch-free checkpoint converter (tested with randomly initialised weights)."""
+"""scnn_jax.inception: the Inception score's limits, the Inception-v3
+weights file, and the torch-free checkpoint converter
+(scripts/convert_inception_weights.py), with randomly initialised weights."""
 
 import importlib.util
 import io
@@ -14,68 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import scipy.linalg
-from flax import nnx
 
-from scnn_jax import fad, inception, metrics
+from scnn_jax import inception
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _rotation(d, seed):
-  q, _ = np.linalg.qr(np.random.default_rng(seed).normal(size=(d, d)))
-  return q
-
-
-def test_frechet_distance_closed_form():
-  # Commuting covariances R diag(a) R^T and R diag(b) R^T:
-  # d = |mu1 - mu2|^2 + sum_i (sqrt(a_i) - sqrt(b_i))^2.
-  d = 6
-  rng = np.random.default_rng(0)
-  r = _rotation(d, 1)
-  a, b = rng.uniform(0.5, 3.0, d), rng.uniform(0.5, 3.0, d)
-  mu1, mu2 = rng.normal(size=d), rng.normal(size=d)
-  s1, s2 = r @ np.diag(a) @ r.T, r @ np.diag(b) @ r.T
-  want = np.sum((mu1 - mu2) ** 2) + np.sum((np.sqrt(a) - np.sqrt(b)) ** 2)
-  assert metrics.frechet_distance(mu1, s1, mu2, s2) == pytest.approx(
-      want, rel=1e-9)
-  # Non-commuting, rank-deficient covariances (fewer samples than dimensions,
-  # as Inception features): the textbook formula with scipy's sqrtm.
-  c1 = np.cov(rng.normal(size=(5, d)), rowvar=False)
-  c2 = np.cov(rng.normal(size=(40, d)) * np.arange(1, d + 1), rowvar=False)
-  textbook = (np.sum((mu1 - mu2) ** 2) + np.trace(c1) + np.trace(c2)
-              - 2 * np.trace(scipy.linalg.sqrtm(c1 @ c2).real))
-  assert metrics.frechet_distance(mu1, c1, mu2, c2) == pytest.approx(
-      textbook, rel=1e-6)
-  # 1-D: (m1 - m2)^2 + (s1 - s2)^2.
-  assert metrics.frechet_distance([1.0], [[4.0]], [-2.0], [[1.0]]) == \
-      pytest.approx(9.0 + 1.0)
-  # From samples: the Gaussian fits converge to the closed form.
-  n = 200_000
-  xa = rng.normal(size=(n, d)) * np.sqrt(a) @ r.T + mu1
-  xb = rng.normal(size=(n, d)) * np.sqrt(b) @ r.T + mu2
-  assert metrics.distance_of_features(xa, xb) == pytest.approx(want, rel=0.02)
-
-
-def _tiny_scorer():
-  model = fad.FadAutoencoder((8, 8, 1), latent_dim=6, hidden=(4, 8),
-                             rngs=nnx.Rngs(0))
-  model.eval()
-  return fad.FadScorer(model, batch_size=32)
-
-
-def test_fad_of_a_set_against_itself_is_zero():
-  scorer = _tiny_scorer()
-  rng = np.random.default_rng(0)
-  images = rng.uniform(size=(50, 8, 8, 1)).astype(np.float32)
-  feats = scorer.features(images)          # 2 batches, the last one padded
-  assert feats.shape == (50, 6)
-  # Eval-mode codes are per image: padding and batch position do not matter.
-  np.testing.assert_allclose(scorer.features(images[40:]), feats[40:],
-                             rtol=1e-5, atol=1e-6)
-  assert abs(scorer.distance(images, images)) < 1e-6
-  other = np.clip(images * 0.5 + 0.4, 0, 1)
-  assert scorer.distance(images, other) > 1e-3
 
 
 def test_inception_score_limits():
@@ -86,6 +28,12 @@ def test_inception_score_limits():
   assert mean == pytest.approx(k, rel=1e-6) and std < 1e-6
   assert inception.inception_score(np.zeros((20, k)), splits=2)[0] == \
       pytest.approx(1.0)
+  # Two classes, p(y|x) = (0.9, 0.1) for half the images and (0.1, 0.9) for
+  # the rest: p(y) = (0.5, 0.5), KL = 0.9 ln 1.8 + 0.1 ln 0.2 for every image.
+  half = np.log(np.array([[0.9, 0.1]] * 5 + [[0.1, 0.9]] * 5))
+  want = np.exp(0.9 * np.log(1.8) + 0.1 * np.log(0.2))
+  assert inception.inception_score(half, splits=1) == pytest.approx(
+      (want, 0.0), rel=1e-9)
 
 
 @pytest.fixture(scope="module")
@@ -117,32 +65,15 @@ def test_inception_weights_file_layout_and_roundtrip(random_inception):
   assert np.all(np.isfinite(pool)) and pool.std() > 0
   np.testing.assert_allclose(net.features(images[4:])[0], pool[4:],
                              rtol=1e-4, atol=1e-5)
-  # (FID on 64 of the 2048 features: two 2048-d eigh take ~5 s.)
+  # FID is the Frechet distance of the pool features (on 64 of the 2048:
+  # two 2048-d eigh take ~5 s); of a set against itself 0.
+  from scnn_jax.metrics import frechet
   assert abs(inception.fid(pool[:, :64], pool[:, :64])) < 1e-6
+  other = net.features(images[::-1] * 0.5)[0]
+  assert inception.fid(pool[:, :64], other[:, :64]) == pytest.approx(
+      frechet.distance_of_features(pool[:, :64], other[:, :64]), rel=1e-12)
   with pytest.raises(FileNotFoundError, match="convert_inception_weights"):
     inception.read_weights(path.parent / "missing.npz")
-
-
-def test_generation_accumulator_scores_with_random_networks(random_inception,
-                                                           monkeypatch):
-  """The eval path of task="generate": recon MSE, FAD, IS and FID."""
-  from scnn_jax.tasks.generate import GenerationAccumulator
-  net = random_inception[2]
-  fid = inception.fid     # on 64 of the 2048 features, to keep the test fast
-  monkeypatch.setattr(inception, "fid", lambda a, b: fid(a[:, :64],
-                                                         b[:, :64]))
-  acc = GenerationAccumulator(_tiny_scorer(), net, splits=2)
-  rng = np.random.default_rng(0)
-  images = rng.uniform(size=(12, 8, 8, 1)).astype(np.float32)
-  valid = np.ones(12, np.float32)
-  valid[-2:] = 0                               # padding rows are ignored
-  acc.update(images[:6], images[:6] + 0.1, images[:6], valid[:6])
-  acc.update(images[6:], images[6:] + 0.1, images[6:], valid[6:])
-  r = acc.result()
-  assert r["num_images"] == 10
-  assert r["recon_mse"] == pytest.approx(0.01, rel=1e-5)
-  assert abs(r["fad"]) < 1e-6 and abs(r["fid"]) < 1e-3   # samples == data
-  assert r["inception_score"] >= 1.0
 
 
 # -- the converter, on files in PyTorch's two formats ------------------------
@@ -262,26 +193,3 @@ def test_converter_reads_pytorch_checkpoints_without_torch(
     np.testing.assert_array_equal(out[key], value, err_msg=key)
 
 
-def test_fad_autoencoder_trains_and_its_workdir_is_reused(tmp_path):
-  """task="fad_autoencoder" through the trainer, the held-out reference
-  statistics, and the workdir check a generation run does."""
-  from configs import fad_mnist5k
-  from scnn_jax import data, trainer
-  from scnn_jax.config_lib import ConfigError
-  config = fad_mnist5k.get_config()
-  config.model.update(latent_dim=4, hidden=(4, 8))
-  config.data.update(image_size=8, num_eval=24)
-  config.train.update(steps=4, batch_size=8, eval_batch_size=8, log_every=2,
-                      eval_every=4, checkpoint_every=4, num_sample_images=2)
-  summary = trainer.train_and_evaluate(config, tmp_path)
-  assert 0 < summary["eval"]["recon_mse"] < 1
-  assert summary["eval"]["num_images"] == 24
-  ref = fad.write_reference(tmp_path, config)
-  assert ref["n"] == 24
-  fad.check_workdir(tmp_path, image_size=8, channels=1)
-  with pytest.raises(ConfigError, match="data.image_size = 8"):
-    fad.check_workdir(tmp_path, image_size=32, channels=1)
-  scorer = fad.load_scorer(tmp_path)
-  held_out = data.build(config).eval_set()["image"] / np.float32(255.0)
-  # The held-out set against its own stored statistics: ~0.
-  assert abs(scorer.distance_to_reference(held_out)) < 1e-6

@@ -1,6 +1,6 @@
 """Inpainting with a spiking decoder path: the image is decoded from a sequence.
 
-Paper A's SC-NN (``models.inpainting.SCNN``) decodes the spikes of its one
+Paper A's SC-NN (``models.scnn.SCNN``) decodes the spikes of its one
 spiking layer right away (rate: mean over T) and finishes with ordinary convs.
 Paper B's question is how to turn a spiking network's output SEQUENCE into an
 image: a fixed rule (rate; FSVAE's fixed decay ``sum_t 0.8^(T-1-t) X_t``) or
@@ -33,15 +33,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from scnn_jax import layers
-from scnn_jax.config_lib import check_int
-from scnn_jax.models.inpainting import OUTPUT_ACTIVATIONS
-
-
-def validate(m, prefix="model") -> None:
-  """Checks the fields only this model reads (``model.spiking_layers``)."""
-  n = m.get("spiking_layers", None)
-  if n is not None:
-    check_int(f"{prefix}.spiking_layers", n, 1, m.num_layers - 1)
+from scnn_jax.models.scnn import OUTPUT_ACTIVATIONS
 
 
 class SpikingDecoderSCNN(nnx.Module):
@@ -53,7 +45,7 @@ class SpikingDecoderSCNN(nnx.Module):
     spiking_layers: how many of the ``num_layers - 1`` hidden layers are
       spiking (from the input side); default all of them.
     T, neuron, neuron_kwargs, noise_std, noise_mode, noise_resample,
-      encoder, order, conv_impl, remat, dtype: as ``models.inpainting.SCNN``
+      encoder, order, conv_impl, remat, dtype: as ``models.scnn.SCNN``
       (each spiking layer has its own neuron parameters and training noise;
       ``noise_resample=None`` keeps ``SpikingConv2d``'s default).
     decoder: ``scnn_jax.decoders.DECODERS`` name (TAID's T x T matrix is a

@@ -1,26 +1,13 @@
-"""The whole training loop on tiny data: outputs, resume, errors, CLI."""
+"""scnn_jax.trainer: the whole training loop on tiny data: what a run writes,
+resuming, and a resumed run equal to an uninterrupted one."""
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from configs import base
 from scnn_jax import trainer
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def tiny_config():
-  c = base.get_config()
-  c.model.width, c.model.T = 8, 4
-  c.data.image_size, c.data.num_eval = 16, 24
-  c.train.update(steps=6, batch_size=8, eval_batch_size=16, log_every=2,
-                 eval_every=3, checkpoint_every=3, num_sample_images=4)
-  return c
+from tests.workdirs import tiny_config
 
 
 def _records(workdir, kind):
@@ -85,50 +72,19 @@ def test_resume_equals_uninterrupted(tmp_path):
     assert split_loss[step] == pytest.approx(full_loss[step], rel=1e-5)
 
 
-def _cli(*args, cwd=REPO):
-  return subprocess.run([sys.executable, str(REPO / "train.py"), *args],
-                        cwd=cwd, capture_output=True, text=True, timeout=600)
-
-
-def test_cli_runs_and_rejects_bad_overrides(tmp_path):
-  # A relative --workdir, as users type it (Orbax itself needs absolute paths).
-  common = ["--config", str(REPO / "configs" / "base.py"), "--workdir=cli",
-            "--cpu_devices=2", "--config.model.width=4", "--config.model.T=2",
-            "--config.data.image_size=16", "--config.data.num_eval=8",
-            "--config.train.batch_size=4", "--config.train.eval_batch_size=8"]
-  ok = _cli(*common, "--config.train.steps=2", "--config.train.log_every=1",
-            "--config.train.checkpoint_every=1", cwd=tmp_path)
-  assert ok.returncode == 0, ok.stderr[-3000:]
-  assert "step 2/2" in ok.stderr and "steps/s" in ok.stderr
-  assert (tmp_path / "cli" / "results.json").exists()
-  assert (tmp_path / "cli" / "checkpoints" / "2").is_dir()
-
-  bad = _cli(*common, "--config.model.T=0")
-  assert bad.returncode != 0
-  assert "config.model.T = 0: must be an integer >= 1" in bad.stderr
-  assert "jax" not in bad.stderr.split("config.model.T")[0].splitlines()[-1]
-
-  unknown = _cli(*common, "--config.model.surrogate=relu")
-  assert unknown.returncode != 0
-  assert "config.model.surrogate = 'relu': must be one of fast_sigmoid" in unknown.stderr
-
-
-def test_inference_load_restores_the_trained_model(tmp_path):
-  from scnn_jax import data, inference
+def test_resuming_an_older_config_json_keeps_it(tmp_path):
+  """A workdir whose config.json predates fields (written by an older
+  version) resumes without a 'config differs' warning: the missing fields
+  count as their defaults."""
   config = tiny_config()
-  config.train.update(steps=3, eval_every=3, checkpoint_every=3)
-  summary = trainer.train_and_evaluate(config, tmp_path)
-  loaded = inference.load(tmp_path)
-  assert loaded.step == 3 and loaded.config.model.T == 4
-  acc = loaded.task.new_accumulator()
-  for b in data.build(config).eval_batches(16):
-    loaded.task.accumulate(acc, b, loaded.task.predict(loaded.model, b))
-  assert acc.result()["masked_mse"] == pytest.approx(
-      summary["eval"]["masked_mse"], rel=1e-5)
-  with pytest.raises(FileNotFoundError, match="config.json not found"):
-    inference.load(tmp_path / "nowhere")
-  (tmp_path / "empty").mkdir()
-  (tmp_path / "empty" / "config.json").write_text(
-      (tmp_path / "config.json").read_text())
-  with pytest.raises(FileNotFoundError, match="no checkpoint in"):
-    inference.load(tmp_path / "empty")
+  config.train.update(steps=2, eval_every=2, checkpoint_every=2)
+  trainer.train_and_evaluate(config, tmp_path)
+  old = json.loads((tmp_path / "config.json").read_text())
+  del old["train"]["loss"], old["data"]["train_crop"]
+  del old["model"]["refractory_steps"]
+  (tmp_path / "config.json").write_text(json.dumps(old))
+  config.train.steps = 3
+  assert trainer.train_and_evaluate(config, tmp_path)["steps"] == 3
+  assert not list(tmp_path.glob("config.*.json"))        # nothing renamed
+  assert json.loads((tmp_path / "config.json").read_text())["train"][
+      "loss"] == "mse"

@@ -1,50 +1,22 @@
-"""python -m scnn_jax.inpaint: user images of any size / mode, tiling, errors."""
+"""scnn_jax.cli.inpaint (python -m scnn_jax.inpaint): user images of any size
+and mode, folders, drawn masks, ablation points, the shipped model, models
+that cannot be tiled, and user mistakes as one line."""
 
 import subprocess
 import sys
-from pathlib import Path
 
-import jax
 import numpy as np
 import pytest
 from PIL import Image
 
-from scnn_jax import inference, optim, tasks, trainer
 from scnn_jax import inpaint as cli
-from scnn_jax.checkpoint import Checkpointer
-from scnn_jax.images import to_uint8
-from tests.test_train_integration import tiny_config
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def make_workdir(path, config, step=5):
-  """A workdir as train.py leaves it (config.json + an Orbax checkpoint of
-  the train state), without the cost of training: the weights are the
-  initial ones, with biases nudged so every layer matters."""
-  path.mkdir(parents=True, exist_ok=True)
-  (path / "config.json").write_text(config.to_json_best_effort(indent=2))
-  task = tasks.get(config)
-  state, _ = trainer.create_state(config, task, inference.data_spec(config),
-                                  optim.build(config.train))
-  state["params"] = jax.tree.map(lambda x: x + 0.05, state["params"])
-  state["step"] = state["step"] + step
-  ckpt = Checkpointer(path / "checkpoints")
-  ckpt.save(step, state, force=True)
-  ckpt.wait()
-  ckpt.close()
-  return path
+from tests.workdirs import REPO, make_workdir, tiny_config
 
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
   return make_workdir(tmp_path_factory.mktemp("inpaint") / "run",
-                      tiny_config())
-
-
-@pytest.fixture(scope="module")
-def loaded(workdir):
-  return inference.load(workdir)
+                      tiny_config())[0]
 
 
 def rand_image(rng, h, w, mode):
@@ -77,168 +49,14 @@ def check_composite(out, expected_known, holes):
 
 
 # ---------------------------------------------------------------------------
-# Conversions (no model)
+# The command line
 # ---------------------------------------------------------------------------
 
 
-def test_image_modes_are_converted_to_the_checkpoint_channels():
-  rng = np.random.default_rng(0)
-  rgb = rand_image(rng, 5, 7, "RGB")
-  gray = rand_image(rng, 5, 7, "L")
-  rgba = rand_image(rng, 5, 7, "RGBA")
-
-  a, notes = cli.to_model_pixels(rgb, 3)
-  np.testing.assert_array_equal(a, np.asarray(rgb))
-  assert notes == []
-  a, notes = cli.to_model_pixels(gray, 3)
-  np.testing.assert_array_equal(a, np.repeat(np.asarray(gray)[..., None], 3, -1))
-  assert "replicated to RGB" in notes[0]
-  a, notes = cli.to_model_pixels(rgba, 3)
-  np.testing.assert_array_equal(a, np.asarray(rgba)[..., :3])
-  assert "alpha channel dropped" in notes[0]
-  a, notes = cli.to_model_pixels(rgb, 1)
-  np.testing.assert_array_equal(a[..., 0], np.asarray(rgb.convert("L")))
-  assert "converted to grayscale" in notes[0]
-  a, _ = cli.to_model_pixels(gray.convert("LA"), 1)
-  np.testing.assert_array_equal(a[..., 0], np.asarray(gray))
-  a, notes = cli.to_model_pixels(rgb.convert("P"), 3)
-  np.testing.assert_array_equal(a, np.asarray(rgb.convert("P").convert("RGB")))
-  wide = Image.fromarray(np.array([[0, 257 * 7, 65535]], np.uint16))
-  a, notes = cli.to_model_pixels(wide, 1)
-  np.testing.assert_array_equal(a[..., 0], [[0, 7, 255]])
-  assert "16-bit" in notes[0]
-  assert a.dtype == np.uint8 and a.flags.c_contiguous
-
-
-def test_mask_threshold_is_50_percent_and_transparent_is_known():
-  levels = np.array([[0, 127, 128, 255]], np.uint8)
-  np.testing.assert_array_equal(cli.mask_to_holes(Image.fromarray(levels)),
-                                [[False, False, True, True]])
-  rgb = np.zeros((1, 3, 3), np.uint8)
-  rgb[0, 0] = 255                  # white: hole
-  rgb[0, 1] = (255, 0, 0)          # red: luma 76 -> known
-  rgb[0, 2] = (128, 128, 128)      # mid grey: hole
-  np.testing.assert_array_equal(cli.mask_to_holes(Image.fromarray(rgb)),
-                                [[True, False, True]])
-  rgba = np.full((1, 3, 4), 255, np.uint8)
-  rgba[0, 1, 3] = 0                # white but transparent: known
-  rgba[0, 2, 3] = 100              # white at 39 % alpha: known
-  np.testing.assert_array_equal(cli.mask_to_holes(Image.fromarray(rgba)),
-                                [[True, False, False]])
-  bits = Image.fromarray(np.array([[0, 255]], np.uint8)).convert("1")
-  np.testing.assert_array_equal(cli.mask_to_holes(bits), [[False, True]])
-  wide = Image.fromarray(np.array([[32767, 32768]], np.uint16))
-  np.testing.assert_array_equal(cli.mask_to_holes(wide), [[False, True]])
-
-
-def test_tile_plans_partition_the_image_with_overlap():
-  for h, w, budget, r, m in [(70, 90, 900, 6, 1), (37, 200, 1200, 6, 1),
-                             (64, 96, 1024, 3, 8), (500, 17, 2000, 6, 1)]:
-    plan = cli.plan_tiles(h, w, max_pixels=budget, radius=r, multiple=m)
-    assert plan.tiled and plan.tile_h * plan.tile_w * plan.batch <= budget
-    assert plan.tile_h % m == 0 and plan.tile_w % m == 0
-    count = np.zeros((h, w), int)
-    for t in plan.tiles:
-      assert 0 <= t.y0 and t.y0 + plan.tile_h <= h
-      assert 0 <= t.x0 and t.x0 + plan.tile_w <= w
-      count[t.cy0:t.cy1, t.cx0:t.cx1] += 1
-      # Every core pixel has r px of real context inside its window, except
-      # towards the image border (where the untiled model pads too).
-      assert t.cy0 - t.y0 >= r or t.y0 == 0
-      assert t.y0 + plan.tile_h - t.cy1 >= r or t.y0 + plan.tile_h == h
-      assert t.cx0 - t.x0 >= r or t.x0 == 0
-      assert t.x0 + plan.tile_w - t.cx1 >= r or t.x0 + plan.tile_w == w
-    assert (count == 1).all()
-  whole = cli.plan_tiles(30, 40, max_pixels=1200, radius=6)
-  assert not whole.tiled and whole.tiles[0] == cli.Tile(0, 0, 0, 30, 0, 40)
-  with pytest.raises(cli.UserError, match="memory budget too small"):
-    cli.plan_tiles(300, 300, max_pixels=200, radius=6)
-
-
-# ---------------------------------------------------------------------------
-# The model on images (function level)
-# ---------------------------------------------------------------------------
-
-
-def test_tiled_equals_untiled_and_compiles_once_per_tile_shape(loaded):
-  rng = np.random.default_rng(1)
-  pixels = rng.integers(0, 256, (71, 93, 3), dtype=np.uint8)
-  holes = np.zeros((71, 93), bool)
-  holes[10:30, 20:50] = holes[50:60, 70:90] = True
-  whole = cli.Inpainter(loaded.model, loaded.config, loaded.task)
-  assert not whole.plan(71, 93).tiled and whole.radius == 6
-  # Budget for ~1000 px per call: 31x31 tiles, one per call.
-  tiny_mb = 1000 * whole.bytes_per_pixel / 2**20
-  tiled = cli.Inpainter(loaded.model, loaded.config, loaded.task,
-                        memory_mb=tiny_mb)
-  plan = tiled.plan(71, 93)
-  assert plan.tiled and len(plan.tiles) >= 9 and plan.batch == 1
-
-  expected = whole.predict(pixels, holes)
-  got = tiled.predict(pixels, holes)
-  assert np.isfinite(got).all() and got.shape == (71, 93, 3)
-  np.testing.assert_allclose(got, expected, atol=2e-6)
-  assert tiled.compiled_shapes == {(1, plan.tile_h, plan.tile_w, 3)}
-  assert tiled._forward._cache_size() == 1
-
-  # Batched tiles (several per call, last batch padded) give the same.
-  batched = cli.Inpainter(loaded.model, loaded.config, loaded.task,
-                          memory_mb=tiny_mb * 4, max_batch=4)
-  np.testing.assert_allclose(batched.predict(pixels, holes), expected,
-                             atol=2e-6)
-  assert batched._forward._cache_size() == 1
-
-  # The composite is taken in uint8: model output on holes, input elsewhere.
-  out = tiled.inpaint(pixels, holes)
-  check_composite(out, pixels, holes)
-  np.testing.assert_array_equal(out[holes], to_uint8(expected)[holes])
-
-
-def test_sizes_are_padded_to_the_model_multiple(loaded):
-  rng = np.random.default_rng(2)
-  pixels = rng.integers(0, 256, (13, 22, 3), dtype=np.uint8)
-  holes = np.zeros((13, 22), bool)
-  holes[4:9, 5:15] = True
-  inp = cli.Inpainter(loaded.model, loaded.config, loaded.task)
-  inp.multiple = 8  # as a variant with two stride-2 stages would need
-  assert inp.padded_size(13, 22) == (16, 24)
-  out = inp.inpaint(pixels, holes)
-  check_composite(out, pixels, holes)
-  assert inp.compiled_shapes == {(1, 16, 24, 3)}
-
-
-def test_point_picks_model_k_of_an_ablation_checkpoint(tmp_path):
-  from flax import nnx
-  from scnn_jax import ablation
+def test_point_picks_model_k_of_an_ablation_workdir(tmp_path):
   config = tiny_config()
   config.ablation.grid = {"model": {"threshold": [1.0, 0.5]}}
-  path = tmp_path / "abl"
-  path.mkdir()
-  (path / "config.json").write_text(config.to_json_best_effort(indent=2))
-  tx = optim.build(config.train)
-  _, state, _ = ablation.create_stacked_state(
-      config, tasks.get(config), inference.data_spec(config), tx,
-      trainer.create_state)
-  ckpt = Checkpointer(path / "checkpoints")
-  ckpt.save(5, state, force=True)
-  ckpt.wait()
-  ckpt.close()
-  for k in (0, 1):
-    loaded = inference.load(path, point=k)
-    assert loaded.point_name == f"threshold={[1, 0.5][k]:g}"
-    assert loaded.config.model.threshold == [1.0, 0.5][k]
-    got = jax.tree.leaves(nnx.state(loaded.model, nnx.Param))
-    want = jax.tree.leaves(ablation.unstack(state["params"], k))
-    for a, b in zip(got, want, strict=True):
-      np.testing.assert_array_equal(a, b)
-    np.testing.assert_allclose(loaded.model.spiking.neuron.threshold[...],
-                               [1.0, 0.5][k])
-  with pytest.raises(inference.PointError, match=r"ablation of 2 models: "
-                     r"pick one with point k \(0..1\)"):
-    inference.load(path)
-  with pytest.raises(inference.PointError, match="point 2: this ablation has 2"):
-    inference.load(path, point=2)
-
+  path, _ = make_workdir(tmp_path / "abl", config)
   rng = np.random.default_rng(0)
   rand_image(rng, 20, 24, "RGB").save(tmp_path / "img.png")
   box_mask(20, 24, 5, 12, 6, 15).save(tmp_path / "mask.png")
@@ -258,11 +76,6 @@ def test_point_picks_model_k_of_an_ablation_checkpoint(tmp_path):
       capture_output=True, text=True, cwd=REPO, timeout=300)
   assert no_point.returncode == 2
   assert "pick one with --point k (0..1)" in no_point.stderr
-
-
-# ---------------------------------------------------------------------------
-# The command line
-# ---------------------------------------------------------------------------
 
 
 def test_rgb_odd_size_with_mask_and_side_by_side(workdir, tmp_path, capsys):
@@ -380,19 +193,27 @@ def test_user_errors_are_one_line_naming_the_file(workdir, tmp_path, capsys):
   # Workdirs: missing, no config.json, config but no checkpoint.
   args = ["--image", tmp_path / "img.png", "--mask", tmp_path / "mask.png",
           "--out", tmp_path / "o.png"]
-  # And a config.json missing a field this version needs.
+  # A config.json missing a field with no default, and one with a field
+  # this version does not know (fields it lacks get their defaults).
   import json
   (tmp_path / "empty").mkdir()
   (tmp_path / "empty" / "config.json").write_text(
       (workdir / "config.json").read_text())
   old = json.loads((workdir / "config.json").read_text())
-  del old["model"]["mask_channel"]
+  del old["model"]["T"]
   (tmp_path / "old").mkdir()
   (tmp_path / "old" / "config.json").write_text(json.dumps(old))
+  new = json.loads((workdir / "config.json").read_text())
+  new["model"]["warp"] = 2
+  (tmp_path / "new").mkdir()
+  (tmp_path / "new" / "config.json").write_text(json.dumps(new))
   for wd, msg in [(tmp_path / "nowhere", "workdir"),
                   (tmp_path, "config.json not found"),
                   (tmp_path / "empty", "no checkpoint in"),
-                  (tmp_path / "old", "another version of scnn_jax")]:
+                  (tmp_path / "old", "config.json: config.model.T = None: "
+                   "is missing (must be set)"),
+                  (tmp_path / "new", "config.json: config.model.warp = 2: "
+                   "no such field")]:
     rc, err = run_cli(capsys, "--workdir", wd, *args)
     assert rc == 2 and err.startswith("error: ") and msg in err, err
     assert str(wd) in err and len(err.strip().splitlines()) == 1

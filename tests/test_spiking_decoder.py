@@ -1,4 +1,4 @@
-"""The spiking-decoder inpainting model: decoders (rate / fixed decay / TAID)
+"""scnn_jax.models.spiking_decoder: decoders (rate / fixed decay / TAID)
 inside a model, shapes, gradients into TAID's T x T matrix, trainer run."""
 
 import jax
@@ -8,9 +8,8 @@ import pytest
 from flax import nnx
 
 from configs import taid_inpaint
-from scnn_jax import decoders, trainer
-from scnn_jax.config_lib import ConfigError
-from scnn_jax.models.spiking_inpainting import SpikingDecoderSCNN
+from scnn_jax import builders, decoders, inference, trainer
+from scnn_jax.models.spiking_decoder import SpikingDecoderSCNN
 
 T, B, H, W = 4, 3, 8, 8
 
@@ -98,20 +97,8 @@ def test_trains_under_the_sharded_step_and_learns_taid(tmp_path):
   assert np.isfinite(summary["eval"]["hole_psnr"])
   assert set(summary["eval"]["spike_rate"]) == {"spiking/0/neuron",
                                                 "spiking/1/neuron"}
-  from scnn_jax import inference
   loaded = inference.load(tmp_path)
-  fresh = loaded.task.build_model(
-      config, inference.data_spec(config), nnx.Rngs(params=config.seed))
+  fresh = builders.model(loaded.config)
   trained_w = np.asarray(loaded.model.decoder.W[...])
   assert trained_w.shape == (2, 2)
   assert not np.allclose(trained_w, np.asarray(fresh.decoder.W[...]))
-
-
-def test_config_validates_and_rejects_bad_spiking_layers():
-  trainer.validate(taid_inpaint.get_config())
-  config = tiny_config()
-  config.model.spiking_layers = 3
-  with pytest.raises(ConfigError,
-                     match="config.model.spiking_layers = 3: must be an "
-                           "integer <= 2"):
-    trainer.validate(config)

@@ -1,0 +1,164 @@
+"""Models by name: ``config.model`` -> an ``nnx.Module``, without the trainer.
+
+    from scnn_jax.models import registry
+    model = registry.build(config, (32, 32, 3), rngs=nnx.Rngs(params=0))
+
+``config`` is a validated config (``scnn_jax.schema.validate``: every field
+present, defaults filled). The model is chosen by ``(config.task,
+config.model.name)``, as big_vision picks ``models/<name>.py``: the same
+function serves training (``scnn_jax.state``), inference
+(``scnn_jax.inference``) and library users. ``image_shape`` is ``(H, W, C)``
+of the data; ``num_classes`` the dataset's (classification only).
+
+The model classes take explicit keyword arguments (library use); this module
+is the one place that maps config fields onto them.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax.numpy as jnp
+from flax import nnx
+
+from scnn_jax import neurons, staircase
+from scnn_jax.collectives import AXIS
+from scnn_jax.config_lib import ConfigError
+from scnn_jax.models import (classifier, fad_autoencoder, scnn, spiking_decoder,
+                             spiking_unet, vae)
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def neuron_kwargs(m) -> dict:
+  """``config.model`` -> keyword arguments of ``layers.LIF`` / ``layers.ALIF``."""
+  common = dict(threshold=m.threshold, surrogate=m.surrogate,
+                surrogate_param=m.surrogate_param)
+  if m.neuron == "lif":
+    timing = dict(beta=m.beta) if m.beta is not None else dict(tau=m.tau)
+    return dict(common, reset=m.reset, detach_reset=m.detach_reset,
+                refractory_steps=m.refractory_steps, **timing)
+  adaptation = None
+  if m.adaptation_increment:
+    adaptation = neurons.Adaptation(m.adaptation_tau, m.adaptation_increment)
+  return dict(common, tau=m.alif_tau, adaptation=adaptation)
+
+
+def _noise(m) -> dict:
+  return dict(noise_std=m.noise_std if m.noise_std > 0 else None,
+              noise_mode=m.noise_mode, noise_resample=m.noise_resample)
+
+
+def _inpaint_common(m, image_shape, rngs) -> tuple[int, int, dict]:
+  channels = image_shape[-1]
+  in_channels = channels + (1 if m.mask_channel else 0)
+  common = dict(width=m.width, num_layers=m.num_layers,
+                output_activation=m.output_activation,
+                conv_impl=m.conv_impl, dtype=DTYPES[m.dtype], rngs=rngs)
+  return in_channels, channels, common
+
+
+def _scnn(config, image_shape, num_classes, rngs):
+  m = config.model
+  cin, cout, common = _inpaint_common(m, image_shape, rngs)
+  neuron = m.neuron
+  if m.neuron_solver == "staircase":
+    neuron = staircase.LIFStaircase(**neuron_kwargs(m))
+  return scnn.SCNN(cin, cout, T=m.T, neuron=neuron,
+                   neuron_kwargs=neuron_kwargs(m), encoder=m.encoder,
+                   decoder=m.decoder, order=m.order, remat=m.remat,
+                   **_noise(m), **common)
+
+
+def _cnn(config, image_shape, num_classes, rngs):
+  cin, cout, common = _inpaint_common(config.model, image_shape, rngs)
+  return scnn.CNN(cin, cout, **common)
+
+
+def _spiking_decoder(config, image_shape, num_classes, rngs):
+  """Paper B's decoders on a spiking output sequence."""
+  m = config.model
+  cin, cout, common = _inpaint_common(m, image_shape, rngs)
+  return spiking_decoder.SpikingDecoderSCNN(
+      cin, cout, T=m.T, neuron=m.neuron, neuron_kwargs=neuron_kwargs(m),
+      spiking_layers=m.spiking_layers, encoder=m.encoder, decoder=m.decoder,
+      order=m.order, remat=m.remat, **_noise(m), **common)
+
+
+def _spiking_unet(config, image_shape, num_classes, rngs):
+  """Issue 18's spiking U-Net on a JAX biharmonic prior."""
+  m = config.model
+  cin, cout, _ = _inpaint_common(m, image_shape, rngs)
+  return spiking_unet.PriorSpikingUNet(
+      cin, cout, width=m.width, depth=m.depth,
+      bottleneck_layers=m.bottleneck_layers, T=m.T, neuron=m.neuron,
+      neuron_kwargs=neuron_kwargs(m), prior_order=m.prior_order,
+      prior_iters=m.prior_iters, conv_impl=m.conv_impl,
+      dtype=DTYPES[m.dtype], rngs=rngs)
+
+
+def _classifier(config, image_shape, num_classes, rngs):
+  """Paper B's MNISTNet / Cifar10Net."""
+  m = config.model
+  k = m.num_classes or num_classes
+  if not k:
+    raise ConfigError("model.num_classes", None,
+                      "must be set: the dataset has no class labels")
+  if num_classes and k != num_classes:
+    raise ConfigError("model.num_classes", k,
+                      f"must match the dataset's {num_classes}")
+  kwargs = neuron_kwargs(m)
+  if m.neuron == "alif":
+    kwargs.update(learn_tau=m.alif_learn_tau,
+                  learn_threshold=m.alif_learn_threshold)
+  return classifier.SpikingClassifier(
+      image_shape, k, arch=m.name, width=m.width, fc_width=m.fc_width, T=m.T,
+      neuron=m.neuron, neuron_kwargs=kwargs, vote_group=m.vote_group,
+      pool=m.pool, dropout=m.dropout,
+      input_mean=tuple(m.input_mean or (0.0,)),
+      input_std=tuple(m.input_std or (1.0,)), conv_impl=m.conv_impl,
+      dtype=DTYPES[m.dtype], bn_axis_name=AXIS, rngs=rngs)
+
+
+def _svae(config, image_shape, num_classes, rngs):
+  """Paper B's fully spiking VAE (FSVAE / ESVAE latents, TAID decoding)."""
+  m = config.model
+  return vae.SpikingVAE(
+      tuple(image_shape), T=m.T, latent_dim=m.latent_dim,
+      hidden=tuple(m.hidden), latent=m.latent, k=m.k,
+      image_decoder=m.image_decoder, decay=m.decay, neuron=m.neuron,
+      neuron_kwargs=neuron_kwargs(m), scheduled_sampling=m.scheduled_sampling,
+      total_steps=config.train.steps, esvae_lambda=m.esvae_lambda,
+      conv_impl=m.conv_impl, rngs=rngs)
+
+
+def fad_hidden(config) -> tuple[int, ...]:
+  """The FAD autoencoder's widths: ``model.hidden``, or FSVAE's for the size."""
+  hidden = tuple(config.model.hidden)
+  return hidden or fad_autoencoder.default_hidden(config.data.image_size)
+
+
+def _fad_ae(config, image_shape, num_classes, rngs):
+  m = config.model
+  return fad_autoencoder.FadAutoencoder(
+      tuple(image_shape), latent_dim=m.latent_dim, hidden=fad_hidden(config),
+      conv_impl=m.conv_impl, rngs=rngs)
+
+
+Builder = Callable[..., nnx.Module]
+MODELS: dict[str, dict[str, Builder]] = {
+    "inpaint": {"scnn": _scnn, "cnn": _cnn,
+                "spiking_decoder": _spiking_decoder,
+                "spiking_unet": _spiking_unet},
+    "classify": {arch: _classifier for arch in classifier.ARCHITECTURES},
+    "generate": {"svae": _svae},
+    "fad_autoencoder": {"fad_ae": _fad_ae},
+}
+TASKS = tuple(MODELS)
+
+
+def build(config, image_shape, num_classes: int | None = None, *,
+          rngs: nnx.Rngs) -> nnx.Module:
+  """The model of ``config`` for data of ``image_shape`` (train mode)."""
+  return MODELS[config.task][config.model.name](config, tuple(image_shape),
+                                                 num_classes, rngs)

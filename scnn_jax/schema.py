@@ -1,0 +1,604 @@
+"""The config schema: every field, its type, allowed values and default.
+
+One table (``FIELDS``) names every field a scnn_jax config may hold, section
+by section, with its type, its allowed values or range (numbers must be
+finite), its default and the tasks (and model names) that read it. One call
+checks a whole config before anything is built or compiled:
+
+    from scnn_jax import schema
+    config = schema.validate(config)      # a completed copy; ConfigError
+
+``validate`` (one pass per run; the trainer and the commands call it once)
+* rejects a field the table does not know, naming its dotted path:
+  ``config.model.nonexistent = 1: no such field (...)``;
+* checks every field that is present, whatever the task or neuron kind reads
+  (``neuron='alif'`` with ``reset='bogus'`` fails like ``neuron='lif'``);
+* fills the fields a run reads but the config leaves out with their
+  defaults, so the code reads ``config.data.prefetch``, never
+  ``config.data.get("prefetch", ...)``; a workdir written before a field
+  existed (its ``config.json``) loads with that field's default
+  (``complete``);
+* applies the rules that tie fields together (``RULES``).
+
+Defaults are ``configs/base.py``'s values, except where the field's absence
+meant something else when older workdirs were written:
+``model.noise_resample`` defaults to ``"step"`` (runs before the field
+existed drew fresh noise at every step; base.py chooses ``"sequence"``).
+
+Errors are one line, ``config.<field> = <value>: <what is allowed>``
+(``scnn_jax.config_lib.ConfigError``).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import json
+from typing import Any, Callable
+
+import ml_collections
+from etils import epath
+
+from scnn_jax import (conv, decoders, encoders, inpaint_losses, layers, masks,
+                      neurons, smooth_fill, surrogate)
+from scnn_jax.config_lib import (ConfigError, check_choice, check_int,
+                                 check_number)
+from scnn_jax.data import augment, folder, sources
+from scnn_jax.metrics import losses
+from scnn_jax.models import classifier, registry, scnn, vae
+
+REQUIRED = object()      # no default: the config must set the field
+ALL = ("inpaint", "classify", "generate", "fad_autoencoder")
+SPIKING = ("inpaint", "classify", "generate")
+IMAGE_NETS = ("inpaint", "classify")
+
+# Fields whose change only alters values in the model state: a vmap ablation
+# (scnn_jax.sweep) may sweep them in one compiled program.
+SWEEPABLE = (
+    "init_seed", "model.tau", "model.beta", "model.threshold",
+    "model.surrogate_param", "model.noise_std", "model.alif_tau",
+    "model.adaptation_tau", "model.adaptation_increment",
+)
+ABLATION_MODES = ("grid", "zip")
+NAN_POLICIES = ("stop", "skip")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("constant", "cosine")
+NEURON_SOLVERS = ("scan", "staircase")
+DATA_SOURCES = ("embedded", "tfds", "folder")
+TRAIN_CROPS = ("random", "center")
+NATURAL_MAX_SIZE = 255   # shortest side of the embedded natural photos
+MNIST5K_NUM_VAL = 1000
+MIN_IMAGE_SIZE = 4
+
+
+@dataclasses.dataclass(frozen=True)
+class Field:
+  """One config field.
+
+  kind: ``int``, ``number``, ``bool``, ``str``, ``choice`` (one of
+  ``allowed``), ``ints`` / ``numbers`` (a tuple), ``steps`` (``()`` or
+  ``(start, stop)``), ``grid`` (a nested dict of value lists).
+  ``tasks`` read the field (it is filled with ``default`` for them, or
+  required when there is none); ``models`` narrows that to these model
+  names. Any other config may still hold the field: it is checked all the
+  same, never filled.
+  """
+  kind: str
+  default: Any = REQUIRED
+  allowed: tuple = ()
+  low: float | None = None
+  high: float | None = None
+  low_open: bool = False
+  high_open: bool = False
+  none_ok: bool = False
+  tasks: tuple = ALL
+  models: tuple = ()
+
+  def check(self, path: str, value):
+    if value is None and self.none_ok:
+      return
+    bounds = dict(low=self.low, high=self.high)
+    if self.kind == "int":
+      check_int(path, value, self.low, self.high)
+    elif self.kind == "number":
+      check_number(path, value, **bounds, low_open=self.low_open,
+                   high_open=self.high_open)
+    elif self.kind == "bool":
+      if not isinstance(value, bool):
+        raise ConfigError(path, value, "must be True or False")
+    elif self.kind == "str":
+      if not isinstance(value, str) or not value:
+        raise ConfigError(path, value, "must be a non-empty string" +
+                          (" or None" if self.none_ok else ""))
+    elif self.kind == "choice":
+      check_choice(path, value, self.allowed)
+    elif self.kind in ("ints", "numbers"):
+      if isinstance(value, (str, bytes)) or not isinstance(value,
+                                                           (tuple, list)):
+        raise ConfigError(path, value, f"must be a tuple of {self.kind[:-1]}s")
+      for i, v in enumerate(value):
+        Field(self.kind[:-1], low=self.low, low_open=self.low_open).check(
+            f"{path}[{i}]", v)
+    elif self.kind == "steps":
+      v = tuple(value) if isinstance(value, (tuple, list)) else value
+      if v == ():
+        return
+      if (not isinstance(v, tuple) or len(v) != 2 or
+          any(isinstance(x, bool) or not isinstance(x, int) for x in v) or
+          not 0 <= v[0] < v[1]):
+        raise ConfigError(path, value, "must be () (off) or (start, stop): "
+                          "integers with 0 <= start < stop")
+    elif self.kind == "grid":
+      if not hasattr(value, "items"):
+        raise ConfigError(path, value, "must be a dict of value lists")
+    else:
+      raise AssertionError(self.kind)
+
+  def applies(self, task: str, model: str | None) -> bool:
+    return task in self.tasks and (not self.models or model in self.models)
+
+
+def _int(default=REQUIRED, low=None, high=None, **kw):
+  return Field("int", default, low=low, high=high, **kw)
+
+
+def _num(default=REQUIRED, low=None, high=None, **kw):
+  return Field("number", default, low=low, high=high, **kw)
+
+
+def _bool(default=REQUIRED, **kw):
+  return Field("bool", default, **kw)
+
+
+def _str(default=REQUIRED, **kw):
+  return Field("str", default, **kw)
+
+
+def _choice(allowed, default=REQUIRED, **kw):
+  return Field("choice", default, allowed=tuple(allowed), **kw)
+
+
+_INPAINT_NAMES = tuple(registry.MODELS["inpaint"])
+_MODEL_NAMES = tuple(dict.fromkeys(n for t in registry.MODELS.values()
+                                   for n in t))
+
+FIELDS: dict[str, dict[str, Field]] = {
+    "": {
+        "task": _choice(ALL),
+        "seed": _int(0, 0),
+        "init_seed": _int(None, 0, none_ok=True),
+    },
+    "model": {
+        "name": _choice(_MODEL_NAMES),
+        # paper A's SC-NN / CNN and the other inpainting nets
+        "width": _int(REQUIRED, 1, tasks=IMAGE_NETS),
+        "num_layers": _int(REQUIRED, 2, tasks=("inpaint",)),
+        "mask_channel": _bool(True, tasks=("inpaint",)),
+        "output_activation": _choice(scnn.OUTPUT_ACTIVATIONS, "sigmoid",
+                                     tasks=("inpaint",)),
+        "encoder": _choice(encoders.ENCODERS, "direct", tasks=("inpaint",)),
+        "decoder": _choice(decoders.DECODERS, "rate", tasks=("inpaint",)),
+        "noise_std": _num(0.1, 0, tasks=("inpaint",)),
+        "noise_mode": _choice(layers.NOISE_MODES, "multiplicative",
+                              tasks=("inpaint",)),
+        "noise_resample": _choice(layers.NOISE_RESAMPLE, "step",
+                                  tasks=("inpaint",)),
+        "order": _choice(layers.ORDERS, "fold", tasks=IMAGE_NETS),
+        "remat": _bool(False, tasks=("inpaint",)),
+        "dtype": _choice(registry.DTYPES, "float32", tasks=IMAGE_NETS),
+        "conv_impl": _choice(conv.IMPL_CHOICES, "auto"),
+        "neuron_solver": _choice(NEURON_SOLVERS, "scan", tasks=("inpaint",),
+                                 models=("scnn",)),
+        "spiking_layers": _int(None, 1, none_ok=True, tasks=("inpaint",),
+                               models=("spiking_decoder",)),
+        "depth": _int(3, 1, 5, tasks=("inpaint",), models=("spiking_unet",)),
+        "bottleneck_layers": _int(1, 0, 8, tasks=("inpaint",),
+                                  models=("spiking_unet",)),
+        "prior_order": _choice(smooth_fill.ORDERS, 2, tasks=("inpaint",),
+                               models=("spiking_unet",)),
+        "prior_iters": _int(24, 0, tasks=("inpaint",),
+                            models=("spiking_unet",)),
+        # neurons (every spiking task; checked whatever model.neuron is)
+        "T": _int(REQUIRED, 1, tasks=SPIKING),
+        "neuron": _choice(layers.NEURONS, "lif", tasks=SPIKING),
+        "tau": _num(40.0, 0, low_open=True, none_ok=True, tasks=SPIKING),
+        "beta": _num(None, 0, 1, low_open=True, none_ok=True, tasks=SPIKING),
+        "threshold": _num(REQUIRED, 0, low_open=True, tasks=SPIKING),
+        "reset": _choice(neurons.RESETS, "zero", tasks=SPIKING),
+        "detach_reset": _bool(False, tasks=SPIKING),
+        "refractory_steps": _int(0, 0, tasks=SPIKING),
+        "surrogate": _choice(surrogate.KINDS, "fast_sigmoid", tasks=SPIKING),
+        "surrogate_param": _num(None, 0, low_open=True, none_ok=True,
+                                tasks=SPIKING),
+        "alif_tau": _num(2.0, 1, low_open=True, tasks=SPIKING),
+        "adaptation_tau": _num(20.0, 0, low_open=True, tasks=SPIKING),
+        "adaptation_increment": _num(0.0, 0, tasks=SPIKING),
+        "alif_learn_tau": _bool(True, tasks=("classify",)),
+        "alif_learn_threshold": _bool(True, tasks=("classify",)),
+        # paper B's classifiers
+        "fc_width": _int(2048, 1, tasks=("classify",)),
+        "num_classes": _int(None, 2, none_ok=True, tasks=("classify",)),
+        "vote_group": _int(10, 1, tasks=("classify",)),
+        "pool": _choice(classifier.POOLS, "max", tasks=("classify",)),
+        "dropout": _num(0.5, 0, 1, high_open=True, tasks=("classify",)),
+        "loss": _choice(losses.CLASS_LOSSES, "mse_count", tasks=("classify",)),
+        "augment": _choice(augment.AUGMENTS, "none", tasks=("classify",)),
+        "augment_pad": _int(4, 0, tasks=("classify",)),
+        "input_mean": Field("numbers", None, none_ok=True, tasks=("classify",)),
+        "input_std": Field("numbers", None, low=0, low_open=True, none_ok=True,
+                           tasks=("classify",)),
+        # paper B's spiking VAE and the FAD autoencoder
+        "latent": _choice(vae.LATENTS, "fsvae", tasks=("generate",)),
+        "latent_dim": _int(REQUIRED, 1, tasks=("generate", "fad_autoencoder")),
+        "hidden": Field("ints", REQUIRED, low=1,
+                        tasks=("generate", "fad_autoencoder")),
+        "k": _int(20, 1, tasks=("generate",)),
+        "image_decoder": _choice(vae.IMAGE_DECODERS, "taid",
+                                 tasks=("generate",)),
+        "decay": _num(0.8, 0, 1, low_open=True, tasks=("generate",)),
+        "scheduled_sampling": _bool(True, tasks=("generate",)),
+        "esvae_lambda": _num(1e-3, 0, tasks=("generate",)),
+    },
+    "data": {
+        "source": _choice(DATA_SOURCES),
+        "name": _str(),
+        "image_size": _int(REQUIRED, MIN_IMAGE_SIZE),
+        "channels": _choice((1, 3)),
+        "train_split": _str("train"),
+        "eval_split": _str("test"),
+        "data_dir": _str(None, none_ok=True),
+        "tfds_download": _bool(False),
+        "folder": _str(None, none_ok=True),
+        "eval_folder": _str(None, none_ok=True),
+        "bad_images": _choice(folder.BAD_IMAGE_POLICIES, "skip"),
+        "train_crop": _choice(TRAIN_CROPS, "random"),
+        "num_eval": _int(REQUIRED, 1),
+        "prefetch": _int(4, 0),
+        "num_threads": _int(2, 0),
+        "num_workers": _int(0, 0),
+    },
+    # Inpainting holes; eval_seed also fixes which items form the eval set of
+    # every task (a subset of a larger split), so the section is filled for all.
+    "masks": {
+        "kind": _choice(masks.MASK_KINDS, "box"),
+        "ratio_min": _num(0.05, 0.0, 1.0, low_open=True, high_open=True),
+        "ratio_max": _num(0.2, 0.0, 1.0, low_open=True, high_open=True),
+        "max_boxes": _int(2, 1),
+        "eval_seed": _int(1234, 0),
+    },
+    "train": {
+        "steps": _int(REQUIRED, 1),
+        "batch_size": _int(REQUIRED, 1),
+        "eval_batch_size": _int(REQUIRED, 1),
+        "optimizer": _choice(OPTIMIZERS, "adam"),
+        "learning_rate": _num(1e-3, 0, low_open=True),
+        "schedule": _choice(SCHEDULES, "constant"),
+        "warmup_steps": _int(0, 0),
+        "grad_clip": _num(0.0, 0),
+        "weight_decay": _num(0.0, 0),
+        "loss": _choice(inpaint_losses.LOSSES, "mse", tasks=("inpaint",)),
+        "log_every": _int(100, 1),
+        "eval_every": _int(500, 1),
+        "checkpoint_every": _int(500, 1),
+        "keep_checkpoints": _int(3, 1),
+        "num_sample_images": _int(8, 0),
+        "nan_policy": _choice(NAN_POLICIES, "stop"),
+        "profile_steps": Field("steps", ()),
+        "watchdog_s": _num(0.0),       # -1 off, 0 auto, > 0 seconds: _train
+        "sigterm_grace_s": _num(60.0, 0, low_open=True),
+    },
+    "ablation": {
+        "grid": Field("grid", {}),
+        "mode": _choice(ABLATION_MODES, "grid"),
+        "share_init": _bool(False),
+    },
+    # The generate task's scores (FAD, IS, FID).
+    "metrics": {
+        "fad_workdir": _str(None, none_ok=True, tasks=("generate",)),
+        "inception_weights": _str(None, none_ok=True, tasks=("generate",)),
+        "sample_seed": _int(0, 0, tasks=("generate",)),
+        "inception_batch_size": _int(50, 1, tasks=("generate",)),
+        "inception_splits": _int(10, 1, tasks=("generate",)),
+    },
+}
+SECTIONS = tuple(s for s in FIELDS if s)
+
+
+def _path(section: str, name: str) -> str:
+  return f"{section}.{name}" if section else name
+
+
+def _unknown(path: str, value, name: str, known, where: str) -> ConfigError:
+  near = difflib.get_close_matches(name, list(known), n=1, cutoff=0.75)
+  hint = f"did you mean {near[0]!r}?" if near else \
+      f"{where} has no {name!r} (configs/base.py lists the fields)"
+  return ConfigError(path, value, f"no such field; {hint}")
+
+
+def unknown_field(path: str, value=None) -> ConfigError | None:
+  """The error for ``config.<path>`` if the schema has no such field (None
+  if it has); also for command-line overrides (``scnn_jax.cli.common``)."""
+  parts = path.split(".")
+  top = list(FIELDS[""]) + list(SECTIONS)
+  if parts[0] not in top:
+    return _unknown(path, value, parts[0], top, "config")
+  if parts[0] not in SECTIONS:
+    return None if len(parts) == 1 else ConfigError(
+        path, value, f"no such field; config.{parts[0]} is not a section")
+  if len(parts) == 1 or parts[:2] == ["ablation", "grid"]:
+    return None      # a section; the grid mirrors the config (SWEEPABLE)
+  section = FIELDS[parts[0]]
+  if parts[1] not in section:
+    return _unknown(path, value, parts[1], section, f"config.{parts[0]}")
+  if len(parts) > 2:
+    return ConfigError(path, value, f"no such field; config.{parts[0]}."
+                       f"{parts[1]} is not a section")
+  return None
+
+
+def _as_dict(config) -> dict:
+  if isinstance(config, ml_collections.ConfigDict):
+    config = config.to_dict()     # placeholders resolved, tuples kept
+  return copy.deepcopy(dict(config))
+
+
+def complete(config) -> ml_collections.ConfigDict:
+  """A copy of ``config`` with every field its task reads (defaults filled).
+
+  Raises ``ConfigError`` for a field the schema does not know, and for one
+  the task needs that has no default and is missing. Checks no values
+  (``validate`` does).
+  """
+  raw = _as_dict(config)
+  for key, value in raw.items():
+    if key in SECTIONS:
+      if not isinstance(value, dict):
+        raise ConfigError(key, value, "must be a config section")
+    elif key not in FIELDS[""]:
+      raise unknown_field(key, value)
+  task = raw.get("task", REQUIRED)
+  if task is REQUIRED:
+    raise ConfigError("task", None, "is missing (must be set)")
+  check_choice("task", task, ALL)
+  model = (raw.get("model") or {}).get("name")
+  for section, fields in FIELDS.items():
+    node = raw if not section else raw.setdefault(section, {})
+    for key in node if section else ():
+      if key not in fields:
+        raise unknown_field(_path(section, key), node[key])
+    for name, field in fields.items():
+      if name in node or not field.applies(task, model):
+        continue
+      if field.default is REQUIRED:
+        raise ConfigError(_path(section, name), None,
+                          "is missing (must be set)")
+      node[name] = copy.deepcopy(field.default)
+  for section in SECTIONS:       # sections no field of this task needs
+    if not raw[section] and section == "metrics" and task != "generate":
+      del raw[section]
+  return ml_collections.ConfigDict(raw)
+
+
+def validate(config, *, devices: int | None = None,
+             check_files: bool = True) -> ml_collections.ConfigDict:
+  """``complete(config)`` with every field and rule checked (see the module
+  docstring). ``devices``: the device count the batch sizes must divide
+  (default ``jax.device_count()``); ``check_files=False`` skips the checks
+  that read the disk (folders, FAD workdir, Inception weights): for a
+  config read back from a workdir."""
+  c = complete(config)
+  for section, fields in FIELDS.items():
+    node = c if not section else c.get(section)
+    if node is None:
+      continue
+    for name, field in fields.items():
+      if name in node:
+        field.check(_path(section, name), node[name])
+  for rule in RULES:
+    rule(c)
+  if check_files:
+    for rule in FILE_RULES:
+      rule(c)
+  if devices is None:
+    import jax  # the device count is only known once JAX is up
+    devices = jax.device_count()
+  for field in ("batch_size", "eval_batch_size"):
+    if c.train[field] % devices:
+      raise ConfigError(f"train.{field}", c.train[field],
+                        f"must be divisible by the number of devices "
+                        f"({devices})")
+  return c
+
+
+# -----------------------------------------------------------------------------
+# Rules between fields
+# -----------------------------------------------------------------------------
+
+
+def _model_name(c):
+  check_choice("model.name", c.model.name, registry.MODELS[c.task])
+
+
+def _neuron(c):
+  m = c.model
+  if c.task not in SPIKING:
+    return
+  if m.neuron == "lif" and m.beta is None and m.tau is None:
+    raise ConfigError("model.tau", None,
+                      "must be set (or model.beta) for neuron='lif'")
+  if m.neuron == "alif" and m.refractory_steps:
+    raise ConfigError("model.refractory_steps", m.refractory_steps,
+                      "must be 0 for neuron='alif' (LIF only)")
+
+
+def _staircase(c):
+  """The closed form (``scnn_jax.staircase``) is exact only for paper A's
+  SC-NN with a current constant over T, from rest, reset to zero."""
+  m = c.model
+  if c.task != "inpaint" or m.get("neuron_solver", "scan") == "scan":
+    return
+  need = ("for model.neuron_solver='staircase' (closed form: input constant "
+          "over T)")
+  for field, want in (("name", "scnn"), ("neuron", "lif"), ("reset", "zero"),
+                      ("encoder", "direct")):
+    if m[field] != want:
+      raise ConfigError(f"model.{field}", m[field], f"must be {want!r} {need}")
+  if m.noise_std > 0 and m.noise_resample != "sequence":
+    raise ConfigError("model.noise_resample", m.noise_resample,
+                      f"must be 'sequence' (or model.noise_std 0) {need}")
+
+
+def _inpaint_models(c):
+  m = c.model
+  if c.task != "inpaint":
+    return
+  if m.name == "spiking_decoder" and m.spiking_layers is not None:
+    check_int("model.spiking_layers", m.spiking_layers, 1, m.num_layers - 1)
+  if m.name == "spiking_unet":   # its prior reads the mask channel
+    check_choice("model.mask_channel", m.mask_channel, (True,))
+
+
+def _classify(c):
+  m = c.model
+  if c.task != "classify":
+    return
+  if m.get("noise_std", 0.0):   # inherited from base.py; must stay 0
+    raise ConfigError("model.noise_std", m.noise_std,
+                      "must be 0 for task=classify (paper B adds no noise)")
+  if m.order != "fold":
+    raise ConfigError("model.order", m.order, "must be 'fold' for "
+                      "task=classify")
+  for field in ("input_mean", "input_std"):
+    value = m[field]
+    if value is not None and len(value) not in (1, c.data.channels):
+      raise ConfigError(f"model.{field}", value, f"must be a tuple of 1 or "
+                        f"{c.data.channels} numbers")
+
+
+def _stride2_size(c):
+  """The VAE and the FAD autoencoder halve the image down to 2x2."""
+  if c.task not in ("generate", "fad_autoencoder"):
+    return
+  hidden = tuple(c.model.hidden)
+  if c.task == "generate" and not hidden:
+    raise ConfigError("model.hidden", c.model.hidden,
+                      "must list at least one conv width")
+  if c.task == "fad_autoencoder":
+    hidden = registry.fad_hidden(c)
+  size = 2 * 2 ** len(hidden)
+  if c.data.image_size != size:
+    raise ConfigError("data.image_size", c.data.image_size,
+                      f"must be {size}: model.hidden={hidden} has "
+                      f"{len(hidden)} stride-2 layers down to 2x2")
+
+
+def _data(c):
+  d = c.data
+  if d.source == "embedded":
+    check_choice("data.name", d.name, sources.EMBEDDED_NAMES)
+    if d.name == "natural" and d.image_size > NATURAL_MAX_SIZE:
+      raise ConfigError("data.image_size", d.image_size, f"must be <= "
+                        f"{NATURAL_MAX_SIZE} for the embedded natural photos")
+    if d.name == "mnist5k" and d.num_eval > MNIST5K_NUM_VAL:
+      raise ConfigError("data.num_eval", d.num_eval,
+                        f"must be <= {MNIST5K_NUM_VAL} for mnist5k")
+
+
+def _masks(c):
+  k = c.masks
+  if k.ratio_max < k.ratio_min:
+    raise ConfigError("masks.ratio_max", k.ratio_max,
+                      f"must be >= masks.ratio_min ({k.ratio_min})")
+
+
+def _train(c):
+  w = c.train.watchdog_s
+  if w < 0 and w != -1:
+    raise ConfigError("train.watchdog_s", w,
+                      "must be -1 (off), 0 (auto: 10x the median step time, "
+                      "at least 300 s) or a number of seconds > 0")
+
+
+def _ablation(c):
+  """Every swept field changes values only, with a non-empty list each."""
+  grid = flatten_grid(c.ablation.grid)
+  for field, values in grid.items():
+    if field not in SWEEPABLE:
+      raise ConfigError(
+          f"ablation.grid.{field}", values,
+          "cannot be swept in one compiled program (it changes the model's "
+          f"shapes or static settings); sweepable: {', '.join(SWEEPABLE)}")
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__len__") \
+        or not len(values):
+      raise ConfigError(f"ablation.grid.{field}", values,
+                        "must be a non-empty list of values")
+  if c.ablation.mode == "zip" and len({len(v) for v in grid.values()}) > 1:
+    raise ConfigError("ablation.grid", {f: len(v) for f, v in grid.items()},
+                      "mode='zip' needs lists of equal length")
+
+
+def _folders(c):
+  d = c.data
+  if d.source == "folder" and d.folder is None:
+    raise ConfigError("data.folder", None, "must be set for "
+                      "data.source='folder'")
+  for field in ("folder", "eval_folder"):
+    if d.source == "folder" and d[field] is not None and \
+        not epath.Path(d[field]).is_dir():
+      raise ConfigError(f"data.{field}", d[field], "folder does not exist")
+
+
+def _generate_files(c):
+  if c.task != "generate":
+    return
+  met = c.metrics
+  if met.fad_workdir is not None:
+    check_fad_workdir(met.fad_workdir, image_size=c.data.image_size,
+                      channels=c.data.channels)
+  if met.inception_weights is not None and \
+      not epath.Path(met.inception_weights).exists():
+    raise ConfigError("metrics.inception_weights", met.inception_weights,
+                      "file not found; convert a checkpoint with "
+                      "scripts/convert_inception_weights.py "
+                      "(docs/generation.md)")
+
+
+def check_fad_workdir(workdir, field="metrics.fad_workdir", image_size=None,
+                      channels=None):
+  """Raises ``ConfigError`` unless ``workdir`` holds a FAD autoencoder run
+  for images of the given size and channels."""
+  path = epath.Path(workdir) / "config.json"
+  if not path.exists():
+    raise ConfigError(field, workdir, "is not a FAD autoencoder workdir (no "
+                      "config.json): train one with python -m scnn_jax.fad "
+                      "--config configs/fad_<dataset>.py --workdir DIR")
+  cfg = json.loads(path.read_text())
+  if cfg.get("task") != "fad_autoencoder":
+    raise ConfigError(field, workdir, f"holds a {cfg.get('task')!r} run, not "
+                      "a FAD autoencoder")
+  d = cfg.get("data", {})
+  for key, want in (("image_size", image_size), ("channels", channels)):
+    if want is not None and d.get(key) != want:
+      raise ConfigError(field, workdir, f"its autoencoder was trained on "
+                        f"data.{key} = {d.get(key)}, this run uses {want}")
+  if not (epath.Path(workdir) / "checkpoints").exists():
+    raise ConfigError(field, workdir, "has no checkpoints: train it first")
+
+
+RULES: tuple[Callable, ...] = (_model_name, _neuron, _staircase,
+                               _inpaint_models, _classify, _stride2_size,
+                               _data, _masks, _train, _ablation)
+FILE_RULES: tuple[Callable, ...] = (_folders, _generate_files)
+
+
+def flatten_grid(tree, prefix="") -> dict:
+  """``ablation.grid`` as ``{"model.tau": [...], ...}``."""
+  out = {}
+  for k, v in (tree.items() if hasattr(tree, "items") else []):
+    key = f"{prefix}{k}"
+    if hasattr(v, "items"):
+      out.update(flatten_grid(v, key + "."))
+    else:
+      out[key] = v
+  return out

@@ -1,0 +1,46 @@
+"""Shared by the tests: a tiny inpainting config and workdirs made without
+training (config.json + a checkpoint, as train.py leaves them)."""
+
+from pathlib import Path
+
+import jax
+
+from configs import base
+from scnn_jax import builders, schema, state, sweep
+from scnn_jax.checkpoint import Checkpointer
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tiny_config():
+  """configs/base.py at 16x16 px, width 8, T = 4, 6 steps of batch 8."""
+  c = base.get_config()
+  c.model.width, c.model.T = 8, 4
+  c.data.image_size, c.data.num_eval = 16, 24
+  c.train.update(steps=6, batch_size=8, eval_batch_size=16, log_every=2,
+                 eval_every=3, checkpoint_every=3, num_sample_images=4)
+  return c
+
+
+def make_workdir(path, config, step=5):
+  """A workdir as train.py leaves it (config.json + an Orbax checkpoint of
+  the train state), without the cost of training: the weights are the
+  initial ones, with biases nudged so every layer matters. An ablation
+  config gets its stacked state. Returns ``(path, state)``."""
+  path = Path(path)
+  path.mkdir(parents=True, exist_ok=True)
+  config = schema.validate(config)
+  (path / "config.json").write_text(config.to_json_best_effort(indent=2))
+  tx = builders.optimizer(config)
+  if sweep.enabled(config):
+    s, _ = sweep.create_stacked_state(sweep.points(config),
+                                      builders.data_spec(config), tx)
+  else:
+    s, _ = state.create_state(builders.model(config), tx)
+  s["params"] = jax.tree.map(lambda x: x + 0.05, s["params"])
+  s["step"] = s["step"] + step
+  ckpt = Checkpointer(path / "checkpoints")
+  ckpt.save(step, s, force=True)
+  ckpt.wait()
+  ckpt.close()
+  return path, s
