@@ -166,10 +166,19 @@ def main(argv=None):
   p.add_argument("--table", choices=("classify", "taid", "all"),
                  default="all")
   p.add_argument("--jobs", type=int, default=2)
+  p.add_argument("--rows", default="", help="run: comma-separated row names "
+                 "of the chosen table (default: all)")
   args = p.parse_args(argv)
   names = ("classify", "taid") if args.table == "all" else (args.table,)
   for table in names:
     rows = TABLES[table]
+    if args.rows:
+      known = {r.name for r in rows}
+      unknown = sorted(set(args.rows.split(",")) - known)
+      if unknown or len(names) > 1:
+        p.error(f"--rows: unknown {unknown} for --table {args.table}; "
+                f"allowed with one table: {', '.join(sorted(known))}")
+      rows = [r for r in rows if r.name in args.rows.split(",")]
     if args.action == "run":
       seed_runs.run_all(table_name(table), rows, SEEDS, jobs=args.jobs)
       continue
