@@ -8,6 +8,17 @@ from flax import nnx
 
 ENCODERS = ("direct", "rate")
 
+# A rate encoder draws spikes at evaluation and inference too; there it
+# draws from this fixed seed (``eval_rngs``), so every evaluation of every
+# model sees the same input spikes and outputs are reproducible.
+EVAL_SEED = 0
+
+
+def eval_rngs() -> nnx.Rngs:
+  """The ``rngs`` to pass a model outside training (build it inside the
+  traced function that uses it: ``nnx.Rngs`` counts its draws)."""
+  return nnx.Rngs(encoder=EVAL_SEED)
+
 
 def direct(x, T: int):
   """The same input at each of T steps ("direct" / static encoding)."""

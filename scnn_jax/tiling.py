@@ -25,6 +25,7 @@ import jax
 import numpy as np
 from flax import nnx
 
+from scnn_jax import encoders
 from scnn_jax.images import to_uint8
 from scnn_jax.models.scnn import masked_input
 
@@ -207,7 +208,8 @@ class Inpainter:
 
     def forward(state, image, mask):
       model = nnx.merge(graphdef, state)
-      return model(masked_input(image, mask, mask_channel))
+      return model(masked_input(image, mask, mask_channel),
+                   rngs=encoders.eval_rngs())
 
     self._forward = jax.jit(forward)  # compiles once per tile shape
     self.compiled_shapes: set[tuple[int, ...]] = set()

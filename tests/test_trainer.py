@@ -88,3 +88,29 @@ def test_resuming_an_older_config_json_keeps_it(tmp_path):
   assert not list(tmp_path.glob("config.*.json"))        # nothing renamed
   assert json.loads((tmp_path / "config.json").read_text())["train"][
       "loss"] == "mse"
+
+
+def test_rate_encoded_model_trains_evaluates_and_inpaints(tmp_path):
+  """encoder=rate draws input spikes at evaluation too: the eval step and
+  the Inpainter give it the fixed eval key, so both run and repeat exactly."""
+  from scnn_jax import inference
+  from scnn_jax.tiling import Inpainter
+
+  config = tiny_config()
+  config.model.encoder = "rate"
+  config.train.update(steps=2, eval_every=2, checkpoint_every=2, log_every=1)
+  config.data.num_eval = 16
+  first = trainer.train_and_evaluate(config, tmp_path / "a")
+  again = trainer.train_and_evaluate(config, tmp_path / "b")
+  assert np.isfinite(first["eval"]["masked_mse"])
+  assert first["eval"] == again["eval"]
+
+  loaded = inference.load(tmp_path / "a")
+  rng = np.random.default_rng(0)
+  pixels = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+  holes = np.zeros((16, 16), bool)
+  holes[5:9, 4:10] = True
+  painter = Inpainter(loaded.model, loaded.config)
+  out = painter.inpaint(pixels, holes)
+  np.testing.assert_array_equal(out, painter.inpaint(pixels, holes))
+  np.testing.assert_array_equal(out[~holes], pixels[~holes])

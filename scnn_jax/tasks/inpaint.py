@@ -14,7 +14,7 @@ pixels (``metrics.masked_se_sums``); metrics are computed on the composite
 from __future__ import annotations
 
 from scnn_jax import baselines as baselines_lib
-from scnn_jax import inpaint_losses, metrics
+from scnn_jax import encoders, inpaint_losses, metrics
 from scnn_jax.metrics import spikes
 from scnn_jax.models.scnn import masked_input
 from scnn_jax.tasks.base import Task
@@ -41,7 +41,7 @@ class InpaintTask(Task):
     return se, count, {}
 
   def predict(self, model, batch):
-    pred = model(self.inputs(batch))
+    pred = model(self.inputs(batch), rngs=encoders.eval_rngs())
     return {"pred": pred,
             "composite": metrics.composite(pred, batch["image"], batch["mask"])}
 
