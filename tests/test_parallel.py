@@ -9,6 +9,7 @@ import pytest
 
 from configs import base
 from scnn_jax import schema, trainer
+from tests.workdirs import hole_batches
 
 
 def tiny_config(**model):
@@ -19,12 +20,7 @@ def tiny_config(**model):
 
 
 def batches(n, b=16, hw=12, seed=0):
-  rng = np.random.default_rng(seed)
-  for _ in range(n):
-    mask = np.zeros((b, hw, hw, 1), np.float32)
-    mask[:, 3:8, 2:9] = 1.0
-    yield {"image": rng.uniform(size=(b, hw, hw, 3)).astype(np.float32),
-           "mask": mask, "valid": np.ones((b,), np.float32)}
+  return hole_batches(n, b, hw, (slice(3, 8), slice(2, 9)), seed)
 
 
 SPEC = types.SimpleNamespace(image_shape=(12, 12, 3), num_classes=None)

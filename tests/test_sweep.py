@@ -13,7 +13,7 @@ import pytest
 
 from scnn_jax import inference, schema, sweep, trainer
 from scnn_jax.cli import ablation as ablation_cli
-from tests.workdirs import REPO, tiny_config
+from tests.workdirs import REPO, hole_batches, tiny_config
 
 
 def _grid_config(**grid):
@@ -43,12 +43,7 @@ def test_points_grid_zip_and_seeds():
 
 
 def _batches(n, b=8, hw=16, seed=0):
-  rng = np.random.default_rng(seed)
-  for _ in range(n):
-    mask = np.zeros((b, hw, hw, 1), np.float32)
-    mask[:, 4:10, 3:12] = 1.0
-    yield {"image": rng.uniform(size=(b, hw, hw, 3)).astype(np.float32),
-           "mask": mask, "valid": np.ones((b,), np.float32)}
+  return hole_batches(n, b, hw, (slice(4, 10), slice(3, 12)), seed)
 
 
 SPEC = types.SimpleNamespace(image_shape=(16, 16, 3), num_classes=None)

@@ -4,6 +4,7 @@ training (config.json + a checkpoint, as train.py leaves them)."""
 from pathlib import Path
 
 import jax
+import numpy as np
 
 from configs import base
 from scnn_jax import builders, schema, state, sweep
@@ -20,6 +21,17 @@ def tiny_config():
   c.train.update(steps=6, batch_size=8, eval_batch_size=16, log_every=2,
                  eval_every=3, checkpoint_every=3, num_sample_images=4)
   return c
+
+
+def hole_batches(n, b, hw, hole, seed=0):
+  """``n`` inpainting batches of ``b`` uniform-noise ``hw`` x ``hw`` images,
+  every image with the same hole ``hole = (rows, cols)`` (two slices)."""
+  rng = np.random.default_rng(seed)
+  for _ in range(n):
+    mask = np.zeros((b, hw, hw, 1), np.float32)
+    mask[(slice(None),) + hole] = 1.0
+    yield {"image": rng.uniform(size=(b, hw, hw, 3)).astype(np.float32),
+           "mask": mask, "valid": np.ones((b,), np.float32)}
 
 
 def make_workdir(path, config, step=5):
