@@ -96,9 +96,7 @@ def classify_table(runs) -> str:
     cells = " | ".join(f"{a[s]:.1f} %" if s in a else "" for s in SEEDS)
     diff = ("(reference)" if row.name == "alif" else
             fmt_paired(paired(a, acc["alif"]), 2))
-    mean = fmt_mean_sd(a.values())
-    mean += " %" if a else ""
-    lines.append(f"| {row.label} | {cells} | {mean} "
+    lines.append(f"| {row.label} | {cells} | {fmt_mean_sd(a.values(), unit=' %')} "
                  f"| {diff} | {seed_runs.fmt_minutes(runs[row.name].values())} |")
   records = [r for done in runs.values() for r in done.values()]
   lines += [

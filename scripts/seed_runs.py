@@ -260,13 +260,14 @@ def t_halfwidth(sd: float, n: int) -> float:
   return float(stats.t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
 
 
-def fmt_mean_sd(values, digits: int = 2) -> str:
+def fmt_mean_sd(values, digits: int = 2, unit: str = "") -> str:
+  """``mean ± sd unit``; ``(not run)`` without values (no unit)."""
   mean, sd = mean_sd(values)
   if math.isnan(mean):
     return "(not run)"
   if math.isnan(sd):
-    return f"{mean:.{digits}f} (1 seed)"
-  return f"{mean:.{digits}f} ± {sd:.{digits}f}"
+    return f"{mean:.{digits}f}{unit} (1 seed)"
+  return f"{mean:.{digits}f} ± {sd:.{digits}f}{unit}"
 
 
 def paired(a: dict, b: dict) -> list[tuple[int, float]]:
