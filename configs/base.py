@@ -59,8 +59,8 @@ def get_config():
   m.dtype = "float32"             # float32 | bfloat16 (convs; membranes stay float32)
 
   c.data = d = config_dict.ConfigDict()
-  d.source = "embedded"           # embedded | tfds | folder
-  d.name = "natural"              # embedded: natural | mnist5k; tfds: dataset name
+  d.source = "embedded"           # embedded | tfds | folder | dead_leaves
+  d.name = "natural"              # embedded: natural | mnist5k; tfds: dataset name; dead_leaves: any
   d.image_size = 32
   d.channels = 3
   d.train_split = "train"
@@ -75,12 +75,16 @@ def get_config():
   d.num_threads = 2
   d.num_workers = 0               # >0: reader processes (GPU/TPU hosts)
   d.bad_images = "skip"           # folder: skip (reported once) | error on unreadable files
+  d.dead_leaves_mix = 0.0         # share of training examples replaced by dead-leaves images
+  d.dead_leaves_texture = True    # dead leaves: gradients / sinusoids inside shapes
+  d.dead_leaves_blur = True       # dead leaves: half the images defocused (Gaussian)
 
   c.masks = k = config_dict.ConfigDict()
-  k.kind = "box"                  # box | center | stroke | pixels
+  k.kind = "box"                  # box | center | stroke | pixels | mixed (box or stroke)
   k.ratio_min = 0.05
   k.ratio_max = 0.2
   k.max_boxes = 2
+  k.stroke_fraction = 0.5         # mixed: probability that a mask is strokes
   k.eval_seed = 1234
 
   c.train = t = config_dict.ConfigDict()
@@ -99,7 +103,11 @@ def get_config():
   t.keep_checkpoints = 3
   t.num_sample_images = 8
   t.nan_policy = "stop"           # stop | skip
-  t.loss = "mse"                  # inpaint: mse (pooled hole MSE) | log_mse (per image)
+  t.loss = "mse"                  # inpaint: mse (pooled) | image_mse | log_mse (per image)
+  # In [0, 1): > 0 evaluates, samples, exports and loads an exponential moving
+  # average of the weights (scnn_jax.state), which averages over about
+  # 1 / (1 - decay) steps; 0 = off (the raw weights).
+  t.ema_decay = 0.0
   # (start, stop): a jax.profiler trace of steps start..stop-1 into
   # <workdir>/tensorboard (README, "Profiling"); () = off.
   t.profile_steps = ()

@@ -13,6 +13,14 @@ prediction is already its composite.
   (channel_axis=-1, grayscale included), output clipped to [0, 1]. An image
   without a hole is copied; an image that is all hole has nothing to
   interpolate from and falls back to ``mean_fill`` (i.e. 0.5).
+* ``opencv_telea`` / ``opencv_ns``: OpenCV's ``cv2.inpaint`` with
+  ``INPAINT_TELEA`` (fast marching, Telea 2004) or ``INPAINT_NS``
+  (Navier-Stokes, Bertalmio et al. 2001), radius ``OPENCV_RADIUS`` px, per
+  image on uint8 pixels (OpenCV's methods take 8-bit images): the hole
+  values are the uint8 result / 255. For evaluation only
+  (``scripts/inpaint_eval.py``): OpenCV comes from the optional
+  ``opencv-python-headless`` (``pip install 'scnn_jax[eval]'``), imported
+  when one of them runs; training scores ``BASELINES`` alone.
 """
 
 from __future__ import annotations
@@ -20,6 +28,8 @@ from __future__ import annotations
 import numpy as np
 
 BASELINES = ("mean_fill", "biharmonic")
+OPENCV_BASELINES = ("opencv_telea", "opencv_ns")
+OPENCV_RADIUS = 3
 ALL_HOLE_FILL = 0.5
 
 
@@ -95,10 +105,61 @@ def biharmonic(images, masks):
   return _finish(out, single)
 
 
+def _cv2():
+  try:
+    import cv2  # optional: evaluation only
+  except ImportError as e:
+    raise ImportError("the OpenCV baselines need opencv-python-headless: "
+                      "pip install 'scnn_jax[eval]'") from e
+  return cv2
+
+
+def _opencv_one(image, hole, flag):
+  if not hole.any():
+    return image.copy()
+  if hole.all():
+    return _mean_fill_one(image, hole)
+  cv2 = _cv2()
+  pixels = np.clip(np.round(image * 255.0), 0, 255).astype(np.uint8)
+  filled = cv2.inpaint(np.ascontiguousarray(pixels), hole.astype(np.uint8),
+                       OPENCV_RADIUS, getattr(cv2, flag))
+  filled = filled.reshape(image.shape).astype(np.float32) / np.float32(255)
+  # Known pixels from the float input: the uint8 round trip is OpenCV's
+  # limitation, not part of its answer.
+  return np.where(hole[..., None], filled, image)
+
+
+def _opencv(images, masks, flag):
+  images, holes, single = _prepare(images, masks)
+  if images.shape[-1] not in (1, 3):
+    raise ValueError(f"OpenCV inpainting takes 1 or 3 channels, got "
+                     f"{images.shape[-1]}")
+  out = np.stack([_opencv_one(im, h, flag) for im, h in zip(images, holes)])
+  return _finish(out, single)
+
+
+def opencv_telea(images, masks):
+  """``cv2.inpaint(..., INPAINT_TELEA)``, radius ``OPENCV_RADIUS``, on uint8.
+
+  No hole: copied; all hole: ``mean_fill`` (0.5). Known pixels are copied
+  exactly from the (float) input. Returns float32 of the images' shape.
+  """
+  return _opencv(images, masks, "INPAINT_TELEA")
+
+
+def opencv_ns(images, masks):
+  """``cv2.inpaint(..., INPAINT_NS)`` (Navier-Stokes), as ``opencv_telea``."""
+  return _opencv(images, masks, "INPAINT_NS")
+
+
+_ALL = {"mean_fill": mean_fill, "biharmonic": biharmonic,
+        "opencv_telea": opencv_telea, "opencv_ns": opencv_ns}
+
+
 def baseline_predictions(name: str, images, masks):
-  """Predictions of the baseline called ``name`` (one of ``BASELINES``)."""
-  if name == "mean_fill":
-    return mean_fill(images, masks)
-  if name == "biharmonic":
-    return biharmonic(images, masks)
-  raise ValueError(f"unknown baseline {name!r}; allowed: {', '.join(BASELINES)}")
+  """Predictions of the baseline called ``name`` (``BASELINES`` or
+  ``OPENCV_BASELINES``)."""
+  if name not in _ALL:
+    raise ValueError(f"unknown baseline {name!r}; allowed: "
+                     f"{', '.join(_ALL)}")
+  return _ALL[name](images, masks)

@@ -106,6 +106,25 @@ class Checkpointer:
   def all_steps(self) -> list[int]:
     return list(self._manager.all_steps())
 
+  def state_keys(self, step: int | None = None) -> set[str] | None:
+    """The top-level keys of the state saved at ``step`` (default: the
+    latest), read from its metadata alone; None when there is no such
+    checkpoint or its metadata is unreadable. Tells what a checkpoint holds
+    before restoring it (an ``ema`` or not: ``scnn_jax.state``)."""
+    step = self.latest_step() if step is None else step
+    if step is None:
+      return None
+    handler = ocp.StandardCheckpointHandler()
+    try:
+      tree = handler.metadata(self.directory / str(step) / "state").tree
+    except Exception as e:  # noqa: BLE001 - the restore then says what is wrong
+      logging.warning("no metadata for checkpoint step %d in %s (%s)", step,
+                      self.directory, type(e).__name__)
+      return None
+    finally:
+      handler.close()
+    return set(tree)
+
   def save(self, step: int, state, meta: dict | None = None, *,
            force: bool = False) -> bool:
     """Saves the ``state`` pytree and a small JSON ``meta`` dict at ``step``.

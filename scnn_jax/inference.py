@@ -11,6 +11,9 @@ defaults, ``schema.complete``), the model is built from it by name
 model's part of the checkpoint (``state.MODEL_KEYS``: parameters and other
 model variables) is restored, with Orbax opened READ-ONLY: a workdir that is
 still training, even in the middle of a checkpoint save, is left untouched.
+A checkpoint that holds a moving average of the weights (``train.ema_decay``,
+``scnn_jax.state``) loads the average, as the run evaluated it; one without
+(EMA off, or older) loads its params.
 
 A model can also be shipped as its trained parameters alone (no optimizer
 state, no Orbax): ``export_params(loaded, folder)`` writes ``config.json``
@@ -48,6 +51,7 @@ class Loaded:
   state: dict                # the restored params / rest / step (of the point)
   point: int | None = None   # ablation point index, None for single runs
   point_name: str | None = None
+  ema: bool = False          # state["params"] is the weights' moving average
 
 
 def read_config(workdir) -> ml_collections.ConfigDict:
@@ -71,6 +75,7 @@ def load(workdir, step: int | None = None, point: int | None = None) -> Loaded:
 
   An ablation workdir (``config.ablation`` grid) holds K models stacked on a
   leading axis: ``point=k`` picks one; single-model workdirs take no point.
+  The model's weights are the checkpoint's ``ema`` when it has one.
   """
   config = _checked(read_config(workdir))
   ckpt_dir = epath.Path(workdir) / "checkpoints"
@@ -84,6 +89,11 @@ def load(workdir, step: int | None = None, point: int | None = None) -> Loaded:
         f"no checkpoint in {ckpt_dir}: train first (python train.py "
         f"--config ... --workdir {workdir})")
   spec = builders.data_spec(config)
+  keys = ckpt.state_keys(step)
+  # What the checkpoint holds decides, not config.json: a run that turned
+  # EMA on when resumed rewrote config.json before its first save with one.
+  ema = (state_lib.EMA_KEY in keys) if keys is not None else (
+      state_lib.uses_ema(config))
   points = None
   if sweep.enabled(config):
     points = sweep.points(config)
@@ -94,14 +104,17 @@ def load(workdir, step: int | None = None, point: int | None = None) -> Loaded:
     if not 0 <= point < K:
       raise PointError(f"point {point}: this ablation has {K} points "
                        f"(0..{K - 1})")
-    state, graphs = sweep.stacked_model_state(points, spec)
+    state, graphs = sweep.stacked_model_state(points, spec, ema)
   else:
     if point is not None:
       raise PointError(f"{workdir} holds a single model (its config has no "
                        "ablation grid): give no point")
-    graphs, state = state_lib.model_state(builders.model(config, spec))
+    graphs, state = state_lib.model_state(builders.model(config, spec), ema)
   state, _ = ckpt.restore(abstract_like(state), step, partial=True)
   ckpt.close()
+  if ema:   # the average takes the params' place (state.eval_params)
+    state = {"step": state["step"], "params": state[state_lib.EMA_KEY],
+             "rest": state["rest"]}
   name = None
   if points is not None:
     state, config, name = (sweep.unstack(state, point),
@@ -109,7 +122,7 @@ def load(workdir, step: int | None = None, point: int | None = None) -> Loaded:
   model = nnx.merge(graphs.eval, state["params"], state["rest"])
   return Loaded(model=model, config=config,
                 step=int(jax.device_get(state["step"])), state=state,
-                point=point, point_name=name)
+                point=point, point_name=name, ema=ema)
 
 
 PARAMS_FILE = "params.npz"

@@ -65,9 +65,10 @@ NAN_POLICIES = ("stop", "skip")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine")
 NEURON_SOLVERS = ("scan", "staircase")
-DATA_SOURCES = ("embedded", "tfds", "folder")
+DATA_SOURCES = ("embedded", "tfds", "folder", "dead_leaves")
 TRAIN_CROPS = ("random", "center")
 NATURAL_MAX_SIZE = 255   # shortest side of the embedded natural photos
+OPENPHOTOS_MAX_SIZE = 256  # shortest side of the openphotos photos (rocket)
 MNIST5K_NUM_VAL = 1000
 MIN_IMAGE_SIZE = 4
 
@@ -160,6 +161,8 @@ def _choice(allowed, default=REQUIRED, **kw):
 
 
 _INPAINT_NAMES = tuple(registry.MODELS["inpaint"])
+RESUNETS = ("spiking_resunet", "relu_resunet")
+PRIOR_NETS = ("spiking_unet",) + RESUNETS   # nets on a smooth_fill prior
 _MODEL_NAMES = tuple(dict.fromkeys(n for t in registry.MODELS.values()
                                    for n in t))
 
@@ -192,13 +195,13 @@ FIELDS: dict[str, dict[str, Field]] = {
                                  models=("scnn",)),
         "spiking_layers": _int(None, 1, none_ok=True, tasks=("inpaint",),
                                models=("spiking_decoder",)),
-        "depth": _int(3, 1, 5, tasks=("inpaint",), models=("spiking_unet",)),
+        "depth": _int(3, 1, 5, tasks=("inpaint",), models=PRIOR_NETS),
+        "blocks": _int(1, 0, 8, tasks=("inpaint",), models=RESUNETS),
         "bottleneck_layers": _int(1, 0, 8, tasks=("inpaint",),
                                   models=("spiking_unet",)),
         "prior_order": _choice(smooth_fill.ORDERS, 2, tasks=("inpaint",),
-                               models=("spiking_unet",)),
-        "prior_iters": _int(24, 0, tasks=("inpaint",),
-                            models=("spiking_unet",)),
+                               models=PRIOR_NETS),
+        "prior_iters": _int(24, 0, tasks=("inpaint",), models=PRIOR_NETS),
         # neurons (every spiking task; checked whatever model.neuron is)
         "T": _int(REQUIRED, 1, tasks=SPIKING),
         "neuron": _choice(layers.NEURONS, "lif", tasks=SPIKING),
@@ -257,6 +260,11 @@ FIELDS: dict[str, dict[str, Field]] = {
         "prefetch": _int(4, 0),
         "num_threads": _int(2, 0),
         "num_workers": _int(0, 0),
+        # Procedural images (scnn_jax.data.dead_leaves): the share of another
+        # source's training examples they replace, and their generator's knobs.
+        "dead_leaves_mix": _num(0.0, 0, 1),
+        "dead_leaves_texture": _bool(True),
+        "dead_leaves_blur": _bool(True),
     },
     # Inpainting holes; eval_seed also fixes which items form the eval set of
     # every task (a subset of a larger split), so the section is filled for all.
@@ -265,6 +273,7 @@ FIELDS: dict[str, dict[str, Field]] = {
         "ratio_min": _num(0.05, 0.0, 1.0, low_open=True, high_open=True),
         "ratio_max": _num(0.2, 0.0, 1.0, low_open=True, high_open=True),
         "max_boxes": _int(2, 1),
+        "stroke_fraction": _num(0.5, 0, 1),   # kind="mixed": share of strokes
         "eval_seed": _int(1234, 0),
     },
     "train": {
@@ -278,6 +287,7 @@ FIELDS: dict[str, dict[str, Field]] = {
         "grad_clip": _num(0.0, 0),
         "weight_decay": _num(0.0, 0),
         "loss": _choice(inpaint_losses.LOSSES, "mse", tasks=("inpaint",)),
+        "ema_decay": _num(0.0, 0, 1, high_open=True),  # 0 = off; scnn_jax.state
         "log_every": _int(100, 1),
         "eval_every": _int(500, 1),
         "checkpoint_every": _int(500, 1),
@@ -455,7 +465,7 @@ def _inpaint_models(c):
     return
   if m.name == "spiking_decoder" and m.spiking_layers is not None:
     check_int("model.spiking_layers", m.spiking_layers, 1, m.num_layers - 1)
-  if m.name == "spiking_unet":   # its prior reads the mask channel
+  if m.name in PRIOR_NETS:   # their prior reads the mask channel
     check_choice("model.mask_channel", m.mask_channel, (True,))
 
 
@@ -500,9 +510,20 @@ def _data(c):
     if d.name == "natural" and d.image_size > NATURAL_MAX_SIZE:
       raise ConfigError("data.image_size", d.image_size, f"must be <= "
                         f"{NATURAL_MAX_SIZE} for the embedded natural photos")
+    if d.name == "openphotos" and d.image_size > OPENPHOTOS_MAX_SIZE:
+      raise ConfigError("data.image_size", d.image_size, f"must be <= "
+                        f"{OPENPHOTOS_MAX_SIZE} for the openphotos photos")
     if d.name == "mnist5k" and d.num_eval > MNIST5K_NUM_VAL:
       raise ConfigError("data.num_eval", d.num_eval,
                         f"must be <= {MNIST5K_NUM_VAL} for mnist5k")
+  if d.dead_leaves_mix > 0 and d.source == "dead_leaves":
+    raise ConfigError("data.dead_leaves_mix", d.dead_leaves_mix,
+                      "must be 0 for data.source='dead_leaves' (every image "
+                      "already is one)")
+  if d.dead_leaves_mix > 0 and c.task == "classify":
+    raise ConfigError("data.dead_leaves_mix", d.dead_leaves_mix,
+                      "must be 0 for task=classify (dead-leaves images have "
+                      "no class)")
 
 
 def _masks(c):

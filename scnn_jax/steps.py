@@ -6,7 +6,9 @@ is rebuilt with ``nnx.merge``), so ``jax.jit``, ``jax.shard_map`` and
 ``jax.vmap`` apply to it directly. It is written per device (see
 ``scnn_jax.parallel`` for how that maps to ``jax.pmap``) and compiled once.
 A task supplies what is specific to it: its loss (local sums) and its
-predictions; the steps know nothing else of it.
+predictions; the steps know nothing else of it. With ``train.ema_decay``
+the train step also updates the weights' moving average and the eval step
+evaluates it (``scnn_jax.state``).
 """
 
 from __future__ import annotations
@@ -18,16 +20,20 @@ from flax import nnx
 from jax.sharding import PartitionSpec as P
 
 from scnn_jax import backend, parallel
+from scnn_jax import state as state_lib
 from scnn_jax.metrics.spikes import spike_rates
 from scnn_jax.state import Graphs
 from scnn_jax.variables import SpikeRate
 
 
-def make_train_step(task_loss, graph: nnx.GraphDef, tx, nan_policy: str):
+def make_train_step(task_loss, graph: nnx.GraphDef, tx, nan_policy: str,
+                    ema_decay: float = 0.0):
   """The per-device train step (call inside ``shard_map`` over ``"data"``).
 
   ``task_loss(model, batch, *, rngs, example_ids) -> (numerator, denominator,
   aux)``: a task's loss as LOCAL sums (``scnn_jax.tasks.base.Task.loss``).
+  ``ema_decay > 0``: the state holds ``ema`` (``state.create_state(...,
+  ema=True)``), updated after the optimizer (``state.ema_update``).
   """
 
   def step(state, batch, key):
@@ -80,6 +86,10 @@ def make_train_step(task_loss, graph: nnx.GraphDef, tx, nan_policy: str):
         "first_nonfinite": jnp.where(bad & (state["first_nonfinite"] < 0),
                                      state["step"], state["first_nonfinite"]),
     }
+    if ema_decay:
+      ema = state_lib.ema_update(state[state_lib.EMA_KEY], params, ema_decay,
+                                 state["step"])
+      new_state[state_lib.EMA_KEY] = keep(ema, state[state_lib.EMA_KEY])
     return new_state, {"loss": loss, "finite": finite, "spike_rate": rates,
                        **aux}
 
@@ -88,10 +98,11 @@ def make_train_step(task_loss, graph: nnx.GraphDef, tx, nan_policy: str):
 
 def make_eval_step(predict_fn, graph: nnx.GraphDef):
   """Per-device eval step: ``(state, batch) -> (outputs, spike rates)``;
-  ``predict_fn(model, batch) -> dict`` (``Task.predict``)."""
+  ``predict_fn(model, batch) -> dict`` (``Task.predict``). Runs the
+  state's ``ema`` when it has one (``state.eval_params``)."""
 
   def step(state, batch):
-    model = nnx.merge(graph, state["params"], state["rest"])
+    model = nnx.merge(graph, state_lib.eval_params(state), state["rest"])
     outputs, captured = nnx.capture(lambda m: predict_fn(m, batch),
                                     SpikeRate)(model)
     return outputs, jax.lax.pmean(spike_rates(captured), parallel.AXIS)
@@ -100,14 +111,15 @@ def make_eval_step(predict_fn, graph: nnx.GraphDef):
 
 
 def compile_steps(task, graphs: Graphs, tx, mesh, nan_policy: str,
-                  stacked: bool = False):
+                  stacked: bool = False, ema_decay: float = 0.0):
   """jit(shard_map(step)) for training (state donated) and evaluation of
   ``task`` (its ``loss`` and ``predict``).
 
   ``stacked``: the state holds K models on a leading axis (vmap ablations);
-  the per-device steps are vmapped over it, batch and key shared.
+  the per-device steps are vmapped over it, batch and key shared (each
+  point's ``ema`` averages its own params). ``ema_decay``: ``train.ema_decay``.
   """
-  train = make_train_step(task.loss, graphs.train, tx, nan_policy)
+  train = make_train_step(task.loss, graphs.train, tx, nan_policy, ema_decay)
   evaluate = make_eval_step(task.predict, graphs.eval)
   out_batch = P(parallel.AXIS)
   if stacked:

@@ -123,15 +123,17 @@ def stacked(pts: list[Point], make):
 
 def create_stacked_state(pts: list[Point], spec, tx):
   """Stacked train states of all points (their own init seeds) + the shared
-  graphdefs; ``spec``: the data's ``image_shape`` / ``num_classes``."""
+  graphdefs; ``spec``: the data's ``image_shape`` / ``num_classes``. With
+  ``train.ema_decay`` (one value for all points) each has its ``ema``."""
   return stacked(pts, lambda p: state_lib.create_state(
-      builders.model(p.config, spec), tx))
+      builders.model(p.config, spec), tx, state_lib.uses_ema(p.config)))
 
 
-def stacked_model_state(pts: list[Point], spec):
-  """Stacked ``state.MODEL_KEYS`` parts (no optimizer) + graphdefs."""
+def stacked_model_state(pts: list[Point], spec, ema: bool = False):
+  """Stacked ``state.MODEL_KEYS`` parts (no optimizer) + graphdefs; ``ema``:
+  the averages in place of the params (``state.model_state``)."""
   def make(p):
-    graphs, s = state_lib.model_state(builders.model(p.config, spec))
+    graphs, s = state_lib.model_state(builders.model(p.config, spec), ema)
     return s, graphs
   return stacked(pts, make)
 

@@ -59,7 +59,7 @@ def global_receptive_field(config, model=None) -> str | None:
   """
   m = config.model
   if getattr(model, "global_receptive_field", False) or \
-      m.name == "spiking_unet":
+      m.name in ("spiking_unet", "spiking_resunet", "relu_resunet"):
     return "its biharmonic prior is solved over the whole image"
   if m.decoder == "taid" and m.name in ("scnn", "spiking_decoder"):
     return "its TAID decoder pools the whole image"

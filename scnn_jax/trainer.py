@@ -9,6 +9,8 @@ data, model and optimizer (``scnn_jax.builders``), restores the newest
 checkpoint, then runs the compiled steps, logging, evaluating and saving on
 its schedule, under the watchdog (``scnn_jax.watchdog``: hangs, SIGTERM). A
 vmap ablation trains its K points the same way (``scnn_jax.sweep.Members``).
+With ``train.ema_decay > 0`` the evaluations, sample grids and final results
+are those of the weights' moving average (``scnn_jax.state``).
 What it writes besides metrics: ``scnn_jax.reports``.
 """
 
@@ -18,6 +20,7 @@ import dataclasses
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 from absl import logging
@@ -125,15 +128,46 @@ def setup(config, spec, devices=None) -> Run:
   if members.stacked:
     state, graphs = sweep.create_stacked_state(list(members.points), spec, tx)
   else:
-    state, graphs = state_lib.create_state(builders.model(config, spec), tx)
+    state, graphs = state_lib.create_state(builders.model(config, spec), tx,
+                                           state_lib.uses_ema(config))
   train_fn, eval_fn = steps.compile_steps(task, graphs, tx, mesh,
                                           config.train.nan_policy,
-                                          stacked=members.stacked)
+                                          stacked=members.stacked,
+                                          ema_decay=config.train.ema_decay)
   return Run(task=task, tx=tx, mesh=mesh, graphs=graphs,
              state=parallel.replicate(mesh, state), train_fn=train_fn,
              eval_fn=eval_fn,
              key=parallel.replicate(mesh, jax.random.key(config.seed)),
              members=members)
+
+
+def restore(ckpt: Checkpointer, state: dict):
+  """``(state, meta)`` of the newest checkpoint, in ``state``'s structure.
+
+  Whether the run keeps an ``ema`` (``train.ema_decay``) may differ from the
+  checkpoint's: one without it (EMA off, or written before the field) gives
+  the rest, and the average starts at its params; one with an ``ema`` this
+  run does not use gives all but that.
+  """
+  ema = state_lib.EMA_KEY
+  keys = ckpt.state_keys()
+  abstract = abstract_like(state)
+  if keys is None or (ema in state) == (ema in keys):
+    return ckpt.restore(abstract)
+  # Whole trees only: a writer's Orbax handler cannot also restore partially.
+  if ema in keys:
+    restored, meta = ckpt.restore({**abstract, ema: jax.tree.map(
+        lambda a: jax.ShapeDtypeStruct(a.shape, jnp.float32,
+                                       sharding=a.sharding),
+        abstract["params"])})
+    del restored[ema]
+    return restored, meta
+  restored, meta = ckpt.restore({k: v for k, v in abstract.items()
+                                 if k != ema})
+  logging.info("the checkpoint has no moving average of the weights: it "
+               "starts at its params")
+  restored[ema] = state_lib.ema_init(restored["params"])
+  return restored, meta
 
 
 def train_and_evaluate(config, workdir) -> dict:
@@ -160,7 +194,7 @@ def train_and_evaluate(config, workdir) -> dict:
                       config=config)
   meta = {"train_time_s": 0.0}
   if ckpt.latest_step() is not None:
-    state, meta = ckpt.restore(abstract_like(state))
+    state, meta = restore(ckpt, state)
     logging.info("resuming from step %d (%s)", state_lib.current_step(state),
                  ckpt.directory)
   start = state_lib.current_step(state)

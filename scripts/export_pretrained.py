@@ -5,7 +5,9 @@
 
 Writes ``config.json`` and ``params.npz`` (``inference.export_params``),
 checks that the written folder restores to the same outputs as the
-workdir's checkpoint, and prints the sizes.
+workdir's checkpoint, and prints the sizes. A run trained with
+``train.ema_decay > 0`` exports its moving average of the weights (what it
+evaluated; ``inference.load``), not the raw params.
 """
 
 from __future__ import annotations
@@ -50,8 +52,9 @@ def main(argv=None):
   size = (Path(args.out) / inference.PARAMS_FILE).stat().st_size
   n = sum(int(np.prod(s)) for s in shapes.values())
   print(f"wrote {args.out}: {len(shapes)} arrays, {n:,} parameters, "
-        f"params.npz {size / 1e6:.2f} MB (step {loaded.step}); restores to "
-        "identical outputs")
+        f"params.npz {size / 1e6:.2f} MB (step {loaded.step}"
+        f"{', moving average of the weights' if loaded.ema else ''}); "
+        "restores to identical outputs")
 
 
 if __name__ == "__main__":

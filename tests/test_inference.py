@@ -51,12 +51,14 @@ def test_an_older_config_json_loads_with_the_new_fields_defaults(tmp_path):
   old = json.loads((path / "config.json").read_text())
   for section, name in (("model", "refractory_steps"),
                         ("model", "neuron_solver"), ("model", "noise_resample"),
-                        ("data", "train_crop"), ("train", "loss")):
+                        ("data", "train_crop"), ("train", "loss"),
+                        ("train", "ema_decay")):
     del old[section][name]
   (path / "config.json").write_text(json.dumps(old))
   loaded = inference.load(path)
   assert loaded.config.model.noise_resample == "step"   # as such runs trained
   assert loaded.config.train.loss == "mse"
+  assert loaded.config.train.ema_decay == 0.0 and not loaded.ema
   for a, b in zip(jax.tree.leaves(nnx.state(loaded.model, nnx.Param)),
                   jax.tree.leaves(state["params"]), strict=True):
     np.testing.assert_array_equal(a, b)
@@ -103,3 +105,41 @@ def test_export_params_round_trip(tmp_path):
                      r"\(8,\), the model needs \(4,\)$"):
     inference.load_params(tmp_path / "export")
   assert builders.data_spec(loaded.config).image_shape == (16, 16, 3)
+
+
+def test_load_and_export_take_the_moving_average(tmp_path, capsys):
+  """With train.ema_decay the checkpoint holds the average next to the raw
+  params (make_workdir nudges the params, so here they differ from the
+  average, which stayed at the init): load and export give the average."""
+  import importlib.util
+
+  from tests.workdirs import REPO
+  config = tiny_config()
+  config.train.ema_decay = 0.9
+  path, state = make_workdir(tmp_path / "run", config)
+  loaded = inference.load(path)
+  assert loaded.ema and set(loaded.state) == {"step", "params", "rest"}
+  got = jax.tree.leaves(nnx.state(loaded.model, nnx.Param))
+  for a, e, p in zip(got, jax.tree.leaves(state["ema"]),
+                     jax.tree.leaves(state["params"]), strict=True):
+    np.testing.assert_array_equal(a, e)
+    assert not np.array_equal(a, p)
+
+  spec = importlib.util.spec_from_file_location(
+      "export_pretrained", REPO / "scripts" / "export_pretrained.py")
+  script = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(script)
+  script.main(["--workdir", str(path), "--out", str(tmp_path / "export")])
+  assert "moving average of the weights" in capsys.readouterr().out
+  with np.load(tmp_path / "export" / inference.PARAMS_FILE) as npz:
+    np.testing.assert_array_equal(npz["spiking/conv/kernel"],
+                                  state["ema"]["spiking"]["conv"]["kernel"][...])
+
+  config.ablation.grid = {"model": {"threshold": [1.0, 0.5]}}
+  path, state = make_workdir(tmp_path / "abl", config)
+  loaded = inference.load(path, point=1)
+  assert loaded.ema
+  for a, e in zip(jax.tree.leaves(nnx.state(loaded.model, nnx.Param)),
+                  jax.tree.leaves(sweep.unstack(state["ema"], 1)),
+                  strict=True):
+    np.testing.assert_array_equal(a, e)

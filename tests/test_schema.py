@@ -179,7 +179,10 @@ def _vae():
     (base.get_config, "train.optimizer", "lamb", "must be one of adam, adamw"),
     (base.get_config, "train.nan_policy", "ignore", "must be one of stop, "
      "skip"),
-    (base.get_config, "train.loss", "l1", "must be one of mse, log_mse"),
+    (base.get_config, "train.loss", "l1", "must be one of mse, log_mse, "
+     "image_mse"),
+    (base.get_config, "train.ema_decay", 1.0, "must be in [0, 1)"),
+    (base.get_config, "train.ema_decay", -0.1, "must be in [0, 1)"),
     (base.get_config, "train.batch_size", 12, "must be divisible by the "
      "number of devices (8)"),
     (base.get_config, "train.watchdog_s", -2.0, "must be -1 (off), 0 (auto"),

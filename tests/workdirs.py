@@ -37,8 +37,9 @@ def hole_batches(n, b, hw, hole, seed=0):
 def make_workdir(path, config, step=5):
   """A workdir as train.py leaves it (config.json + an Orbax checkpoint of
   the train state), without the cost of training: the weights are the
-  initial ones, with biases nudged so every layer matters. An ablation
-  config gets its stacked state. Returns ``(path, state)``."""
+  initial ones, with biases nudged so every layer matters (an ``ema``, with
+  ``train.ema_decay``, stays at the init). An ablation config gets its
+  stacked state. Returns ``(path, state)``."""
   path = Path(path)
   path.mkdir(parents=True, exist_ok=True)
   config = schema.validate(config)
@@ -48,7 +49,8 @@ def make_workdir(path, config, step=5):
     s, _ = sweep.create_stacked_state(sweep.points(config),
                                       builders.data_spec(config), tx)
   else:
-    s, _ = state.create_state(builders.model(config), tx)
+    s, _ = state.create_state(builders.model(config), tx,
+                              state.uses_ema(config))
   s["params"] = jax.tree.map(lambda x: x + 0.05, s["params"])
   s["step"] = s["step"] + step
   ckpt = Checkpointer(path / "checkpoints")

@@ -218,8 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
                  help="hole fraction RATIO or MIN,MAX for --mask-kind "
                       "(default: the checkpoint's training range)")
   p.add_argument("--max-boxes", "--max_boxes", type=int,
-                 help="--mask-kind box: up to this many boxes (default: the "
-                      "checkpoint's masks.max_boxes)")
+                 help="--mask-kind box or mixed: up to this many boxes "
+                      "(default: the checkpoint's masks.max_boxes)")
   p.add_argument("--mask-seed", "--mask_seed", type=int, default=0,
                  help="seed of --mask-kind (default 0)")
   p.add_argument("--out", required=True,
@@ -287,8 +287,12 @@ def _load(workdir, point):
 def _drawn_holes(args, config, job: Job, h: int, w: int) -> np.ndarray:
   lo, hi = args.mask_ratio or (config.masks.ratio_min, config.masks.ratio_max)
   options = {}
-  if args.mask_kind == "box":
+  if args.mask_kind in ("box", "mixed"):
     options["max_boxes"] = int(args.max_boxes or config.masks.max_boxes)
+  if args.mask_kind == "mixed":
+    # A checkpoint written before the field existed: the generator's default.
+    options["stroke_fraction"] = float(config.masks.get(
+        "stroke_fraction", masks.DEFAULT_STROKE_FRACTION))
   seed = [int(args.mask_seed), zlib.crc32(job.image.name.encode())]
   try:
     m = masks.make_mask(args.mask_kind, seed, h, w, lo, hi, **options)
@@ -358,7 +362,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     raise UserError("give either --mask or --mask-kind, not both")
   if not args.mask and not args.mask_kind:
     raise UserError("no mask: give --mask FILE/FOLDER (white = missing) or "
-                    "--mask-kind box|center|stroke|pixels to draw one")
+                    f"--mask-kind {'|'.join(MASK_KINDS)} to draw one")
   if args.memory_mb <= 0:
     raise UserError(f"--memory-mb {args.memory_mb}: must be > 0")
   if args.overlap is not None and args.overlap < 0:

@@ -9,22 +9,26 @@
     evals = ds.eval_batches(batch_size, process_index, process_count)
 
 Sources (``config.data.source``): ``embedded`` (``name`` = ``natural``,
-``mnist5k`` or ``photos``, shipped with the package, no network), ``tfds``
-(any TFDS image dataset through ``tfds.data_source``, no TensorFlow) and
-``folder`` (PNG/JPEG files). ``sources.py`` documents each (splits, crops,
-resizing), ``folder.py`` the folder source and its unreadable files,
-``photos.py`` the embedded photos; ``pipeline.py`` documents determinism,
-resuming and multi-host slicing. A task may add fields to every example
-through a transform: the inpainting task's hole masks
-(``scnn_jax.masks.HoleMasks``); ``augment.py`` is the classifier's on-device
-augmentation. The fields and their allowed values: ``scnn_jax.schema``.
+``mnist5k``, ``photos`` or ``openphotos``, shipped with the package, no
+network), ``tfds`` (any TFDS image dataset through ``tfds.data_source``, no
+TensorFlow), ``folder`` (PNG/JPEG files) and ``dead_leaves`` (procedural
+images, ``dead_leaves.py``; ``data.dead_leaves_mix`` also mixes them into
+another source's training examples). ``sources.py`` documents each
+(splits, crops, resizing), ``folder.py`` the folder source and its
+unreadable files, ``photos.py`` and ``openphotos.py`` the embedded photos;
+``pipeline.py`` documents determinism, resuming and multi-host slicing. A
+task may add fields to every example through a transform: the inpainting
+task's hole masks (``scnn_jax.masks.HoleMasks``); ``augment.py`` is the
+classifier's on-device augmentation. The fields and their allowed values:
+``scnn_jax.schema``.
 """
 
 from __future__ import annotations
 
 from scnn_jax import masks as masks_lib
+from scnn_jax.data import dead_leaves
 from scnn_jax.data import folder as folder_source
-from scnn_jax.data import photos, sources
+from scnn_jax.data import openphotos, photos, sources
 from scnn_jax.data.pipeline import Dataset
 from scnn_jax.data.sources import (DataError, EMBEDDED_NAMES,  # noqa: F401
                                    NATURAL_TRAIN_PHOTOS, NATURAL_VAL_PHOTOS)
@@ -39,6 +43,12 @@ def task_transform(config):
   """The data transform of ``config.task`` (None: plain images and labels)."""
   make = TASK_TRANSFORMS.get(config.task)
   return make(config) if make else None
+
+
+def _dead_leaves(data, eval_seed: int) -> dead_leaves.DeadLeavesSource:
+  return dead_leaves.DeadLeavesSource(
+      int(data.image_size), int(data.channels), int(data.num_eval), eval_seed,
+      texture=bool(data.dead_leaves_texture), blur=bool(data.dead_leaves_blur))
 
 
 def build(config, transform="task") -> Dataset:
@@ -60,6 +70,8 @@ def build(config, transform="task") -> Dataset:
       src = sources.NaturalSource(size, channels, num_eval, eval_seed)
     elif data.name == "photos":
       src = photos.PhotosSource(size, channels, num_eval, eval_seed)
+    elif data.name == "openphotos":
+      src = openphotos.OpenPhotosSource(size, channels, num_eval, eval_seed)
     else:
       src = sources.Mnist5kSource(size, channels, num_eval, eval_seed,
                                   data.train_crop)
@@ -70,11 +82,17 @@ def build(config, transform="task") -> Dataset:
         channels, num_eval, eval_seed, data.train_crop,
         download=bool(data.tfds_download))
     name = f"tfds:{data.name}"
+  elif data.source == "dead_leaves":
+    src, name = _dead_leaves(data, eval_seed), "dead_leaves"
   else:
     src = folder_source.FolderSource(
         data.folder, data.eval_folder, size, channels, num_eval, eval_seed,
         bad_images=data.bad_images)
     name = f"folder:{data.folder}"
+  mix = float(data.dead_leaves_mix)
+  if mix > 0:
+    src = dead_leaves.MixedSource(src, _dead_leaves(data, eval_seed), mix)
+    name = f"{name}+dead_leaves:{mix:g}"
   if transform == "task":
     transform = task_transform(config)
   return Dataset(src, seed=int(config.seed), transform=transform,

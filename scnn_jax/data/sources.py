@@ -38,6 +38,8 @@ Sources
   the first Image feature); labels from a ``label`` ClassLabel feature if
   there is one (``num_classes`` from it), else zeros and ``num_classes=None``.
 ``folder``: PNG/JPEG files under a directory (``folder.py``).
+``dead_leaves``: procedural dead-leaves images, a fresh one per training
+  example (``dead_leaves.py``, which also mixes them into another source).
 
 Sizing (mnist5k, tfds): an image whose size differs from the configured size
 is resized (bilinear with antialiasing, Pillow) so its SHORTER side equals
@@ -58,7 +60,8 @@ from PIL import Image, ImageOps
 
 from scnn_jax.config_lib import ConfigError
 
-EMBEDDED_NAMES = ("natural", "mnist5k", "photos")  # photos: data/photos.py
+# photos: data/photos.py; openphotos: data/openphotos.py
+EMBEDDED_NAMES = ("natural", "mnist5k", "photos", "openphotos")
 NATURAL_TRAIN_PHOTOS = ("astronaut", "rocket", "motorcycle_left", "retina",
                         "immunohistochemistry")
 NATURAL_VAL_PHOTOS = ("chelsea", "coffee")

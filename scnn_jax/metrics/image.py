@@ -15,12 +15,18 @@ Definitions (quoted by the README):
   11, sigma 1.5, k1 0.01, k2 0.03, max_val 1; for C > 1 the mean over channels
   of the per-channel SSIM maps; needs H, W >= 11), then the valid-weighted
   mean over images.
+* **image MSE** = the mean over images with a hole of each image's hole MSE
+  (the per-image ``train.loss = "image_mse"``; ``masked_mse`` instead pools
+  the hole entries of all images, so large holes weigh more); **image log
+  MSE** = the same mean of ``log(MSE_hole_i + inpaint_losses.EPS)`` (the
+  ``"log_mse"`` loss). Both are what those losses compute on a batch, here
+  over the whole eval set.
 * A mean over zero images (every ``valid`` 0, or no image with a hole for the
-  hole PSNR) is NaN: the metric is undefined there, not 0.
+  hole PSNR and the image MSEs) is NaN: the metric is undefined there, not 0.
 
 Over many batches ``InpaintingAccumulator`` gives exactly the values of one
 call on the concatenated set: masked/full MSE pooled over all entries, PSNR,
-hole PSNR and SSIM as means of per-image values.
+hole PSNR, SSIM and the image MSEs as means of per-image values.
 """
 
 from __future__ import annotations
@@ -32,13 +38,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from scnn_jax.inpaint_losses import EPS as LOG_MSE_EPS
 from scnn_jax.metrics.losses import check_shapes, composite, valid_weights
 
 MSE_FLOOR = 1e-10  # PSNR of a perfect image: 10 log10(1 / 1e-10) = 100 dB
 PSNR_CAP_DB = 100.0
 SSIM_FILTER_SIZE = 11
 SSIM_FILTER_SIGMA = 1.5
-METRIC_KEYS = ("masked_mse", "full_mse", "psnr", "hole_psnr", "ssim")
+METRIC_KEYS = ("masked_mse", "full_mse", "psnr", "hole_psnr", "ssim",
+               "image_mse", "image_log_mse")
 
 
 def _weighted_mean(values, weights):
@@ -145,8 +153,9 @@ class InpaintingAccumulator:
   ``update(pred, image, mask, valid=None)`` takes one batch (numpy or JAX,
   host-addressable); per-image values are computed in float32 by one jitted
   function (compiled once per batch shape) and summed on the host in
-  float64. ``result()`` returns ``{masked_mse, full_mse, psnr, hole_psnr,
-  ssim}`` as Python floats, equal to ``evaluate_inpainting`` on the
+  float64. ``result()`` returns ``METRIC_KEYS`` (``masked_mse``,
+  ``full_mse``, ``psnr``, ``hole_psnr``, ``ssim``, ``image_mse``,
+  ``image_log_mse``) as Python floats, equal to ``evaluate_inpainting`` on the
   concatenation of all batches. ``num_images`` / ``num_hole_images`` count
   the (weighted) images seen.
   """
@@ -156,7 +165,8 @@ class InpaintingAccumulator:
 
   def reset(self):
     self._sums = dict(hole_se=0.0, hole_count=0.0, full_se=0.0, full_count=0.0,
-                      psnr=0.0, hole_psnr=0.0, ssim=0.0)
+                      psnr=0.0, hole_psnr=0.0, ssim=0.0, image_mse=0.0,
+                      image_log_mse=0.0)
     self.num_images = 0.0
     self.num_hole_images = 0.0
 
@@ -184,6 +194,9 @@ class InpaintingAccumulator:
     s["psnr"] += wsum(v, stats["psnr"])
     s["ssim"] += wsum(v, stats["ssim"])
     s["hole_psnr"] += wsum(hv, stats["hole_psnr"])
+    mse = stats["hole_se"] / np.maximum(stats["hole_count"], 1.0)
+    s["image_mse"] += wsum(hv, mse)
+    s["image_log_mse"] += wsum(hv, np.log(mse + LOG_MSE_EPS))
     self.num_images += float(np.sum(v))
     self.num_hole_images += float(np.sum(hv))
     return self
@@ -200,11 +213,14 @@ class InpaintingAccumulator:
         psnr=ratio(s["psnr"], self.num_images, math.nan),
         hole_psnr=ratio(s["hole_psnr"], self.num_hole_images, math.nan),
         ssim=ratio(s["ssim"], self.num_images, math.nan),
+        image_mse=ratio(s["image_mse"], self.num_hole_images, math.nan),
+        image_log_mse=ratio(s["image_log_mse"], self.num_hole_images,
+                            math.nan),
     )
 
 
 def evaluate_inpainting(pred, image, mask, valid=None) -> dict[str, float]:
-  """``{masked_mse, full_mse, psnr, hole_psnr, ssim}`` of one batch (Python floats).
+  """``METRIC_KEYS`` of one batch (Python floats).
 
   Scored on ``composite(pred, image, mask)``; definitions in the module
   docstring. For many batches use ``InpaintingAccumulator``.

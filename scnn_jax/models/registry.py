@@ -24,8 +24,8 @@ from flax import nnx
 from scnn_jax import neurons, staircase
 from scnn_jax.collectives import AXIS
 from scnn_jax.config_lib import ConfigError
-from scnn_jax.models import (classifier, fad_autoencoder, scnn, spiking_decoder,
-                             spiking_unet, vae)
+from scnn_jax.models import (classifier, fad_autoencoder, resunet, scnn,
+                             spiking_decoder, spiking_unet, vae)
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -97,6 +97,20 @@ def _spiking_unet(config, image_shape, num_classes, rngs):
       dtype=DTYPES[m.dtype], rngs=rngs)
 
 
+def _resunet(activation):
+  """The residual U-Net on a JAX biharmonic prior: spiking or its ReLU twin."""
+  def build(config, image_shape, num_classes, rngs):
+    m = config.model
+    cin, cout, _ = _inpaint_common(m, image_shape, rngs)
+    return resunet.PriorResUNet(
+        cin, cout, activation=activation, width=m.width, depth=m.depth,
+        blocks=m.blocks, T=m.T, neuron=m.neuron,
+        neuron_kwargs=neuron_kwargs(m), prior_order=m.prior_order,
+        prior_iters=m.prior_iters, conv_impl=m.conv_impl,
+        dtype=DTYPES[m.dtype], rngs=rngs)
+  return build
+
+
 def _classifier(config, image_shape, num_classes, rngs):
   """Paper B's MNISTNet / Cifar10Net."""
   m = config.model
@@ -149,7 +163,9 @@ Builder = Callable[..., nnx.Module]
 MODELS: dict[str, dict[str, Builder]] = {
     "inpaint": {"scnn": _scnn, "cnn": _cnn,
                 "spiking_decoder": _spiking_decoder,
-                "spiking_unet": _spiking_unet},
+                "spiking_unet": _spiking_unet,
+                "spiking_resunet": _resunet("spiking"),
+                "relu_resunet": _resunet("relu")},
     "classify": {arch: _classifier for arch in classifier.ARCHITECTURES},
     "generate": {"svae": _svae},
     "fad_autoencoder": {"fad_ae": _fad_ae},

@@ -6,9 +6,13 @@ marks padding rows of the last eval batch). The model sees the masked image
 (holes set to 0) plus, unless ``model.mask_channel`` is False (paper A), the
 mask as an extra channel (``models.scnn.masked_input``). Models:
 ``models.registry`` (``scnn``, ``cnn``, ``spiking_decoder``,
-``spiking_unet``). The loss is the MSE over hole
-pixels (``metrics.masked_se_sums``); metrics are computed on the composite
-(known pixels from the input, hole pixels from the model).
+``spiking_unet``). The loss (``train.loss``) is the MSE over the hole
+pixels of the batch (``"mse"``, ``metrics.masked_se_sums``) or a mean over
+images of a per-image hole loss (``"image_mse"``, ``"log_mse"``:
+``scnn_jax.inpaint_losses``); metrics are computed on the composite (known
+pixels from the input, hole pixels from the model). The eval results (and
+the baselines') also hold ``loss``: that same loss over the whole eval set
+(``EVAL_LOSS_KEYS``), comparable with the train records' ``loss``.
 """
 
 from __future__ import annotations
@@ -18,6 +22,11 @@ from scnn_jax import encoders, inpaint_losses, metrics
 from scnn_jax.metrics import spikes
 from scnn_jax.models.scnn import masked_input
 from scnn_jax.tasks.base import Task
+
+# train.loss -> the eval metric that is that loss over the eval set: pooled
+# over all hole entries for "mse", a mean over images for the others.
+EVAL_LOSS_KEYS = {"mse": "masked_mse", "image_mse": "image_mse",
+                  "log_mse": "image_log_mse"}
 
 
 class InpaintTask(Task):
@@ -32,8 +41,8 @@ class InpaintTask(Task):
 
   def loss(self, model, batch, *, rngs, example_ids):
     pred = model(self.inputs(batch), rngs=rngs, example_ids=example_ids)
-    if self.loss_kind == "log_mse":   # per-image log hole MSE (issue 18)
-      num, den = inpaint_losses.log_mse_sums(
+    if self.loss_kind in inpaint_losses.PER_IMAGE:
+      num, den = inpaint_losses.PER_IMAGE[self.loss_kind](
           pred, batch["image"], batch["mask"], batch.get("valid"))
       return num, den, {}
     se, count = metrics.masked_se_sums(pred, batch["image"], batch["mask"],
@@ -46,7 +55,7 @@ class InpaintTask(Task):
             "composite": metrics.composite(pred, batch["image"], batch["mask"])}
 
   def new_accumulator(self):
-    return metrics.InpaintingAccumulator()
+    return _WithLoss(EVAL_LOSS_KEYS[self.loss_kind])
 
   def accumulate(self, acc, host_batch, host_outputs):
     acc.update(host_outputs["pred"], host_batch["image"], host_batch["mask"],
@@ -61,7 +70,7 @@ class InpaintTask(Task):
   def baselines(self, eval_batches):
     out = {}
     for name in baselines_lib.BASELINES:
-      acc = metrics.InpaintingAccumulator()
+      acc = self.new_accumulator()
       for b in eval_batches:
         pred = baselines_lib.baseline_predictions(name, b["image"], b["mask"])
         acc.update(pred, b["image"], b["mask"], b.get("valid"))
@@ -94,4 +103,19 @@ class InpaintTask(Task):
     return float(spikes.synaptic_ops(specs, rates, timesteps=m.T)["synops"])
 
   def summary_keys(self):
-    return ("masked_mse", "full_mse", "psnr", "hole_psnr", "ssim")
+    keys = ("masked_mse", "full_mse", "psnr", "hole_psnr", "ssim")
+    # With "mse" the loss is masked_mse itself: no second column for it.
+    return keys if self.loss_kind == "mse" else keys + ("loss",)
+
+
+class _WithLoss(metrics.InpaintingAccumulator):
+  """``InpaintingAccumulator`` whose result also holds ``loss`` (the run's
+  ``train.loss`` over the set: the metric ``key``)."""
+
+  def __init__(self, key: str):
+    self.loss_key = key
+    super().__init__()
+
+  def result(self):
+    r = super().result()
+    return {**r, "loss": r[self.loss_key]}

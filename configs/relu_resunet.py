@@ -1,0 +1,56 @@
+"""python train.py --config configs/relu_resunet.py
+
+The non-spiking twin of ``configs/spiking_resunet.py``: the same residual
+U-Net on a biharmonic prior (``scnn_jax/models/resunet.py``) with ReLU where
+the spiking net has neurons, no time axis; same data, masks, loss and
+budget. It is the control row of every spiking-inpainting table.
+"""
+
+from scnn_jax.config_files import sibling
+
+base = sibling(__file__, "base")
+
+
+def get_config():
+  c = base.get_config()
+  m = c.model
+  m.name = "relu_resunet"
+  resunet_model(c)
+  resunet_training(c)
+  return c
+
+
+def resunet_model(c):
+  """The architecture shared by the spiking net and its twin."""
+  m = c.model
+  m.width = 32                    # channels at full resolution (x2 per scale, max x4)
+  m.depth = 4                     # stride-2 blocks: the net works down to H/16
+  m.blocks = 1                    # residual blocks per scale
+  m.noise_std = 0.0
+  m.prior_order = 2               # 2: biharmonic, 1: harmonic
+  m.prior_iters = 24              # CG steps per pyramid level
+
+
+def resunet_training(c):
+  """Data, masks, loss and budget shared by the spiking net and its twin."""
+  d = c.data
+  d.name = "photos"
+  d.image_size = 64
+  d.num_eval = 96
+  k = c.masks
+  k.kind = "box"
+  k.ratio_min = 0.03
+  k.ratio_max = 0.15
+  k.max_boxes = 3
+  t = c.train
+  t.steps = 1500
+  t.batch_size = 8
+  t.learning_rate = 2e-3
+  t.schedule = "cosine"
+  t.warmup_steps = 100
+  t.grad_clip = 1.0
+  t.loss = "log_mse"              # per image, from step 0: = -hole PSNR
+  t.log_every = 50
+  t.eval_every = 250
+  t.eval_batch_size = 48
+  t.checkpoint_every = 250

@@ -1,0 +1,109 @@
+"""The residual U-Net on a biharmonic prior (models/resunet.py): spiking and twin."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from scnn_jax.models import resunet
+
+ALIF = dict(tau=2.0, threshold=0.5, surrogate="atan", surrogate_param=2.0)
+
+
+def _net(activation="spiking", **kw):
+  kw = dict(dict(width=4, depth=2, blocks=1, T=3, neuron="alif",
+                 neuron_kwargs=ALIF, prior_iters=8), **kw)
+  return resunet.PriorResUNet(4, 3, activation=activation,
+                              rngs=nnx.Rngs(0), **kw)
+
+
+def _batch(h, w, seed=0):
+  rng = np.random.default_rng(seed)
+  y, x = np.mgrid[0:h, 0:w] / max(h, w)
+  img = np.stack([0.5 + 0.3 * np.sin(4 * x + c) * np.cos(3 * y)
+                  for c in range(3)], -1)[None].repeat(2, 0)
+  img = (img + 0.05 * rng.normal(size=img.shape)).clip(0, 1)
+  hole = np.zeros((2, h, w, 1), np.float32)
+  hole[:, h // 4:h // 2, w // 3:2 * w // 3] = 1
+  x = np.concatenate([img * (1 - hole), hole], -1).astype(np.float32)
+  return jnp.asarray(x), img.astype(np.float32), hole
+
+
+def test_hole_depth_is_the_capped_chessboard_distance():
+  mask = np.zeros((1, 9, 9, 1), np.float32)
+  mask[0, 1:8, 1:8] = 1                    # a 7x7 hole: rims at depth 1..4
+  got = np.asarray(resunet.hole_depth(jnp.asarray(mask), cap=3))
+  d = np.zeros((9, 9))
+  for i in range(9):
+    for j in range(9):
+      if mask[0, i, j, 0]:
+        d[i, j] = min(i, j, 8 - i, 8 - j)  # distance to the known frame
+  want = np.log1p(np.minimum(d, 3)) / np.log1p(3)
+  np.testing.assert_allclose(got[0, ..., 0], want, atol=1e-6)
+  assert got[0, 0, 0, 0] == 0 and got[0, 4, 4, 0] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("activation", resunet.ACTIVATIONS)
+def test_untrained_net_is_the_prior_at_any_size(activation):
+  x, _, _ = _batch(19, 26)
+  net = _net(activation)
+  out, prior = jax.jit(lambda x: (net(x), net.prior(x)))(x)
+  assert out.shape == (2, 19, 26, 3)
+  np.testing.assert_array_equal(np.asarray(out),
+                                np.clip(np.asarray(prior), 0, 1))
+
+
+def test_spikes_drive_every_encoder_conv_and_the_twin_has_no_time_axis():
+  x, _, _ = _batch(16, 16)
+  spiking, twin = _net("spiking"), _net("relu")
+  # The twin shares every parameter shape with the spiking net but the
+  # neurons' own (tau and threshold per channel).
+  shapes = lambda n: {k: v.shape for k, v in  # noqa: E731
+                      nnx.to_flat_state(nnx.state(n, nnx.Param))}
+  extra = set(shapes(spiking)) - set(shapes(twin))
+  assert extra and all("neuron" in "/".join(map(str, k)) for k in extra)
+  assert set(shapes(twin)) <= set(shapes(spiking))
+  inputs = []
+  for conv in list(spiking.block_convs[1]) + list(spiking.down_convs):
+    orig = conv.__call__
+    conv.__class__ = type("Spy", (type(conv),), {
+        "__call__": lambda self, z, orig=orig: (inputs.append(z), orig(z))[1]})
+  h = spiking.stem(jnp.concatenate(
+      [spiking.prior(x), x[..., 3:], resunet.hole_depth(x[..., 3:])], -1))
+  streams = spiking.encode(h)
+  assert [s.shape for s in streams] == [(3, 2, 16, 16, 4), (3, 2, 8, 8, 8),
+                                        (3, 2, 4, 4, 16)]
+  assert len(inputs) == 3
+  for z in inputs:
+    z = np.asarray(z)
+    assert z.shape[0] == 3 and set(np.unique(z)) <= {0.0, 1.0}
+    assert 0.01 < z.mean() < 0.9                     # neither silent nor saturated
+  t = twin.encode(h)
+  assert [s.shape for s in t] == [(1, 2, 16, 16, 4), (1, 2, 8, 8, 8),
+                                  (1, 2, 4, 4, 16)]
+
+
+def test_surrogate_gradient_reaches_the_first_spiking_layer():
+  x, img, hole = _batch(16, 16)
+  net = _net()
+  net.last.kernel[...] = 0.01 * jnp.ones_like(net.last.kernel[...])
+  graphdef, state = nnx.split(net)
+
+  def loss(state):
+    out = nnx.merge(graphdef, state)(x)
+    return jnp.sum(((out - img) * hole) ** 2)
+
+  grads = nnx.to_flat_state(jax.jit(jax.grad(loss))(state))
+  g = dict(grads)
+  stem = np.asarray(g[("stem", "kernel")][...])
+  thresh = np.asarray(g[("block_acts", 0, 0, "neuron", "threshold")][...])
+  assert np.abs(stem).max() > 0 and np.abs(thresh).max() > 0
+
+
+def test_receptive_field_matches_the_layers():
+  net = _net(depth=2, blocks=1)
+  # stem 3; scale 0: block +2, down +2; scale 1 (jump 2): +4, +4;
+  # scale 2 (jump 4): block +8.
+  assert net.receptive_field == 3 + 2 + 2 + 4 + 4 + 8
+  assert net.pad_multiple == 4
