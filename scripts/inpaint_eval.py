@@ -95,8 +95,11 @@ BASELINES = ("biharmonic", "opencv_telea", "opencv_ns", "mean_fill")
 EXTRA_PHOTOS = True   # also scnn_jax.data.openphotos' held-out photos
 
 
+_T0 = time.time()
+
+
 def _log(msg):
-  print(msg, file=sys.stderr, flush=True)
+  print(f"[{time.time() - _T0:6.1f} s] {msg}", file=sys.stderr, flush=True)
 
 
 # --------------------------------------------------------------------------

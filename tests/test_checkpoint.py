@@ -77,6 +77,9 @@ def test_partial_restore_reads_only_the_model(tmp_path):
   writer.wait()
   want = {k: state[k] for k in ("step", "params", "rest")}
   reader = checkpoint.Checkpointer(tmp_path, read_only=True)
+  # What a checkpoint holds is known before restoring it (an "ema" or not).
+  assert reader.state_keys() == reader.state_keys(4) == set(state)
+  assert reader.state_keys(3) is None
   got, meta = reader.restore(checkpoint.abstract_like(want), partial=True)
   assert set(got) == {"step", "params", "rest"}
   np.testing.assert_array_equal(got["params"]["w"], np.arange(6.0))

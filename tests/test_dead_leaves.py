@@ -42,7 +42,7 @@ def test_render_is_deterministic_from_the_generator():
 
 def test_flat_shapes_make_a_piecewise_constant_image():
   """Without texture, blur and antialiasing every pixel shows one shape's
-  colour: few colours, large flat regions, and edges only between shapes."""
+  colour: few colours and large flat regions."""
   size = 64
   largest = []
   for s in range(4):
@@ -50,11 +50,15 @@ def test_flat_shapes_make_a_piecewise_constant_image():
     colours, label = np.unique(img.reshape(-1, 3), axis=0, return_inverse=True)
     label = label.reshape(size, size)
     assert len(colours) < 0.15 * size * size, len(colours)
-    largest.append(max(np.bincount(ndimage.label(label == k)[0].ravel())[1:].max()
-                       for k in range(len(colours))) / size ** 2)
-    # Textured shapes vary inside: many more colours from the same shapes.
+    regions = (np.bincount(ndimage.label(label == k)[0].ravel())[1:].max()
+               for k in range(len(colours)))
+    largest.append(max(regions) / size ** 2)
+    # Textured shapes vary inside: many more colours from the same shapes,
+    # and the flat third of them (plus the gradients' and sinusoids'
+    # zero-weight pixels) keep their colour exactly.
     textured = dl.render(rng(s), size, texture=True, blur=False, supersample=1)
     assert len(np.unique(textured.reshape(-1, 3), axis=0)) > 3 * len(colours)
+    assert 0.25 < (textured == img).all(-1).mean() < 0.75
     # Antialiasing (2x supersampling) mixes colours along the edges.
     smooth = dl.render(rng(s), size, texture=False, blur=False)
     assert len(np.unique(smooth.reshape(-1, 3), axis=0)) > 2 * len(colours)
@@ -96,7 +100,8 @@ def test_radii_follow_the_power_law():
   # pi * ln(8) / ((1 - 1/64) / 2) = 4.2235 pi.
   assert dl.mean_area(1.0, 8.0) == pytest.approx(np.pi * np.log(8) * 128 / 63)
   r = dl.sample_radii(rng(3), 400_000, 1.0, 8.0)
-  assert np.mean(np.pi * r * r) == pytest.approx(dl.mean_area(1.0, 8.0), rel=0.01)
+  assert np.mean(np.pi * r * r) == pytest.approx(dl.mean_area(1.0, 8.0),
+                                                 rel=0.01)
 
 
 def test_colours_are_the_training_photos_histogram():
@@ -107,9 +112,11 @@ def test_colours_are_the_training_photos_histogram():
       "photos_extra.npz"]).isdisjoint(("chelsea", "coffee", "gravel"))
   pixels = np.concatenate([raw[k].reshape(-1, 3) for k in (
       "astronaut", "rocket", "motorcycle_left", "motorcycle_right")])
-  q = pixels // 16
-  codes, counts = np.unique(q, axis=0, return_counts=True)
-  np.testing.assert_array_equal(corners, codes * 16)
+  q = pixels.astype(np.int64) // 16
+  codes, counts = np.unique(q[:, 0] * 256 + q[:, 1] * 16 + q[:, 2],
+                            return_counts=True)
+  np.testing.assert_array_equal(
+      corners, np.stack([codes // 256, codes // 16 % 16, codes % 16], 1) * 16)
   np.testing.assert_allclose(np.diff(cdf, prepend=0.0), counts / counts.sum())
   # Sampled colours have the photos' mean colour (bin centre offset 7.5).
   c = dl.sample_colours(rng(0), 100_000)
@@ -117,15 +124,21 @@ def test_colours_are_the_training_photos_histogram():
   np.testing.assert_allclose(c.mean(1), (q * 16 + 7.5).mean(0), atol=1.0)
 
 
-# -- the sources -----------------------------------------------------------------
+# -- the sources ---------------------------------------------------------------
 
 
 class _Noise:
-  """A stand-in base source: uint8 noise from the example's rng."""
+  """A stand-in source: uint8 noise from the example's rng (``value`` None),
+  or a constant image."""
   image_shape, num_classes, num_train = (8, 8, 3), 10, 100
 
+  def __init__(self, value=None):
+    self.value = value
+
   def train_example(self, index, rng):
-    return rng.integers(0, 256, (8, 8, 3), dtype=np.uint8), index % 10
+    if self.value is not None:
+      return np.full((8, 8, 3), self.value, np.uint8), 0
+    return rng.integers(0, 255, (8, 8, 3), dtype=np.uint8), index % 10
 
   def eval_set(self):
     return np.full((2, 8, 8, 3), 7, np.uint8), np.array([3, 4], np.int32)
@@ -133,23 +146,29 @@ class _Noise:
 
 def test_mix_replaces_the_fraction_and_keeps_the_rest():
   base_src = _Noise()
-  leaves = dl.DeadLeavesSource(8, 3, 2, 0)
-  mixed = dl.MixedSource(base_src, leaves, 0.3)
+  mixed = dl.MixedSource(base_src, _Noise(255), 0.3)
   assert (mixed.image_shape, mixed.num_classes, mixed.num_train) == (
       (8, 8, 3), 10, 100)
   n, from_leaves = 2000, 0
   for i in range(n):
     image, label = mixed.train_example(i, rng(0, i, 7))
-    ref, ref_label = base_src.train_example(i, rng(0, i, 7))
-    if np.array_equal(image, ref):     # the unmixed example, untouched
-      assert label == ref_label
-    else:
+    if (image == 255).all():
       from_leaves += 1
       assert label == 0
-      np.testing.assert_array_equal(image, mixed.train_example(i, rng(0, i, 7))[0])
+    else:    # the unmixed example at this position, untouched
+      ref, ref_label = base_src.train_example(i, rng(0, i, 7))
+      np.testing.assert_array_equal(image, ref)
+      assert label == ref_label
   # Binomial(2000, 0.3): 600 +- 20.5; the bound is 4 sigma.
   assert abs(from_leaves - 600) <= 82, from_leaves
   np.testing.assert_array_equal(mixed.eval_set()[0], base_src.eval_set()[0])
+  # With the real generator: a dead-leaves image drawn from the example.
+  real = dl.MixedSource(base_src, dl.DeadLeavesSource(8, 3, 2, 0), 1.0)
+  a = real.train_example(5, rng(0, 5, 7))[0]
+  np.testing.assert_array_equal(a, real.train_example(5, rng(0, 5, 7))[0])
+  assert not np.array_equal(a, real.train_example(6, rng(0, 6, 7))[0])
+  with pytest.raises(ValueError, match="image shapes differ"):
+    dl.MixedSource(base_src, dl.DeadLeavesSource(16, 3, 2, 0), 0.5)
 
 
 def test_dead_leaves_dataset_is_a_function_of_seed_and_step():
@@ -157,7 +176,8 @@ def test_dead_leaves_dataset_is_a_function_of_seed_and_step():
   ds = data.build(c)
   assert ds.image_shape == (16, 16, 3) and ds.num_classes is None
   b0 = ds.train_batch(0, 4)
-  assert b0["image"].shape == (4, 16, 16, 3) and b0["mask"].shape == (4, 16, 16, 1)
+  assert b0["image"].shape == (4, 16, 16, 3)
+  assert b0["mask"].shape == (4, 16, 16, 1)
   again = data.build(c).train_batch(0, 4)
   for k in b0:
     np.testing.assert_array_equal(b0[k], again[k])
@@ -173,8 +193,9 @@ def test_dead_leaves_dataset_is_a_function_of_seed_and_step():
   moved = data.build(config(eval_seed=99, source="dead_leaves", name="x"))
   assert not np.array_equal(ev, moved.eval_set()["image"])
   grey = data.build(config(source="dead_leaves", name="x", channels=1))
-  np.testing.assert_array_equal(grey.eval_set()["image"],
-                                np.stack([sources.to_channels(im, 1) for im in ev]))
+  np.testing.assert_array_equal(
+      grey.eval_set()["image"],
+      np.stack([sources.to_channels(im, 1) for im in ev]))
 
 
 def test_mix_through_build_replaces_the_predicted_rows():
@@ -190,7 +211,7 @@ def test_mix_through_build_replaces_the_predicted_rows():
     assert np.array_equal(a["image"][i], b["image"][i]) != leaves, i
 
 
-# -- config ---------------------------------------------------------------------
+# -- config --------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("fields,field,message", [
@@ -200,7 +221,8 @@ def test_mix_through_build_replaces_the_predicted_rows():
     (dict(dead_leaves_mix=-0.1), "data.dead_leaves_mix", "must be in [0, 1]"),
     (dict(dead_leaves_texture="yes"), "data.dead_leaves_texture",
      "must be True or False"),
-    (dict(dead_leaves_blur=1), "data.dead_leaves_blur", "must be True or False"),
+    (dict(dead_leaves_blur=1), "data.dead_leaves_blur",
+     "must be True or False"),
     (dict(source="leaves"), "data.source", "dead_leaves"),
 ])
 def test_config_errors_name_the_field(fields, field, message):

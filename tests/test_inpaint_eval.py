@@ -1,6 +1,8 @@
 """scripts/inpaint_eval.py end to end on a tiny eval set (16 and 32 px, one
-crop per photo, size and hole kind) with tiny workdirs: a spiking U-Net
-(two seeds) and a CNN named as its twin (two seeds)."""
+crop per photo, size and hole kind): tiny SC-NN and CNN workdirs (two seeds
+each, the CNN named as the SC-NN's twin) and a stand-in for the
+prior-based models (a ``prior`` method with its own settings: the real
+spiking U-Net costs a minute of compiles on a loaded CPU)."""
 
 import functools
 import importlib.util
@@ -10,9 +12,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
 from configs import spiking_unet as unet_config
-from scnn_jax import baselines, metrics, smooth_fill
+from scnn_jax import baselines, energy, inference, schema, smooth_fill
 from tests.workdirs import REPO, make_workdir, tiny_config
 
 
@@ -24,39 +27,65 @@ def _script():
   return module
 
 
-def _unet(seed):
-  c = unet_config.get_config()
-  # width 4 = the stem's input channels: the fewest distinct kernel shapes
-  c.model.update(width=4, depth=1, bottleneck_layers=0, T=2, prior_iters=6)
-  c.data.image_size, c.data.num_eval = 16, 8
-  c.train.update(steps=4, batch_size=8, eval_batch_size=8)
-  c.seed = seed
-  return c
-
-
-def _cnn(seed):
+def _tiny(name, seed):
   c = tiny_config()
-  c.model.name, c.model.width, c.model.num_layers = "cnn", 4, 2
+  c.model.name, c.model.width, c.model.num_layers, c.model.T = name, 4, 2, 2
   c.seed = seed
   return c
+
+
+class _PriorNet(nnx.Module):
+  """Like the spiking_unet family: ``prior(x)`` with the model's own order
+  and CG steps; its output (a shifted copy of the input) is not the prior."""
+
+  def __init__(self, order, iters):
+    self.prior_order, self.prior_iters = order, iters
+    self.shift = nnx.Param(jnp.full((3,), 0.05))
+
+  def prior(self, x):
+    return smooth_fill.smooth_fill(x[..., :3], x[..., 3:],
+                                   order=self.prior_order,
+                                   iters=self.prior_iters)
+
+  def __call__(self, x, *, rngs=None):
+    return jnp.clip(x[..., :3] + self.shift, 0.0, 1.0)
 
 
 @pytest.fixture(scope="module")
 def evaluated(tmp_path_factory):
   ie = _script()
   root = tmp_path_factory.mktemp("inpaint_eval")
-  unets = [str(make_workdir(root / f"unet{s}", _unet(s))[0]) for s in (0, 1)]
-  cnns = [str(make_workdir(root / f"cnn{s}", _cnn(s))[0]) for s in (0, 1)]
+  scnns = [str(make_workdir(root / f"scnn{s}", _tiny("scnn", s))[0])
+           for s in (0, 1)]
+  cnns = [str(make_workdir(root / f"cnn{s}", _tiny("cnn", s))[0])
+          for s in (0, 1)]
   (root / "cnn0" / "results.json").write_text(json.dumps(
       {"steps": 4, "train_time_s": 120.0, "devices": 1, "platform": "cpu"}))
+  c = unet_config.get_config()
+  c.model.prior_iters = 6
+  c.train.batch_size = 8
+  c = schema.validate(c, devices=1, check_files=False)
+  (root / "priornet").mkdir()
+  (root / "priornet" / "config.json").write_text(c.to_json_best_effort())
+  real_load = inference.load
+
+  def load(workdir, *a, **k):
+    if str(workdir).endswith("priornet"):
+      return inference.Loaded(model=_PriorNet(2, 6), config=c, step=0,
+                              state={})
+    return real_load(workdir, *a, **k)
+
   out = root / "eval.json"
   with pytest.MonkeyPatch.context() as mp:
     mp.setattr(ie, "SIZES", (16, 32))
     mp.setattr(ie, "HEADLINE_SIZES", (32,))
     mp.setattr(ie, "TARGET_PER_CELL", {16: 3, 32: 3})
     mp.setattr(ie, "EXTRA_PHOTOS", False)
-    ie.main(["run", "--out", str(out), "--model", "unet=" + ",".join(unets),
-             "--model", "cnn=" + ",".join(cnns), "--twin", "unet=cnn"])
+    mp.setattr(inference, "load", load)
+    ie.main(["run", "--out", str(out), "--model", "scnn=" + ",".join(scnns),
+             "--model", "cnn=" + ",".join(cnns),
+             "--model", f"priornet={root / 'priornet'}",
+             "--twin", "scnn=cnn"])
     data, _ = ie.eval_set()
   return ie, json.loads(out.read_text()), data
 
@@ -91,25 +120,25 @@ def test_baseline_rows_and_opencv_differs_from_biharmonic(evaluated):
 def test_prior_row_is_smooth_fill_with_the_models_settings(evaluated):
   ie, res, data = evaluated
   prior = res["methods"]["prior_o2_i6"]
-  assert (prior["order"], prior["iters"]) == (2, 6)
-  assert [r["prior"] for r in res["methods"]["unet"]["runs"]] == \
-      ["prior_o2_i6"] * 2
-  assert res["methods"]["cnn"]["runs"][0]["prior"] is None
+  assert (prior["kind"], prior["order"], prior["iters"]) == ("prior", 2, 6)
+  assert res["methods"]["priornet"]["runs"][0]["prior"] == "prior_o2_i6"
+  assert res["methods"]["scnn"]["runs"][0]["prior"] is None
+  assert [m for m in res["methods"] if m.startswith("prior_")] == \
+      ["prior_o2_i6"]
   fill_fn = jax.jit(functools.partial(smooth_fill.smooth_fill, order=2,
                                       iters=6))
   for kind in ie.KINDS:   # 16 px: one more compile of the fill, not two
-    size, cell = 16, data[(16, kind)]
+    cell = data[(16, kind)]
     im, m = cell["image"], cell["mask"]
     fill = np.clip(np.asarray(fill_fn(jnp.asarray(im * (1 - m)),
                                       jnp.asarray(m))), 0, 1)
     want = ie.score(fill, cell)
-    got = prior["runs"][0]["cells"][f"{size}/{kind}"]
+    got = prior["runs"][0]["cells"][f"16/{kind}"]
     np.testing.assert_allclose(got["hole_psnr"], want["hole_psnr"],
                                atol=2e-4)
     np.testing.assert_allclose(got["ssim"], want["ssim"], atol=2e-6)
-    # ... and differs from the trained net (its biases are nudged).
     assert got["hole_psnr"] != \
-        res["methods"]["unet"]["runs"][0]["cells"][f"{size}/{kind}"][
+        res["methods"]["priornet"]["runs"][0]["cells"][f"16/{kind}"][
             "hole_psnr"]
 
 
@@ -123,18 +152,23 @@ def test_paired_differences_are_per_seed_means_of_stored_scores(evaluated):
     return np.array(run["32/box"][metric] + run["32/stroke"][metric])
 
   for metric in ("hole_psnr", "ssim"):
-    got = ie.paired_diffs(res, "unet", "biharmonic", metric, cells)
-    want = [(i, np.mean(vals("unet", i, metric) - vals("biharmonic", 0,
-                                                          metric)))
-            for i in (0, 1)]
-    np.testing.assert_allclose([d for _, d in got], [d for _, d in want])
-    got = ie.paired_diffs(res, "unet", "cnn", metric, cells)   # by position
-    want = [np.mean(vals("unet", i, metric) - vals("cnn", i, metric))
+    got = ie.paired_diffs(res, "scnn", "biharmonic", metric, cells)
+    want = [np.mean(vals("scnn", i, metric) - vals("biharmonic", 0, metric))
             for i in (0, 1)]
     np.testing.assert_allclose([d for _, d in got], want)
-  assert [w for w, _ in ie.refs(res, "unet")] == ["biharmonic", "own prior",
-                                                  "twin"]
-  assert res["twins"] == {"unet": "cnn"}
+    got = ie.paired_diffs(res, "scnn", "cnn", metric, cells)   # by position
+    want = [np.mean(vals("scnn", i, metric) - vals("cnn", i, metric))
+            for i in (0, 1)]
+    np.testing.assert_allclose([d for _, d in got], want)
+    got = ie.paired_diffs(res, "priornet", "prior_o2_i6", metric, cells)
+    want = np.mean(vals("priornet", 0, metric) - vals("prior_o2_i6", 0,
+                                                      metric))
+    np.testing.assert_allclose(got[0][1], want)
+  assert got[0][1] != 0
+  assert [w for w, _ in ie.refs(res, "scnn")] == ["biharmonic", "twin"]
+  assert [w for w, _ in ie.refs(res, "priornet")] == ["biharmonic",
+                                                      "own prior"]
+  assert res["twins"] == {"scnn": "cnn"}
 
 
 def test_distance_bins_partition_the_hole_pixels(evaluated):
@@ -145,37 +179,56 @@ def test_distance_bins_partition_the_hole_pixels(evaluated):
     assert sum(ev["dist_pixels"][key]) == sum(ev["hole_pixels"][key])
     b = cell["dist_bin"]
     assert np.array_equal(b >= 0, cell["mask"][..., 0] > 0.5)
-    # Every distance bin's sse adds up to the hole's total squared error.
+    assert ev["dist_pixels"][key] == np.bincount(
+        b[b >= 0], minlength=len(ie.DIST_LABELS)).tolist()
+    # The bins' squared errors add up to the holes' total.
     run = res["methods"]["mean_fill"]["runs"][0]["cells"][key]
     pred = baselines.mean_fill(cell["image"], cell["mask"])
-    total = np.square(pred - cell["image"]).sum()
-    np.testing.assert_allclose(sum(run["dist_sse"]), total, rtol=1e-5)
-    hole_mse = total / (sum(ev["hole_pixels"][key]) * 3)
-    per_image = np.asarray(metrics.hole_psnr_per_image(pred, cell["image"],
-                                                       cell["mask"]))
-    assert per_image.min() <= -10 * np.log10(hole_mse) <= per_image.max()
-  # The rim is 1 px from known pixels; a pixel two steps in is in bin 2-4.
+    se = np.square(pred - cell["image"].astype(np.float64)).sum(-1)
+    np.testing.assert_allclose(sum(run["dist_sse"]), se.sum(), rtol=1e-5)
+    np.testing.assert_allclose(run["dist_sse"][0], se[b == 0].sum(),
+                               rtol=1e-5)
+  # Euclidean distance to the nearest known pixel: 1 on the rim, 2 one step
+  # in (bin 1-2 both), 3 at the centre of a 5 x 5 hole (bin 2-4).
   mask = np.zeros((1, 9, 9, 1))
   mask[0, 2:7, 2:7] = 1
   b = ie.distance_bins(mask)[0]
   assert b[2, 2] == 0 and b[3, 3] == 0 and b[4, 4] == 1 and b[0, 0] == -1
+  assert (b == 1).sum() == 1 and (b == 0).sum() == 24
 
 
 def test_spike_rates_energy_time_and_budget(evaluated):
   _, res, _ = evaluated
-  unet, cnn = res["methods"]["unet"]["runs"], res["methods"]["cnn"]["runs"]
-  rates = unet[0]["spike_rate"]
-  assert set(rates) == {"down/0/neuron"}
-  assert all(0.0 <= v <= 1.0 for v in rates.values())
-  assert "not supported by energy.py" in unet[0]["energy"]["note"]
+  m = res["methods"]
+  scnn, cnn = m["scnn"]["runs"], m["cnn"]["runs"]
+  rates = scnn[0]["spike_rate"]
+  assert list(rates) == ["spiking/neuron"] and 0.0 < rates["spiking/neuron"] < 1
+  by_size = scnn[0]["spike_rate_by_size"]
+  # Pooled over the set: the pixel-weighted mean of the sizes' rates
+  # (16 px: 6 images x 256 px, 32 px: 6 x 1024).
+  np.testing.assert_allclose(
+      rates["spiking/neuron"], (by_size["16"]["spiking/neuron"] * 256
+                                + by_size["32"]["spiking/neuron"] * 1024)
+      / 1280, rtol=1e-6)
+  # energy.py with the measured rate: it prices the spikes into conv1.
+  config = inference.read_config(scnn[0]["workdir"])
+  want = energy.inpainting_energy(config.model, (16, 16, 3), by_size["16"])
+  e = scnn[0]["energy"]
+  assert e["supported"]
+  np.testing.assert_allclose(e["by_size"]["16"]["energy_uj"],
+                             want["energy_j"] * 1e6)
+  assert e["by_size"]["16"]["synops"] > 0
   assert cnn[0]["spike_rate"] == {} and cnn[0]["energy"]["supported"]
-  # The CNN: dense MACs of its two 3x3 convs at 16 and 32 px.
-  macs16 = 16 * 16 * 9 * (4 * 4 + 4 * 3)
-  assert cnn[0]["energy"]["by_size"]["16"]["macs"] == macs16
+  # The CNN: dense MACs of its two 3x3 convs (4 + mask -> 4 -> 3) at 16 px.
+  assert cnn[0]["energy"]["by_size"]["16"]["macs"] == \
+      16 * 16 * 9 * (4 * 4 + 4 * 3)
+  assert "not supported by energy.py" in \
+      m["priornet"]["runs"][0]["energy"]["note"]
   assert cnn[0]["budget"]["train_time_s"] == 120.0
+  assert cnn[0]["budget"]["steps"] == 4
   assert cnn[1]["budget"]["train_time_s"] is None
-  assert cnn[1]["budget"]["batch_size"] == 8
-  for run in unet + cnn + res["methods"]["biharmonic"]["runs"]:
+  assert (cnn[1]["budget"]["steps"], cnn[1]["budget"]["batch_size"]) == (6, 8)
+  for run in scnn + cnn + m["biharmonic"]["runs"] + m["prior_o2_i6"]["runs"]:
     assert set(run["time_s_per_image"]) == {"16", "32"}
     assert all(t > 0 for t in run["time_s_per_image"].values())
 
@@ -183,14 +236,16 @@ def test_spike_rates_energy_time_and_budget(evaluated):
 def test_tables_render(evaluated):
   ie, res, _ = evaluated
   text = ie.tables(res)
-  for want in ("### Headline: 32 px crops (6 images)", "| `unet` | 2 |",
-               "own prior (`prior_o2_i6`)", "twin (`cnn`)",
-               "| 1-2 |", "not supported by energy.py", "4 × 8", "6 × 8", "2 min"):
+  for want in ("### Headline: 32 px crops (6 images)", "| `scnn` (paper A",
+               "own prior (`prior_o2_i6`)", "twin (`cnn`)", "| 1-2 |",
+               "`spiking/neuron` 0.", "not supported by energy.py",
+               "4 × 8, 6 × 8", "2 min", "smooth_fill` order 2, 6 CG"):
     assert want in text, want
-  # The twin follows its spiking model in every table.
+  # The twin follows its spiking model.
   rows = [line.split(" | ")[0] for line in text.splitlines()
           if line.startswith("| `")]
-  assert rows[:2] == ["| `unet`", "| `cnn` (SC-NN without spikes)"]
+  assert rows[:2] == ["| `scnn` (paper A's SC-NN)",
+                      "| `cnn` (SC-NN without spikes)"]
 
 
 def test_bad_arguments_fail_before_anything_runs(evaluated, tmp_path, capsys):

@@ -6,7 +6,8 @@ from scnn_jax import masks
 
 # How far a mask's hole ratio may land from its drawn target (module docstring
 # of scnn_jax.masks), at the sizes tested here.
-TOLERANCE = {"box": 0.03, "center": 0.035, "stroke": 0.002, "pixels": 0.002}
+TOLERANCE = {"box": 0.03, "center": 0.035, "stroke": 0.002, "pixels": 0.002,
+             "mixed": 0.03}
 
 
 def _target(seed, lo, hi):
@@ -113,3 +114,53 @@ def test_hole_masks_transform_from_config():
   ev = t.eval(3)["mask"]
   assert ev.dtype == np.uint8 and ev.shape == (20, 20, 1)
   np.testing.assert_array_equal(ev, gen.eval(3))
+
+
+def _is_one_rectangle(m):
+  ys, xs = np.nonzero(m)
+  return bool(m[ys.min():ys.max() + 1, xs.min():xs.max() + 1].all())
+
+
+def test_mixed_draws_strokes_with_stroke_fraction():
+  """Each mixed mask is one kind: its second draw (after the target ratio)
+  picks strokes with probability stroke_fraction. With one box allowed, a
+  box mask is one filled rectangle, which a stroke mask is not."""
+  n, strokes = 300, 0
+  for s in range(n):
+    m = masks.make_mask("mixed", [s, 3], 32, 32, 0.1, 0.3, max_boxes=1,
+                        stroke_fraction=0.3)[..., 0]
+    r = np.random.default_rng([s, 3])
+    target = r.uniform(0.1, 0.3)
+    stroke = r.random() < 0.3
+    strokes += stroke
+    assert _is_one_rectangle(m) != stroke, s
+    assert abs(m.mean() - target) <= (0.002 if stroke else 0.03)
+  # Binomial(300, 0.3): 90 +- 7.9; the bound is 4 sigma.
+  assert abs(strokes - 90) <= 32, strokes
+  for fraction, rectangles in ((0.0, True), (1.0, False)):
+    assert all(_is_one_rectangle(masks.make_mask(
+        "mixed", s, 32, 32, 0.1, 0.3, max_boxes=1,
+        stroke_fraction=fraction)[..., 0]) == rectangles for s in range(20))
+  with pytest.raises(ValueError, match="stroke_fraction"):
+    masks.make_mask("mixed", 0, 8, 8, 0.1, 0.2, stroke_fraction=1.5)
+  with pytest.raises(TypeError, match="mixed"):
+    masks.make_mask("mixed", 0, 8, 8, 0.1, 0.2, brush=3)
+
+
+def test_mixed_from_config_and_one_box_of_a_third_of_the_side():
+  from configs import base
+  c = base.get_config()
+  c.data.image_size = 24
+  c.masks.kind, c.masks.stroke_fraction, c.masks.max_boxes = "mixed", 0.25, 2
+  gen = masks.HoleMasks.from_config(c).generator
+  assert gen.kind_options == {"max_boxes": 2, "stroke_fraction": 0.25}
+  np.testing.assert_array_equal(gen.train(0, 4), masks.make_mask(
+      "mixed", [0, 4, masks.TRAIN_MASK_STREAM], 24, 24, 0.05, 0.2,
+      max_boxes=2, stroke_fraction=0.25))
+  np.testing.assert_array_equal(gen.eval(1), gen.eval(1))
+  # One box at ratio 0.11 is a hole about 1/3 of the crop side (masks.py).
+  for s in range(20):
+    m = masks.make_mask("box", s, 96, 96, 0.11, 0.11, max_boxes=1)[..., 0]
+    ys, xs = np.nonzero(m)
+    side = np.sqrt((np.ptp(ys) + 1) * (np.ptp(xs) + 1)) / 96
+    assert 0.32 <= side <= 0.345, side

@@ -117,35 +117,31 @@ def test_rate_encoded_model_trains_evaluates_and_inpaints(tmp_path):
   np.testing.assert_array_equal(out[~holes], pixels[~holes])
 
 
-def test_ema_resumes_an_old_checkpoint_and_is_what_the_results_score(tmp_path):
-  """A checkpoint without an average (EMA off, at step 2) resumed with
-  train.ema_decay: the average starts at its params and follows the
-  documented warm-up; the evaluation, results and inference use it."""
+def test_ema_follows_its_warm_up_and_is_what_the_results_score(tmp_path):
+  """train.ema_decay: every checkpoint's average is the documented one of
+  the params so far, and the evaluation, results and inference use it.
+  (Checkpoints without an average: tests/test_steps.py, test_inference.py.)"""
   from flax import nnx
 
   from scnn_jax import builders, data, inference, state as state_lib, tasks
   from scnn_jax.checkpoint import Checkpointer, abstract_like
 
   config = tiny_config()
-  config.train.update(steps=2, eval_every=100, checkpoint_every=2)
-  trainer.train_and_evaluate(config, tmp_path)
-  old = inference.load(tmp_path)
-  assert not old.ema
-  config.train.update(steps=5, eval_every=5, checkpoint_every=1, log_every=1,
+  config.train.update(steps=3, eval_every=3, checkpoint_every=1, log_every=1,
                       ema_decay=0.9, loss="image_mse", learning_rate=3e-3)
   summary = trainer.train_and_evaluate(config, tmp_path)
 
-  graphs, like = state_lib.model_state(builders.model(schema.validate(config)))
-  full = {k: like["params"] for k in ("params", "ema")}
+  graphs, init = state_lib.model_state(builders.model(schema.validate(config)))
+  full = {k: init["params"] for k in ("params", "ema")}
   ckpt = Checkpointer(tmp_path / "checkpoints", read_only=True)
   saved = {s: jax.device_get(ckpt.restore(abstract_like(full), s,
                                           partial=True)[0])
-           for s in (3, 4, 5)}
+           for s in (1, 2, 3)}
   ckpt.close()
   leaves = lambda t: [np.asarray(x, np.float64) for x in jax.tree.leaves(t)]
-  want = leaves(old.state["params"])
-  for s in (3, 4, 5):
-    d = min(0.9, s / (9 + s))               # n = s - 1 updates before it
+  want = leaves(init["params"])              # the same init (init_seed)
+  for s in (1, 2, 3):
+    d = min(0.9, s / (9 + s))                # n = s - 1 updates before it
     want = [d * e + (1 - d) * p for e, p in zip(want,
                                                 leaves(saved[s]["params"]))]
     for a, b in zip(leaves(saved[s]["ema"]), want, strict=True):
@@ -163,12 +159,12 @@ def test_ema_resumes_an_old_checkpoint_and_is_what_the_results_score(tmp_path):
     return acc.result()
 
   averaged = score(loaded.model)
-  raw = score(nnx.merge(graphs.eval, saved[5]["params"],
+  raw = score(nnx.merge(graphs.eval, saved[3]["params"],
                         loaded.state["rest"]))
-  print("RAW", raw, "AVG", averaged, "SUM", summary["eval"])
   for key in ("masked_mse", "loss"):
     assert averaged[key] == pytest.approx(summary["eval"][key], rel=1e-5)
-    assert raw[key] != pytest.approx(summary["eval"][key], rel=1e-4)
+    # The average lags the params of a run still improving: a higher loss.
+    assert raw[key] < averaged[key] * (1 - 1e-3)
   # The eval loss is the configured per-image loss, in the table too.
   assert summary["eval"]["loss"] == summary["eval"]["image_mse"]
   assert "| loss |" in (tmp_path / "results.md").read_text()
