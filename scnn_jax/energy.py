@@ -16,7 +16,13 @@ What is counted, per image (``metrics.synaptic_ops`` does the layer sums):
 * neuron updates: one MAC per neuron per step (``v = beta v + I``; the
   threshold compare and reset are not counted);
 * the time decoder of ``spiking_decoder`` models: one MAC per output value
-  per step (weighted sum over T).
+  per step (weighted sum over T);
+* for the models that describe themselves (``models.registry.LAYER_SPECS``:
+  ``spiking_resunet``, ``relu_resunet``), their other arithmetic
+  (``metrics.spikes.OpCount``: norms, residual adds, neuron updates) and,
+  reported apart as ``prior_energy_j`` and NOT in ``energy_j``, their
+  parameter-free prior (the ``smooth_fill`` CG steps, the depth map), which
+  is the same for every model on that prior.
 
 Not counted: memory traffic (which dominates real chips: an 8 kB SRAM read
 costs ~10 pJ per 64 bits in the same table, more than the MAC), activation
@@ -30,16 +36,19 @@ plain dict of a run's config.json) and the spike rates of ``results.json``.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any, Mapping
 
 from scnn_jax import metrics
+from scnn_jax.metrics.spikes import OpCount
+from scnn_jax.models import registry
 
 E_MAC = metrics.E_MAC      # J, 32-bit float multiply (3.7 pJ) + add (0.9 pJ)
 E_AC = metrics.E_AC        # J, 32-bit float add
 SOURCE = ("Horowitz, ISSCC 2014, 45 nm, 0.9 V: 32-bit float add 0.9 pJ, "
           "multiply 3.7 pJ (MAC 4.6 pJ, AC 0.9 pJ)")
-MODELS = ("scnn", "cnn", "spiking_decoder")
+MODELS = ("scnn", "cnn", "spiking_decoder") + tuple(registry.LAYER_SPECS)
 
 
 def _get(m, key, default=None):
@@ -55,7 +64,8 @@ def _conv(name, cin, cout, hw, **kw) -> metrics.LayerSpec:
 
 
 def inpainting_layers(m, image_shape, input_rate: float | None = None):
-  """``(layer specs, neuron updates per image)`` of an inpainting model.
+  """``(layer specs, neuron updates per image)`` of an inpainting model
+  that ``models.registry.layer_specs`` does not describe.
 
   Args:
     m: ``config.model`` of a run (``name`` in ``MODELS``).
@@ -110,19 +120,37 @@ def inpainting_energy(m, image_shape, rates: Mapping[str, float] | None = None,
                       input_rate: float | None = None) -> dict[str, Any]:
   """Operation counts and estimated energy per image.
 
-  Returns ``{"synops", "macs", "neuron_macs", "energy_j", "cnn_energy_j"}``
-  (``macs``: dense MACs of the convs; ``neuron_macs``: neuron and decoder
-  updates; ``cnn_energy_j``: every conv as dense MACs once, the ANN
-  equivalent). Rates are spikes per neuron per step, keyed as in
-  ``results.json`` (``eval.spike_rate``).
+  Returns ``{"synops", "macs", "neuron_macs", "energy_j", "cnn_energy_j",
+  "layers", "other", "prior_energy_j"}`` (``macs``: dense MACs of the convs;
+  ``neuron_macs``: neuron and decoder updates; ``cnn_energy_j``: every conv
+  as dense MACs once and the other ops of the ANN equivalent, e.g. the
+  ``relu_resunet`` twin of ``spiking_resunet``; ``other``: ``{name: {macs,
+  acs, ann_macs, ann_acs, stage}}`` of the ``OpCount`` lines;
+  ``prior_energy_j``: the stage "prior" lines, 0 for models without one).
+  Rates are spikes per neuron per step, keyed as in ``results.json``
+  (``eval.spike_rate``).
   """
-  specs, neuron_macs = inpainting_layers(m, image_shape, input_rate)
+  described = registry.layer_specs(m, image_shape)
+  if described is None:
+    specs, neuron_macs = inpainting_layers(m, image_shape, input_rate)
+    others = [OpCount("neurons", macs=neuron_macs, ann_macs=0.0)]
+  else:
+    specs, others = described
   ops = metrics.synaptic_ops(specs, rates or {}, timesteps=_get(m, "T", 1))
-  energy = E_AC * ops["synops"] + E_MAC * (ops["snn_macs"] + neuron_macs)
+  price = lambda macs, acs: E_MAC * macs + E_AC * acs
+  net = [o for o in others if o.stage == "net"]
+  energy = E_AC * ops["synops"] + E_MAC * ops["snn_macs"] + sum(
+      price(o.macs, o.acs) for o in net)
+  ann = E_MAC * ops["ann_macs"] + sum(
+      price(o.macs if o.ann_macs is None else o.ann_macs,
+            o.acs if o.ann_acs is None else o.ann_acs) for o in net)
   return {"synops": ops["synops"], "macs": ops["snn_macs"],
-          "neuron_macs": neuron_macs, "energy_j": energy,
-          "cnn_energy_j": E_MAC * ops["ann_macs"],
-          "layers": ops["layers"]}
+          "neuron_macs": sum(o.macs for o in others if o.name == "neurons"),
+          "energy_j": energy, "cnn_energy_j": ann,
+          "prior_energy_j": sum(price(o.macs, o.acs) for o in others
+                                if o.stage == "prior"),
+          "layers": ops["layers"],
+          "other": {o.name: dataclasses.asdict(o) for o in others}}
 
 
 def energy_uj(record: Mapping[str, Any], input_rate: float | None = None):

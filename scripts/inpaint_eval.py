@@ -60,7 +60,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import platform
 import sys
 import time
@@ -385,15 +384,21 @@ def energy_entry(config, rate_sums) -> dict:
                                    rates)
       by_size[str(size)] = {"energy_uj": e["energy_j"] * 1e6,
                             "synops": e["synops"], "macs": e["macs"],
-                            "cnn_energy_uj": e["cnn_energy_j"] * 1e6}
+                            "cnn_energy_uj": e["cnn_energy_j"] * 1e6,
+                            "prior_energy_uj": e.get("prior_energy_j", 0.0)
+                            * 1e6}
       weights[str(size)] = px / (size * size)
   except ValueError as err:
     return {"supported": False, "note": f"energy.py: {err}"}
   total = sum(weights.values())
-  mean = sum(by_size[s]["energy_uj"] * w for s, w in weights.items()) / total
-  return {"supported": True, "energy_uj_per_image": mean, "by_size": by_size,
-          "source": energy.SOURCE,
-          "note": "arithmetic estimate; the prior's CG steps are not counted"}
+
+  def mean(key):
+    return sum(by_size[s][key] * w for s, w in weights.items()) / total
+  return {"supported": True, "energy_uj_per_image": mean("energy_uj"),
+          "prior_energy_uj_per_image": mean("prior_energy_uj"),
+          "by_size": by_size, "source": energy.SOURCE,
+          "note": "arithmetic estimate (energy.py); a prior's arithmetic is "
+                  "apart, in prior_energy_uj"}
 
 
 def run_model(loaded, workdir, label, data, results):
@@ -488,7 +493,8 @@ def cmd_run(args, parser):
   if results and results.get("eval", {}).get("format") != FORMAT:
     parser.error(f"--keep: {out} is in an older format; run without --keep")
   twins = _parse_twins(args.twin, models, parser,
-                       known=list(results.get("methods", {})))
+                       known=list(results.get("methods", {}))
+                       + (["pretrained"] if args.pretrained else []))
   t0 = time.time()
   data, info = eval_set()
   ev = fingerprint(data)
@@ -566,7 +572,8 @@ LABELS = {
 def label(results, name) -> str:
   m = results["methods"][name]
   if m["kind"] == "prior":
-    return (f"JAX biharmonic prior alone (`smooth_fill` order {m['order']}, "
+    kind = {1: "harmonic", 2: "biharmonic"}.get(m["order"], "smooth")
+    return (f"JAX {kind} prior alone (`smooth_fill` order {m['order']}, "
             f"{m['iters']} CG steps/level)")
   return LABELS.get(name, f"`{name}`")
 
@@ -651,7 +658,8 @@ def table_scores(results, cells) -> str:
 
 def table_paired(results, cells) -> str:
   methods = results["methods"]
-  lines = ["| method | minus | Δ hole PSNR (dB) | Δ SSIM |", "|---|---|---|---|"]
+  lines = ["| method | minus | Δ hole PSNR (dB) | Δ SSIM |",
+           "|---|---|---|---|"]
   for name in row_order(results):
     if methods[name]["kind"] == "baseline":
       continue
@@ -662,7 +670,7 @@ def table_paired(results, cells) -> str:
            for k, dg in (("hole_psnr", 2), ("ssim", 4))]
       lines.append(f"| {label(results, name)} | {what} (`{ref}`) | "
                    f"{d[0]} | {d[1]} |")
-  return "\n".join(lines)
+  return "\n".join(lines) if len(lines) > 2 else ""
 
 
 def table_cells(results) -> str:
@@ -675,13 +683,13 @@ def table_cells(results) -> str:
     cols = [f"{np.mean(run_means(m, 'hole_psnr', [c])):.2f} / "
             f"{np.mean(run_means(m, 'ssim', [c])):.4f}" for c in cells]
     lines.append(f"| {label(results, name)} | " + " | ".join(cols) + " |")
-  lines += ["", "Δ hole PSNR (dB) vs biharmonic per cell, mean ± sd over "
-            "seeds:", "", f"| method | {head} |",
-            "|---" * (len(cells) + 1) + "|"]
-  for name in row_order(results):
+  rows = [n for n in row_order(results) if methods[n]["kind"] != "baseline"]
+  if rows and "biharmonic" in methods:
+    lines += ["", "Δ hole PSNR (dB) vs biharmonic per cell, mean ± sd over "
+              "seeds:", "", f"| method | {head} |",
+              "|---" * (len(cells) + 1) + "|"]
+  for name in rows if "biharmonic" in methods else []:
     m = methods[name]
-    if m["kind"] == "baseline" or "biharmonic" not in methods:
-      continue
     cols = [_mean_sd(m, [d for _, d in paired_diffs(
         results, name, "biharmonic", "hole_psnr", [c])], 2) for c in cells]
     lines.append(f"| {label(results, name)} | " + " | ".join(cols) + " |")
@@ -748,7 +756,9 @@ def _rates(runs) -> str:
 def _energy(runs) -> str:
   e = [r.get("energy", {}) for r in runs]
   if e and all(x.get("supported") for x in e):
-    return fmt_mean_sd([x["energy_uj_per_image"] for x in e], 2, " µJ")
+    text = fmt_mean_sd([x["energy_uj_per_image"] for x in e], 2, " µJ")
+    prior = np.mean([x.get("prior_energy_uj_per_image", 0.0) for x in e])
+    return text + (f" (+ prior {prior:.2f} µJ)" if prior else "")
   notes = {x.get("note", "") for x in e} - {""}
   return "; ".join(sorted(notes)) or "-"
 
@@ -802,9 +812,14 @@ def tables(results) -> str:
           f"{n} at {s} px" for s, n in ev["n_per_photo"].items()) + "). "
       f"Wall times on {mach.get('cpu_model', '?')} ({mach.get('cores', '?')} "
       f"cores, {mach.get('platform', '?')}, jax {mach.get('jax', '?')}).",
-      f"### Headline: {hs} px crops ({nh} images)", table_scores(results, cells),
-      "Paired differences (per seed: mean over the same images of row minus "
-      "reference; mean ± sd [95 % t-interval] (per seed)):",
+      ev.get("photos_too_small") and "Photos smaller than a crop size sit "
+      "it out: " + "; ".join(f"{s} px: {', '.join(n)}" for s, n in
+                            ev["photos_too_small"].items()) + ".",
+      f"### Headline: {hs} px crops ({nh} images)",
+      table_scores(results, cells),
+      table_paired(results, cells) and (
+          "Paired differences (per seed: mean over the same images of row "
+          "minus reference; mean ± sd [95 % t-interval] (per seed)):"),
       table_paired(results, cells),
       "### All sizes", table_scores(results, ev["cells"]),
       table_paired(results, ev["cells"]),

@@ -62,7 +62,7 @@ def evaluated(tmp_path_factory):
   (root / "cnn0" / "results.json").write_text(json.dumps(
       {"steps": 4, "train_time_s": 120.0, "devices": 1, "platform": "cpu"}))
   c = unet_config.get_config()
-  c.model.prior_iters = 6
+  c.model.prior_order, c.model.prior_iters = 1, 4
   c.train.batch_size = 8
   c = schema.validate(c, devices=1, check_files=False)
   (root / "priornet").mkdir()
@@ -71,7 +71,7 @@ def evaluated(tmp_path_factory):
 
   def load(workdir, *a, **k):
     if str(workdir).endswith("priornet"):
-      return inference.Loaded(model=_PriorNet(2, 6), config=c, step=0,
+      return inference.Loaded(model=_PriorNet(1, 4), config=c, step=0,
                               state={})
     return real_load(workdir, *a, **k)
 
@@ -119,14 +119,14 @@ def test_baseline_rows_and_opencv_differs_from_biharmonic(evaluated):
 
 def test_prior_row_is_smooth_fill_with_the_models_settings(evaluated):
   ie, res, data = evaluated
-  prior = res["methods"]["prior_o2_i6"]
-  assert (prior["kind"], prior["order"], prior["iters"]) == ("prior", 2, 6)
-  assert res["methods"]["priornet"]["runs"][0]["prior"] == "prior_o2_i6"
+  prior = res["methods"]["prior_o1_i4"]
+  assert (prior["kind"], prior["order"], prior["iters"]) == ("prior", 1, 4)
+  assert res["methods"]["priornet"]["runs"][0]["prior"] == "prior_o1_i4"
   assert res["methods"]["scnn"]["runs"][0]["prior"] is None
   assert [m for m in res["methods"] if m.startswith("prior_")] == \
-      ["prior_o2_i6"]
-  fill_fn = jax.jit(functools.partial(smooth_fill.smooth_fill, order=2,
-                                      iters=6))
+      ["prior_o1_i4"]
+  fill_fn = jax.jit(functools.partial(smooth_fill.smooth_fill, order=1,
+                                      iters=4))
   for kind in ie.KINDS:   # 16 px: one more compile of the fill, not two
     cell = data[(16, kind)]
     im, m = cell["image"], cell["mask"]
@@ -160,8 +160,8 @@ def test_paired_differences_are_per_seed_means_of_stored_scores(evaluated):
     want = [np.mean(vals("scnn", i, metric) - vals("cnn", i, metric))
             for i in (0, 1)]
     np.testing.assert_allclose([d for _, d in got], want)
-    got = ie.paired_diffs(res, "priornet", "prior_o2_i6", metric, cells)
-    want = np.mean(vals("priornet", 0, metric) - vals("prior_o2_i6", 0,
+    got = ie.paired_diffs(res, "priornet", "prior_o1_i4", metric, cells)
+    want = np.mean(vals("priornet", 0, metric) - vals("prior_o1_i4", 0,
                                                       metric))
     np.testing.assert_allclose(got[0][1], want)
   assert got[0][1] != 0
@@ -222,13 +222,15 @@ def test_spike_rates_energy_time_and_budget(evaluated):
   # The CNN: dense MACs of its two 3x3 convs (4 + mask -> 4 -> 3) at 16 px.
   assert cnn[0]["energy"]["by_size"]["16"]["macs"] == \
       16 * 16 * 9 * (4 * 4 + 4 * 3)
-  assert "not supported by energy.py" in \
-      m["priornet"]["runs"][0]["energy"]["note"]
+  prior_net = m["priornet"]["runs"][0]["energy"]   # a spiking_unet config
+  assert prior_net["supported"] == ("spiking_unet" in energy.MODELS)
+  if not prior_net["supported"]:
+    assert "not supported by energy.py" in prior_net["note"]
   assert cnn[0]["budget"]["train_time_s"] == 120.0
   assert cnn[0]["budget"]["steps"] == 4
   assert cnn[1]["budget"]["train_time_s"] is None
   assert (cnn[1]["budget"]["steps"], cnn[1]["budget"]["batch_size"]) == (6, 8)
-  for run in scnn + cnn + m["biharmonic"]["runs"] + m["prior_o2_i6"]["runs"]:
+  for run in scnn + cnn + m["biharmonic"]["runs"] + m["prior_o1_i4"]["runs"]:
     assert set(run["time_s_per_image"]) == {"16", "32"}
     assert all(t > 0 for t in run["time_s_per_image"].values())
 
@@ -237,9 +239,9 @@ def test_tables_render(evaluated):
   ie, res, _ = evaluated
   text = ie.tables(res)
   for want in ("### Headline: 32 px crops (6 images)", "| `scnn` (paper A",
-               "own prior (`prior_o2_i6`)", "twin (`cnn`)", "| 1-2 |",
-               "`spiking/neuron` 0.", "not supported by energy.py",
-               "4 × 8, 6 × 8", "2 min", "smooth_fill` order 2, 6 CG"):
+               "own prior (`prior_o1_i4`)", "twin (`cnn`)", "| 1-2 |",
+               "`spiking/neuron` 0.", " µJ",
+               "4 × 8, 6 × 8", "2 min", "smooth_fill` order 1, 4 CG"):
     assert want in text, want
   # The twin follows its spiking model.
   rows = [line.split(" | ")[0] for line in text.splitlines()

@@ -146,6 +146,37 @@ def _spec(layer) -> LayerSpec:
   return LayerSpec(**d)
 
 
+OP_STAGES = ("net", "prior")
+
+
+@dataclasses.dataclass(frozen=True)
+class OpCount:
+  """Arithmetic that is not a ``LayerSpec`` layer, per sample (all T steps):
+  norms, residual adds, neuron updates, a parameter-free prior.
+
+  Attributes:
+    name: label for the report.
+    macs: operations priced as a multiply-accumulate (``E_MAC``).
+    acs: operations priced as an add (``E_AC``).
+    ann_macs, ann_acs: the same work in the ANN equivalent (every step
+      once; 0 for what it does not have, e.g. neuron updates); None: as
+      ``macs`` / ``acs``.
+    stage: "net", or "prior" for a parameter-free input stage that every
+      model on that prior shares (reported apart).
+  """
+  name: str
+  macs: float = 0.0
+  acs: float = 0.0
+  ann_macs: float | None = None
+  ann_acs: float | None = None
+  stage: str = "net"
+
+  def __post_init__(self):
+    if self.stage not in OP_STAGES:
+      raise ValueError(f"op count {self.name!r}: unknown stage "
+                       f"{self.stage!r}; allowed: {', '.join(OP_STAGES)}")
+
+
 def synaptic_ops(layers: Iterable[LayerSpec | Mapping[str, Any]],
                  rates: Mapping[str, float] | None = None,
                  timesteps: int = 1) -> dict:

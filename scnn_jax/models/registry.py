@@ -178,3 +178,40 @@ def build(config, image_shape, num_classes: int | None = None, *,
   """The model of ``config`` for data of ``image_shape`` (train mode)."""
   return MODELS[config.task][config.model.name](config, tuple(image_shape),
                                                  num_classes, rngs)
+
+
+def _field(m, key):
+  # A ConfigDict or the plain dict of a run's config.json.
+  try:
+    return m[key]
+  except KeyError:
+    raise ValueError(f"model.{key} is missing from the config") from None
+
+
+def _resunet_specs(activation):
+  def specs(m, image_shape):
+    adaptive = (_field(m, "neuron") == "alif"
+                and bool(_field(m, "adaptation_increment")))
+    return resunet.layer_specs(
+        image_shape, activation=activation,
+        widths=resunet.widths(_field(m, "width"), _field(m, "depth")),
+        blocks=_field(m, "blocks"), T=_field(m, "T"), adaptive=adaptive,
+        prior_order=_field(m, "prior_order"),
+        prior_iters=_field(m, "prior_iters"))
+  return specs
+
+
+# Inpainting models that describe their own arithmetic (``scnn_jax.energy``).
+LAYER_SPECS: dict[str, Callable] = {
+    "spiking_resunet": _resunet_specs("spiking"),
+    "relu_resunet": _resunet_specs("relu"),
+}
+
+
+def layer_specs(m, image_shape):
+  """``(metrics.spikes.LayerSpec list, metrics.spikes.OpCount list)`` of one
+  ``(H, W, C)`` image, from ``config.model`` alone (a ConfigDict or the
+  dict of a run's config.json: no model is built), as the model's own
+  ``layer_specs`` gives; None for a model not in ``LAYER_SPECS``."""
+  fn = LAYER_SPECS.get(_field(m, "name"))
+  return None if fn is None else fn(m, tuple(int(x) for x in image_shape))

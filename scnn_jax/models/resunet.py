@@ -51,6 +51,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from scnn_jax import layers, smooth_fill
+from scnn_jax.metrics import spikes
 
 ACTIVATIONS = ("spiking", "relu")
 DEPTH_CAP = 32          # px: the depth map saturates this far into a hole
@@ -226,3 +227,142 @@ class PriorResUNet(nnx.Module):
       h = jax.nn.relu(merge(jnp.concatenate([h, skip.astype(h.dtype)], -1)))
     correction = self.last(h).astype(jnp.float32)[:, :H, :W]
     return jnp.clip(prior + correction, 0.0, 1.0)
+
+  def layer_specs(self, image_shape):
+    """What one ``(H, W, C)`` image costs this net: module ``layer_specs``
+    with its settings."""
+    acts = [a for row in self.block_acts for a in row] + list(self.down_acts)
+    ws = [self.stem.out_features] + [c.out_features for c in self.down_convs]
+    return layer_specs(
+        image_shape, activation=self.activation, widths=ws,
+        blocks=len(self.block_convs[0]), T=self.T,
+        adaptive=any(getattr(a.neuron, "adaptive", False) for a in acts),
+        prior_order=self.prior_order, prior_iters=self.prior_iters)
+
+
+# Operation counts (``scnn_jax.energy``). MAC-equivalents per element:
+LAYER_NORM_MACS = 4     # mean, variance, normalise, affine
+NEURON_MACS = 1         # per neuron and step: the membrane update
+ADAPTATION_MACS = 1     # per neuron and step: the adaptive threshold's update
+
+
+def layer_specs(image_shape, *, activation: str = "spiking", widths,
+                blocks: int = 1, T: int = 4, adaptive: bool = False,
+                prior_order: int = 2, prior_iters: int = 24):
+  """``(convs, other ops)`` of one ``(H, W, C)`` image through PriorResUNet.
+
+  ``widths``: channels per scale (module ``widths``; ``len - 1`` = depth).
+  The convs (``metrics.spikes.LayerSpec``, named by module path) run at the
+  size padded to a multiple of ``2^depth``: the stem (real-valued input,
+  once), the encoder's block and stride-2 convs (spiking: on the spikes of
+  the neuron module ``rate_key`` at each of the T steps; twin: on ReLU
+  outputs, dense MACs once), the decoder's up and merge convs and the last
+  conv (real-valued, once). A nearest-upsample + 3x3 conv is counted as
+  ``conv.upsample_conv2d`` computes it: four 2x2 convs of the coarse input
+  (kernel ``(2, 2)`` at the fine size, 2.25x fewer MACs than 3x3).
+
+  Other ops (``metrics.spikes.OpCount``), per image over all T steps:
+  ``norm`` (each LayerNorm before an activation, ``LAYER_NORM_MACS`` per
+  element; the first one reads the static stem output, once), ``residual``
+  (stream adds, an AC per element and step, and the output's ``prior +
+  correction``), ``neurons`` (``NEURON_MACS`` per neuron and step, plus
+  ``ADAPTATION_MACS`` if ``adaptive``), ``readout`` (the mean over T of each
+  scale's stream: T - 1 adds per element; the 1 / T folds into the next
+  conv's weights) and, stage "prior", the same for both models: ``prior``
+  (``prior_ops``) and ``depth_map`` (``hole_depth``: ``DEPTH_CAP - 1``
+  3x3 erosions, a compare priced as an add). Not counted, as in
+  ``scnn_jax.energy``: biases, activations, padding, the clip.
+  """
+  H, W, C = image_shape
+  depth = len(widths) - 1
+  mult = 2 ** depth
+  Hp, Wp = H + (-H % mult), W + (-W % mult)
+  res = [(Hp // 2 ** i, Wp // 2 ** i) for i in range(depth + 1)]
+  spiking = activation == "spiking"
+  T = T if spiking else 1
+  per_neuron = NEURON_MACS + (ADAPTATION_MACS if adaptive else 0)
+
+  def conv(name, cin, cout, hw_in, hw_out=None, kernel=(3, 3), fed_by=None):
+    kw = (dict(in_is_spikes=True, rate_key=fed_by, steps=T)
+          if spiking and fed_by else dict(steps=1))
+    return spikes.LayerSpec(name, "conv", hw_in + (cin,),
+                            (hw_out or hw_in) + (cout,), kernel, **kw)
+
+  specs = [conv("stem", C + 2, widths[0], res[0])]
+  norm = ann_norm = residual = ann_residual = neurons = readout = 0.0
+  z_steps = 1                 # the stem output is static until a spike conv
+
+  def activation_ops(n):
+    nonlocal norm, ann_norm, neurons
+    norm += LAYER_NORM_MACS * n * z_steps
+    ann_norm += LAYER_NORM_MACS * n
+    if spiking:
+      neurons += per_neuron * n * T
+
+  for i in range(depth + 1):
+    n = res[i][0] * res[i][1] * widths[i]       # stream elements, one step
+    for b in range(blocks):
+      activation_ops(n)
+      specs.append(conv(f"block_convs/{i}/{b}", widths[i], widths[i], res[i],
+                        fed_by=f"block_acts/{i}/{b}/neuron"))
+      residual += n * T
+      ann_residual += n
+      z_steps = T
+    readout += n * (T - 1)
+    if i < depth:
+      activation_ops(n)
+      specs.append(conv(f"down_convs/{i}", widths[i], widths[i + 1], res[i],
+                        res[i + 1], fed_by=f"down_acts/{i}/neuron"))
+      z_steps = T
+  for j, i in enumerate(reversed(range(depth))):
+    specs.append(conv(f"up/{j}", widths[i + 1], widths[i], res[i + 1],
+                      res[i], kernel=(2, 2)))
+    specs.append(conv(f"merge/{j}", 2 * widths[i], widths[i], res[i]))
+  specs.append(conv("last", widths[0], C, res[0]))
+  residual += H * W * C
+  ann_residual += H * W * C
+  prior_macs, prior_acs = prior_ops(image_shape, prior_order, prior_iters)
+  # Per pixel: cap - 1 erosions of 8 compares, their sum, one log.
+  depth_acs = H * W * (DEPTH_CAP - 1) * 9
+  others = [
+      spikes.OpCount("norm", macs=norm, ann_macs=ann_norm),
+      spikes.OpCount("residual", acs=residual, ann_acs=ann_residual),
+      spikes.OpCount("neurons", macs=neurons, ann_macs=0.0),
+      spikes.OpCount("readout", acs=readout, ann_acs=0.0),
+      spikes.OpCount("prior", macs=prior_macs, acs=prior_acs, stage="prior"),
+      spikes.OpCount("depth_map", macs=float(H * W), acs=float(depth_acs),
+                     stage="prior"),
+  ]
+  return specs, others
+
+
+def prior_ops(image_shape, order: int = 2, iters: int = 24):
+  """``(MACs, ACs)`` of ``smooth_fill`` on one ``(H, W, C)`` image.
+
+  The CG runs on every pixel of every pyramid level with the hole as a
+  mask, so the count is the same for every mask. Per pixel and channel:
+  the 5-point Laplacian is 3 adds and one MAC (``sum - 4 u``), the operator
+  ``order`` of them; a CG step is one operator, the mask product, two inner
+  products and three vector updates (biharmonic: 8 MACs + 6 ACs); each level
+  adds one operator and two MACs to start the CG, two MACs for the starting
+  guess and, below the coarsest, four for the bilinear upsampling; halving
+  costs a MAC and an add per fine pixel, masking the input one MAC.
+  """
+  H, W, C = image_shape
+  op_macs, op_acs = order, 3 * order
+  sizes = [(H, W)]
+  for _ in range(smooth_fill.num_levels(H, W)):
+    h, w = sizes[-1]
+    sizes.append(((h + 1) // 2, (w + 1) // 2))
+  macs = acs = 0.0
+  for level, (h, w) in enumerate(sizes):
+    n = h * w * C
+    coarsest = level == len(sizes) - 1
+    per_macs = (iters + 1) * op_macs + 6 * iters + 2 + 2
+    per_acs = (iters + 1) * op_acs
+    if not coarsest:
+      per_macs += 4 + 1         # upsampling into this level; halving it
+      per_acs += 1
+    macs += n * (per_macs + (1 if level == 0 else 0))
+    acs += n * per_acs
+  return float(macs), float(acs)

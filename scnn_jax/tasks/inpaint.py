@@ -20,6 +20,7 @@ from __future__ import annotations
 from scnn_jax import baselines as baselines_lib
 from scnn_jax import encoders, inpaint_losses, metrics
 from scnn_jax.metrics import spikes
+from scnn_jax.models import registry
 from scnn_jax.models.scnn import masked_input
 from scnn_jax.tasks.base import Task
 
@@ -78,16 +79,26 @@ class InpaintTask(Task):
     return out
 
   def synaptic_ops(self, config, image_shape, rates):
-    """SynOps per image of the SC-NN's event-driven part.
+    """SynOps per image of the event-driven part, or None where unknown.
 
-    The conv after the spiking layer is linear, so on event-driven hardware
-    it runs on the spikes themselves (T steps, one accumulate per spike and
-    synapse) and the rate decoder after it: that layer counts as SynOps, the
-    spiking layer's own conv (real-valued image input) and the later convs
-    as MACs (``metrics.synaptic_ops``).
+    A model in ``models.registry.LAYER_SPECS`` describes its own convs (0
+    for a non-spiking twin). For the SC-NN: the conv after the spiking
+    layer is linear, so on event-driven hardware it runs on the spikes
+    themselves (T steps, one accumulate per spike and synapse) and the rate
+    decoder after it: that layer counts as SynOps, the spiking layer's own
+    conv (real-valued image input) and the later convs as MACs
+    (``metrics.synaptic_ops``).
     """
     m = config.model
-    if m.name != "scnn" or image_shape is None:
+    if image_shape is None:
+      return None
+    described = registry.layer_specs(m, image_shape)
+    if described is not None:
+      specs, _ = described
+      if not {s.rate_key for s in specs if s.rate_key} <= set(rates):
+        return None
+      return float(spikes.synaptic_ops(specs, rates, timesteps=m.T)["synops"])
+    if m.name != "scnn":
       return None
     h, w, c = image_shape
     cin = c + (1 if m.mask_channel else 0)
