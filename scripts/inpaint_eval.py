@@ -668,8 +668,8 @@ def table_paired(results, cells) -> str:
            if methods[name]["kind"] == "trained" else
            f"{paired_diffs(results, name, ref, k, cells)[0][1]:+.{dg}f}"
            for k, dg in (("hole_psnr", 2), ("ssim", 4))]
-      lines.append(f"| {label(results, name)} | {what} (`{ref}`) | "
-                   f"{d[0]} | {d[1]} |")
+      shown = what if what == ref else f"{what} (`{ref}`)"
+      lines.append(f"| {label(results, name)} | {shown} | {d[0]} | {d[1]} |")
   return "\n".join(lines) if len(lines) > 2 else ""
 
 
