@@ -34,23 +34,26 @@ def resunet_model(c):
 def resunet_training(c):
   """Data, masks, loss and budget shared by the spiking net and its twin."""
   d = c.data
-  d.name = "photos"
+  d.name = "openphotos"
   d.image_size = 64
   d.num_eval = 96
+  d.dead_leaves_mix = 0.25        # a quarter of the crops: procedural dead leaves
   k = c.masks
-  k.kind = "box"
+  k.kind = "mixed"                # boxes or brush strokes
+  k.stroke_fraction = 0.5
   k.ratio_min = 0.03
-  k.ratio_max = 0.15
-  k.max_boxes = 3
+  k.ratio_max = 0.2
+  k.max_boxes = 2
   t = c.train
   t.steps = 1500
   t.batch_size = 8
-  t.learning_rate = 2e-3
+  t.learning_rate = 5e-4          # 2e-3 drives the zero-initialised readout into saturation
   t.schedule = "cosine"
-  t.warmup_steps = 100
+  t.warmup_steps = 200
   t.grad_clip = 1.0
   t.loss = "log_mse"              # per image, from step 0: = -hole PSNR
+  t.ema_decay = 0.998
   t.log_every = 50
-  t.eval_every = 250
+  t.eval_every = 500
   t.eval_batch_size = 48
   t.checkpoint_every = 250

@@ -24,6 +24,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging as pylogging
+import sys
 import time
 
 import jax
@@ -31,7 +33,7 @@ import orbax.checkpoint as ocp
 from absl import logging
 from etils import epath
 
-from scnn_jax import __version__
+from scnn_jax import __version__, storage_errors
 
 
 def config_hash(config) -> str:
@@ -60,6 +62,55 @@ def _quiet_read_only_notice(active: bool):
   finally:
     if active:
       logger.removeFilter(keep)
+
+
+def _storage_noise(record) -> bool:
+  """False for Orbax's own reports of a write the storage refused (a full
+  disk...): each of its background threads logs the error with a traceback,
+  and the training loop reports it in one line (``stopping.WriteFailed``)."""
+  if record.levelno < pylogging.ERROR or "/orbax/" not in record.pathname:
+    return True
+  error = record.exc_info[1] if record.exc_info else None
+  if error is not None and storage_errors.write_failure(error):
+    return False
+  try:
+    text = record.getMessage()
+  except Exception:  # noqa: BLE001 - a malformed record: keep it
+    return True
+  return not any(m in text for m in storage_errors.MESSAGES)
+
+
+def _drop_closed_loop_noise():
+  """Installs (once) a ``sys.unraisablehook`` that drops "Event loop is
+  closed": when one part of an Orbax save fails, Orbax closes that save's
+  event loop while TensorStore still completes the other writes, and each
+  completion reports the closed loop (dozens of tracebacks for one full
+  disk). Every other unraisable exception goes to the previous hook."""
+  previous = sys.unraisablehook
+  if getattr(previous, "_scnn_jax", False):
+    return
+
+  def hook(unraisable):
+    if not (isinstance(unraisable.exc_value, RuntimeError) and
+            str(unraisable.exc_value) == "Event loop is closed"):
+      previous(unraisable)
+  hook._scnn_jax = True
+  sys.unraisablehook = hook
+
+
+def last_complete_step(directory) -> int | None:
+  """The newest checkpoint in ``directory`` that was written completely
+  (what a restart resumes from), read without touching anything; None when
+  there is none or the directory cannot be listed."""
+  try:
+    reader = Checkpointer(directory, read_only=True)
+  except Exception:  # noqa: BLE001 - missing or unreadable: none
+    return None
+  try:
+    return reader.latest_step()
+  finally:
+    with contextlib.suppress(Exception):
+      reader.close()
 
 
 def _barrier(name: str):
@@ -96,6 +147,9 @@ class Checkpointer:
           max_to_keep=keep, create=True, cleanup_tmp_directories=True)
     with _quiet_read_only_notice(read_only):
       self._manager = ocp.CheckpointManager(self.directory, options=options)
+    if not read_only:   # once per process (a filter is added only once)
+      logging.get_absl_logger().addFilter(_storage_noise)
+      _drop_closed_loop_noise()
     self._stamp = {"scnn_jax_version": __version__}
     if config is not None:
       self._stamp["config_sha256"] = config_hash(config)
@@ -210,6 +264,13 @@ class Checkpointer:
 
   def close(self):
     self._manager.close()
+
+  def abandon(self):
+    """Closes after a failed write: the save in flight is given up (its
+    temporary directory is removed at the next start) and its error, already
+    reported, is not raised again."""
+    with contextlib.suppress(Exception):
+      self._manager.close()
 
 
 def abstract_like(state):

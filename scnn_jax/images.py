@@ -83,8 +83,14 @@ def save_png(path, image: np.ndarray) -> None:
 # --------------------------------------------------------------------------
 
 
-def read_image_file(path, what: str = "image") -> Image.Image:
-  """Opens and decodes ``path``; ``ImageError`` naming it when that fails."""
+def read_image_file(path, what: str = "image", *,
+                    decode: bool = True) -> Image.Image:
+  """Opens and decodes ``path``; ``ImageError`` naming it when that fails.
+
+  ``decode=False`` reads the header only (format, size, mode: cheap), to
+  check files before any work; errors in the pixel data then show when the
+  image is decoded.
+  """
   path = epath.Path(path)
   if not path.exists():
     raise ImageError(f"{what} {path} not found")
@@ -92,13 +98,24 @@ def read_image_file(path, what: str = "image") -> Image.Image:
     raise ImageError(f"{what} {path} is a directory, not an image file")
   try:
     data = path.read_bytes()
-    img = Image.open(io.BytesIO(data))
-    img.load()
+  except OSError as e:
+    raise ImageError(f"cannot read {what} {path}: "
+                     f"{e.strerror or first_line(e)}") from None
+  buf = io.BytesIO(data)
+  try:
+    img = Image.open(buf)
+    if decode:
+      img.load()
   except Image.DecompressionBombError as e:
     raise ImageError(f"cannot read {what} {path}: {e}") from None
-  except (OSError, ValueError, SyntaxError) as e:
+  except Image.UnidentifiedImageError:
     raise ImageError(f"cannot read {what} {path}: not an image Pillow can "
-                    f"decode ({first_line(e)})") from None
+                     "decode (unknown file format)") from None
+  except (OSError, ValueError, SyntaxError) as e:
+    # Pillow names the stream it read, our in-memory copy: name the file.
+    reason = first_line(e).replace(repr(buf), str(path))
+    raise ImageError(f"cannot read {what} {path}: not an image Pillow can "
+                    f"decode ({reason})") from None
   return img
 
 

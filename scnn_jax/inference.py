@@ -17,9 +17,20 @@ A checkpoint that holds a moving average of the weights (``train.ema_decay``,
 
 A model can also be shipped as its trained parameters alone (no optimizer
 state, no Orbax): ``export_params(loaded, folder)`` writes ``config.json``
-and ``params.npz`` (one array per ``nnx.Param``, keyed by its path), and
-``load_params(folder)`` rebuilds the model from them. ``scnn_jax.pretrained``
+and ``params.safetensors`` (one float32 array per ``nnx.Param``, keyed by its
+path; safetensors holds raw arrays and a JSON header, so reading one runs no
+code, unlike a pickle), and ``load_params(folder)`` rebuilds the model from
+them; folders exported before safetensors hold ``params.npz`` (the same
+arrays and keys), which ``load_params`` still reads. ``scnn_jax.pretrained``
 ships one such folder inside the package.
+
+Neither loader initialises weights that the file then overwrites: the model
+is built abstractly (traced, as ``nnx.eval_shape`` does: shapes only), so
+loading costs the reading of the file, not an eager initialisation of every
+layer (seconds for the U-Nets on a CPU). ``load`` restores every variable
+from the checkpoint; ``load_params`` computes the ones that are not trained
+parameters (neuron constants such as LIF's beta, ``variables.NeuronParam``)
+from the config (``abstract_model``).
 """
 
 from __future__ import annotations
@@ -34,9 +45,12 @@ import numpy as np
 from etils import epath
 from flax import nnx
 
-from scnn_jax import builders, schema, state as state_lib, sweep
+from safetensors import SafetensorError
+from safetensors.numpy import load as load_safetensors, save as save_safetensors
+
+from scnn_jax import __version__, builders, schema, state as state_lib
 from scnn_jax.builders import data_spec  # noqa: F401  (what a model needs)
-from scnn_jax.checkpoint import Checkpointer, abstract_like
+from scnn_jax.images import first_line
 
 
 class PointError(ValueError):
@@ -77,6 +91,10 @@ def load(workdir, step: int | None = None, point: int | None = None) -> Loaded:
   leading axis: ``point=k`` picks one; single-model workdirs take no point.
   The model's weights are the checkpoint's ``ema`` when it has one.
   """
+  # Orbax and the sweep machinery: imported here, so that loading a shipped
+  # model (load_params) does not pay for them.
+  from scnn_jax import sweep
+  from scnn_jax.checkpoint import Checkpointer
   config = _checked(read_config(workdir))
   ckpt_dir = epath.Path(workdir) / "checkpoints"
   if not ckpt_dir.exists():
@@ -104,13 +122,15 @@ def load(workdir, step: int | None = None, point: int | None = None) -> Loaded:
     if not 0 <= point < K:
       raise PointError(f"point {point}: this ablation has {K} points "
                        f"(0..{K - 1})")
-    state, graphs = sweep.stacked_model_state(points, spec, ema)
+    build = lambda: sweep.stacked_model_state(points, spec, ema)  # noqa: E731
   else:
     if point is not None:
       raise PointError(f"{workdir} holds a single model (its config has no "
                        "ablation grid): give no point")
-    graphs, state = state_lib.model_state(builders.model(config, spec), ema)
-  state, _ = ckpt.restore(abstract_like(state), step, partial=True)
+    build = lambda: state_lib.model_state(  # noqa: E731
+        builders.model(config, spec), ema)[::-1]
+  state, graphs = _abstract_state(build)
+  state, _ = ckpt.restore(state, step, partial=True)
   ckpt.close()
   if ema:   # the average takes the params' place (state.eval_params)
     state = {"step": state["step"], "params": state[state_lib.EMA_KEY],
@@ -125,57 +145,120 @@ def load(workdir, step: int | None = None, point: int | None = None) -> Loaded:
                 point=point, point_name=name, ema=ema)
 
 
-PARAMS_FILE = "params.npz"
+PARAMS_FILE = "params.safetensors"
+NPZ_PARAMS_FILE = "params.npz"   # folders exported before safetensors
+
+
+def _abstract_state(build):
+  """``build() -> (state, static)`` traced, not run: the state's shapes and
+  dtypes as ``jax.ShapeDtypeStruct``s (placed on the default device, for
+  Orbax to restore into) and the static part (graphdefs) as built."""
+  static = []
+
+  def arrays():
+    state, aux = build()
+    static.append(aux)
+    return state
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  shapes = jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
+      jax.eval_shape(arrays))
+  return shapes, static[0]
 
 
 def _param_key(path) -> str:
   return "/".join(str(p) for p in path)
 
 
+def abstract_model(config, spec=None):
+  """``(graphdef, params, rest)`` of ``config``'s model in eval mode, built
+  abstractly: ``params`` (the ``nnx.Param`` state) holds ShapeDtypeStructs,
+  nothing initialised; ``rest`` (every other variable: neuron constants...)
+  holds concrete arrays. One jitted trace of the model's constructor, which
+  returns only ``rest``: XLA drops the parameter initialisers as dead code,
+  and the persistent compilation cache, when on, keeps the small program.
+  ``nnx.merge(graphdef, params_with_values, rest)`` is the model."""
+  static = {}
+
+  def build():
+    model = builders.model(config, spec, seed=0)
+    model.eval()
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    static["graphdef"] = graphdef
+    static["params"] = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), params)
+    return rest
+  rest = jax.jit(build)()
+  return static["graphdef"], static["params"], rest
+
+
 def export_params(loaded: Loaded, folder) -> dict:
-  """Writes ``config.json`` and ``params.npz`` (float32 ``nnx.Param``s only)
-  of a loaded model to ``folder``; returns ``{key: shape}``."""
+  """Writes ``config.json`` and ``params.safetensors`` (float32
+  ``nnx.Param``s only) of a loaded model to ``folder``, replacing an older
+  export's ``params.npz``; returns ``{key: shape}``."""
   folder = epath.Path(folder)
   folder.mkdir(parents=True, exist_ok=True)
   params = nnx.state(loaded.model, nnx.Param)
-  arrays = {_param_key(path): np.asarray(v[...], np.float32)
+  arrays = {_param_key(path): np.ascontiguousarray(v[...], np.float32)
             for path, v in nnx.to_flat_state(params)}
-  buf = io.BytesIO()
-  np.savez_compressed(buf, **arrays)
-  (folder / PARAMS_FILE).write_bytes(buf.getvalue())
+  (folder / PARAMS_FILE).write_bytes(save_safetensors(arrays, metadata={
+      "format": "scnn_jax params", "scnn_jax_version": __version__,
+      "model": str(loaded.config.model.name)}))
+  if (folder / NPZ_PARAMS_FILE).exists():   # one params file per folder
+    (folder / NPZ_PARAMS_FILE).unlink()
   (folder / "config.json").write_text(
       loaded.config.to_json_best_effort(indent=2) + "\n")
   return {k: a.shape for k, a in arrays.items()}
+
+
+def read_params(folder) -> tuple[epath.Path, dict[str, np.ndarray]]:
+  """``(path, {key: array})`` of an export folder's params file:
+  ``params.safetensors``, else an older export's ``params.npz``.
+  ``FileNotFoundError`` when there is neither, ``ValueError`` naming the file
+  when it cannot be read."""
+  folder = epath.Path(folder)
+  path = folder / PARAMS_FILE
+  if path.exists():
+    try:
+      return path, load_safetensors(path.read_bytes())
+    except (SafetensorError, ValueError) as e:
+      raise ValueError(f"{path} is not a readable safetensors file "
+                       f"({first_line(e)})") from None
+  old = folder / NPZ_PARAMS_FILE
+  if not old.exists():
+    raise FileNotFoundError(f"{path} not found")
+  try:
+    with np.load(io.BytesIO(old.read_bytes()), allow_pickle=False) as npz:
+      return old, {k: npz[k] for k in npz.files}
+  except (OSError, ValueError, EOFError) as e:
+    raise ValueError(f"{old} is not a readable .npz file "
+                     f"({first_line(e)})") from None
 
 
 def load_params(folder, *, step: int = 0) -> Loaded:
   """The model of an ``export_params`` folder, in eval mode.
 
   Raises ``FileNotFoundError`` naming a missing file and ``ValueError`` when
-  ``params.npz`` does not fit the model its ``config.json`` builds.
+  the params file does not fit the model its ``config.json`` builds.
   """
   folder = epath.Path(folder)
   config = read_config(folder)
-  path = folder / PARAMS_FILE
-  if not path.exists():
-    raise FileNotFoundError(f"{path} not found")
-  with np.load(io.BytesIO(path.read_bytes()), allow_pickle=False) as npz:
-    arrays = {k: npz[k] for k in npz.files}
-  model = builders.model(_checked(config), seed=0)
-  params = nnx.state(model, nnx.Param)
-  flat = list(nnx.to_flat_state(params))
+  path, arrays = read_params(folder)
+  graphdef, abstract, rest = abstract_model(_checked(config))
+  flat = list(nnx.to_flat_state(abstract))
   want = {_param_key(p) for p, _ in flat}
   if want != set(arrays):
     missing, extra = sorted(want - set(arrays)), sorted(set(arrays) - want)
     raise ValueError(f"{path} does not fit the model of its config.json: "
                      f"missing {missing[:3]}, unexpected {extra[:3]}")
+  filled = []
   for p, var in flat:
-    a = arrays[_param_key(p)]
-    if a.shape != var[...].shape:
+    a, need = arrays[_param_key(p)], var.get_value()
+    if a.shape != need.shape:
       raise ValueError(f"{path}: {_param_key(p)} has shape {a.shape}, the "
-                       f"model needs {var[...].shape}")
-    var[...] = jax.numpy.asarray(a, var[...].dtype)
-  nnx.update(model, params)
-  model.eval()
+                       f"model needs {need.shape}")
+    filled.append((p, var.replace(jax.numpy.asarray(a, need.dtype))))
+  params = nnx.from_flat_state(filled)
+  model = nnx.merge(graphdef, params, rest)
   return Loaded(model=model, config=config, step=step,
                 state={"params": params})

@@ -158,7 +158,10 @@ class LIF(_Neuron):
     if beta is not None and tau is not None:
       raise ValueError("LIF takes beta= or tau=, not both")
     if tau is not None:
-      beta = float(neurons.beta_from_tau(tau))
+      # Concrete even while the model is built abstractly (nnx.eval_shape),
+      # and the same float32 exp as an eager build, so loaded models match.
+      with jax.ensure_compile_time_eval():
+        beta = float(neurons.beta_from_tau(tau))
     beta = 0.9 if beta is None else beta
     if reset not in neurons.RESETS:
       raise ValueError(f"unknown reset {reset!r}; allowed: "

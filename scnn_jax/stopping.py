@@ -6,6 +6,11 @@
 * ``NonFiniteLossError``: a step produced a NaN or inf loss or gradient and
   ``train.nan_policy = "stop"``; ``check_finite`` raises it (or warns under
   ``"skip"`` and for single ablation points).
+* ``WriteFailed``: a checkpoint, metrics, sample or results write hit a full
+  disk, a quota, a permission error or a read-only filesystem
+  (``scnn_jax.storage_errors`` recognises them, also inside Orbax's and
+  TensorStore's errors); ``train.py`` exits with status 74 after one line
+  naming the path, the error and the last complete checkpoint.
 """
 
 from __future__ import annotations
@@ -57,3 +62,22 @@ def check_finite(state, nan_policy: str, ckpt, members) -> None:
   action = "frozen at their first" if nan_policy == "stop" else "skipping"
   logging.warning("non-finite loss/gradient, %s non-finite step: %s", action,
                   frozen)
+
+
+class WriteFailed(OSError):
+  """A write to the workdir failed for lack of room or rights.
+
+  ``train.py`` exits with status 74 (sysexits' EX_IOERR); once there is
+  room (or the rights are fixed) the same command resumes from
+  ``last_step``, the newest checkpoint that was written completely.
+  """
+
+  def __init__(self, path: str, what: str, last_step: int | None,
+               directory):
+    self.path, self.what, self.last_step = path, what, last_step
+    last = (f"the last complete checkpoint is step {last_step} in "
+            f"{directory}" if last_step is not None else
+            f"there is no complete checkpoint in {directory} yet")
+    super().__init__(
+        f"{what} writing {path}: training stopped; {last}. Make room (or "
+        "fix the permissions) and run the same command again to resume")

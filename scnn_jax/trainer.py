@@ -11,7 +11,9 @@ its schedule, under the watchdog (``scnn_jax.watchdog``: hangs, SIGTERM). A
 vmap ablation trains its K points the same way (``scnn_jax.sweep.Members``).
 With ``train.ema_decay > 0`` the evaluations, sample grids and final results
 are those of the weights' moving average (``scnn_jax.state``).
-What it writes besides metrics: ``scnn_jax.reports``.
+What it writes besides metrics: ``scnn_jax.reports``. One run at a time
+writes a workdir (``scnn_jax.workdir_lock``); a write the storage refuses
+stops the run with ``stopping.WriteFailed``.
 """
 
 from __future__ import annotations
@@ -27,11 +29,13 @@ from absl import logging
 from etils import epath
 
 from scnn_jax import (builders, images, parallel, profiling, reports, schema,
-                      state as state_lib, steps, stopping, sweep, tasks,
-                      watchdog)
-from scnn_jax.checkpoint import Checkpointer, abstract_like
+                      state as state_lib, steps, stopping, storage_errors,
+                      sweep, tasks, watchdog, workdir_lock)
+from scnn_jax.checkpoint import Checkpointer, abstract_like, last_complete_step
 from scnn_jax.state import Graphs
-from scnn_jax.stopping import NonFiniteLossError, Preempted  # noqa: F401
+from scnn_jax.stopping import (NonFiniteLossError, Preempted,  # noqa: F401
+                               WriteFailed)
+from scnn_jax.workdir_lock import WorkdirBusy  # noqa: F401
 from scnn_jax.writers import MetricWriter, Progress
 
 # The loop waits for step s - STEPS_IN_FLIGHT after dispatching step s. Unbounded
@@ -170,17 +174,47 @@ def restore(ckpt: Checkpointer, state: dict):
   return restored, meta
 
 
-def train_and_evaluate(config, workdir) -> dict:
+def train_and_evaluate(config, workdir, *,
+                       takeover_lock: bool = False) -> dict:
   """Trains ``config`` in ``workdir`` (resuming if it holds a checkpoint).
 
   With a ``config.ablation`` grid, trains all K points at once (see
   ``scnn_jax.sweep``). Returns the final results dict (also written to
   ``results.json``).
+
+  The run holds the workdir's lock (``scnn_jax.workdir_lock``) from before
+  its first write to its end: another run on the same workdir raises
+  ``WorkdirBusy`` (``takeover_lock``: take a live object-store lease). A
+  write that the storage refuses (full disk, quota, permissions, read-only)
+  raises ``stopping.WriteFailed`` naming the path and the last complete
+  checkpoint, with the completed checkpoints left as they were.
   """
   config = schema.validate(config)  # once, before the workdir or the data
   dataset = builders.dataset(config)  # bad data fails before anything is written
   workdir = epath.Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
+  opened = []   # the checkpointer and metric writer, to drop on a failed write
+  lock = None
+  try:
+    with storage_errors.writing(workdir):
+      workdir.mkdir(parents=True, exist_ok=True)
+    lock = workdir_lock.acquire(workdir, takeover=takeover_lock)
+    return _train(config, dataset, workdir, lock, opened)
+  except Exception as e:
+    failure = storage_errors.write_failure(e)
+    if failure is None:
+      raise
+    for thing in opened:
+      thing.abandon()
+    ckpt_dir = workdir / "checkpoints"
+    raise stopping.WriteFailed(*failure, last_complete_step(ckpt_dir),
+                               ckpt_dir) from None
+  finally:
+    if lock is not None:
+      lock.release()
+
+
+def _train(config, dataset, workdir, lock, opened) -> dict:
+  """The body of ``train_and_evaluate``, in a locked ``workdir``."""
   is_main = jax.process_index() == 0
   t = config.train
   run = setup(config, dataset)
@@ -192,6 +226,7 @@ def train_and_evaluate(config, workdir) -> dict:
 
   ckpt = Checkpointer(workdir / "checkpoints", keep=t.keep_checkpoints,
                       config=config)
+  opened.append(ckpt)
   meta = {"train_time_s": 0.0}
   if ckpt.latest_step() is not None:
     state, meta = restore(ckpt, state)
@@ -199,8 +234,10 @@ def train_and_evaluate(config, workdir) -> dict:
                  ckpt.directory)
   start = state_lib.current_step(state)
   if is_main:
-    reports.write_config(workdir, config, resumed=start > 0)
+    with storage_errors.writing(workdir / "config.json"):
+      reports.write_config(workdir, config, resumed=start > 0)
   writer = MetricWriter(workdir, active=is_main, resume_step=start)
+  opened.append(writer)
   pidx, pcount = jax.process_index(), jax.process_count()
   eval_batches = dataset.eval_batches(t.eval_batch_size, pidx, pcount)
   logging.info("devices: %d (%s, %d processes); global batch %d; steps %d..%d",
@@ -214,8 +251,9 @@ def train_and_evaluate(config, workdir) -> dict:
       writer.write(step, "eval", r if name is None else {"point": name, **r})
       if is_main and smp is not None:
         sub = workdir / "samples" / name if name else workdir / "samples"
-        images.save_png(sub / f"step_{step:06d}.png",
-                        images.grid(smp, scale=2))
+        with storage_errors.writing(sub / f"step_{step:06d}.png"):
+          images.save_png(sub / f"step_{step:06d}.png",
+                          images.grid(smp, scale=2))
       shown = "  ".join(f"{k} {r[k]:.4f}" for k in task.summary_keys()
                         if k in r)
       logging.info("eval at step %d%s: %s", step,
@@ -273,6 +311,7 @@ def train_and_evaluate(config, workdir) -> dict:
         eval_s += time.time() - e0
       if save_now:
         meta["train_time_s"] = base_time + time.time() - session_t0 - eval_s
+        lock.check()   # a run whose lease was taken over writes no more
         with watch.phase(f"checkpoint save at step {done}"):
           if ckpt.save(done, state, meta, force=done == t.steps):
             watch.saved(done)
@@ -295,9 +334,11 @@ def train_and_evaluate(config, workdir) -> dict:
       # only process 0 scores the baselines.
       host_batches = host_eval_batches(mesh, eval_batches)
       baselines = task.baselines(host_batches) if is_main else {}
-      summary = reports.finish(task, config, workdir, results, baselines,
-                               t.steps, meta["train_time_s"], members,
-                               dataset.image_shape, is_main)
+      lock.check()
+      with storage_errors.writing(workdir):
+        summary = reports.finish(task, config, workdir, results, baselines,
+                                 t.steps, meta["train_time_s"], members,
+                                 dataset.image_shape, is_main)
   finally:
     watch.close()
     trace.close()

@@ -1,15 +1,18 @@
 """What a run writes for people: metrics.jsonl, TensorBoard events, progress.
 
 Only process 0 writes (``MetricWriter(active=jax.process_index() == 0)``).
-``metrics.jsonl`` is kept in memory and rewritten whole (write to a temporary
-file, then rename) at each flush: object stores such as GCS cannot append,
-and a run killed mid-write never leaves a torn line. On resume, records past
+``metrics.jsonl`` is kept in memory and rewritten whole at each flush: object
+stores such as GCS cannot append. On a filesystem it is written to a temporary
+file and renamed, so a run killed mid-write never leaves a torn line; on an
+object store one upload replaces the object whole already (and a rename
+there is a copy and a delete). On resume, records past
 the restored step (written after the last checkpoint) are dropped so the file
 tells one consistent history.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
@@ -17,6 +20,8 @@ import time
 
 from absl import logging
 from etils import epath
+
+from scnn_jax import storage_errors
 
 
 def _jsonable(value):
@@ -67,16 +72,30 @@ class MetricWriter:
     if not self.active:
       return
     text = "".join(json.dumps(r) + "\n" for r in self.records)
-    tmp = self.path.with_name(self.path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(self.path)  # rename() refuses to overwrite
+    if "://" in str(self.path):
+      with storage_errors.writing(self.path):
+        self.path.write_text(text)
+    else:
+      tmp = self.path.with_name(self.path.name + ".tmp")
+      with storage_errors.writing(tmp):
+        tmp.write_text(text)
+      tmp.replace(self.path)  # rename() refuses to overwrite
     if self._tb is not None:
-      self._tb.flush()
+      with storage_errors.writing(epath.Path(self._tb.logdir)):
+        self._tb.flush()
 
   def close(self):
     self.flush()
     if self._tb is not None:
       self._tb.close()
+
+  def abandon(self):
+    """Stops writing after a failed write, without flushing again."""
+    self.active = False
+    tb, self._tb = self._tb, None
+    if tb is not None:
+      with contextlib.suppress(Exception):
+        tb.close()
 
 
 def open_tensorboard(workdir):

@@ -1,6 +1,7 @@
-"""scnn_jax.cli: the shared start-up (compilation cache), and the training
-command's one-line errors. (The inpainting command: test_cli_inpaint.py; the
-ablation export: test_sweep.py; the FAD command: test_metrics.py.)"""
+"""scnn_jax.cli: the shared start-up (compilation cache, console lines), the
+training command's help, config listing and one-line errors. (The
+inpainting command: test_cli_inpaint.py; the ablation export: test_sweep.py;
+the FAD command: test_metrics.py.)"""
 
 import os
 import subprocess
@@ -61,9 +62,10 @@ def test_cpu_programs_are_cached_and_reused(tmp_path):
 # -- scnn-train / train.py -----------------------------------------------------
 
 
-def _train(*args, cwd=REPO):
+def _train(*args, cwd=REPO, env=None):
   return subprocess.run([sys.executable, str(REPO / "train.py"), *args],
-                        cwd=cwd, capture_output=True, text=True, timeout=600)
+                        cwd=cwd, capture_output=True, text=True, timeout=600,
+                        env=None if env is None else {**os.environ, **env})
 
 
 TINY = ["--config", str(REPO / "configs" / "base.py"), "--cpu_devices=2",
@@ -78,7 +80,10 @@ def test_train_command_runs_from_a_relative_workdir(tmp_path):
               "--config.train.log_every=1", "--config.train.checkpoint_every=1",
               cwd=tmp_path)
   assert ok.returncode == 0, ok.stderr[-3000:]
-  assert "step 2/2" in ok.stderr and "steps/s" in ok.stderr
+  # Our progress lines as the README shows them: no absl prefix.
+  lines = ok.stderr.splitlines()
+  assert any(line.startswith("step 2/2 (100.0%) loss ") and "steps/s" in line
+             for line in lines), ok.stderr[-3000:]
   assert (tmp_path / "cli" / "results.json").exists()
   assert (tmp_path / "cli" / "checkpoints" / "2").is_dir()
 
@@ -107,6 +112,102 @@ def test_config_mistakes_fail_with_one_line_before_compiling(tmp_path,
   assert "Traceback" not in bad.stderr
   assert not (tmp_path / "run").exists()
   assert not cache.exists() or not list(cache.iterdir())
+
+
+def test_help_lists_the_commands_own_flags_one_line_each():
+  r = _train("--help")
+  assert r.returncode == 0, r.stderr[-2000:]
+  out = r.stdout
+  assert out.startswith("Trains a scnn_jax model.")
+  flag_lines = out.split("\nflags:\n", 1)[1].splitlines()
+  named = [line.split()[0] for line in flag_lines]
+  for flag in ("--config=FILE", "--workdir=DIR", "--config.FIELD=VALUE",
+               "--compilation_cache=auto|off|DIR", "--list_configs",
+               "--show_config", "--cpu_devices=N", "--helpfull"):
+    assert flag in named, out
+  assert len(named) == len(set(named))
+  assert "--logtostderr" not in out and "grain" not in " ".join(named)
+  assert all(len(line) <= 120 for line in flag_lines)
+
+
+def _stderr_lines(r):
+  return [line for line in r.stderr.strip().splitlines() if line]
+
+
+@pytest.mark.parametrize("text, line", [
+    (None, "error: --config {path}: no such file (python train.py "
+     "--list_configs lists the shipped configs)"),
+    ("def get_config(:\n", "error: --config {path}: SyntaxError in c.py line "
+     "1: invalid syntax"),
+    ("x = 1\n", "error: --config {path}: the file defines no get_config()"),
+    ("def get_config():\n  return undefined_name\n", "error: --config {path}: "
+     "get_config() failed in c.py line 2: NameError: name 'undefined_name' is "
+     "not defined"),
+    ("def get_config():\n  raise ValueError('no such preset')\n",
+     "error: --config {path}: get_config() failed: ValueError: no such preset"),
+])
+def test_a_missing_or_broken_config_file_is_one_line(tmp_path, text, line):
+  path = tmp_path / "c.py"
+  if text is not None:
+    path.write_text(text)
+  r = _train("--config", str(path), f"--workdir={tmp_path / 'run'}")
+  assert r.returncode == 2, r.stderr[-2000:]
+  assert _stderr_lines(r) == [line.format(path=path)]
+  assert not (tmp_path / "run").exists()
+
+
+def test_list_configs_names_each_config_and_its_purpose():
+  r = _train("--list-configs", env={"COLUMNS": "80"})
+  assert r.returncode == 0, r.stderr[-2000:]
+  assert max(len(line) for line in r.stdout.splitlines()[1:]) <= 80
+  r = _train("--list-configs", env={"COLUMNS": "120"})
+  lines = r.stdout.splitlines()
+  assert lines[0].startswith(f"configs in {REPO / 'configs'} ")
+  rows = {line.split()[0]: line for line in lines[1:]}
+  assert sorted(rows) == sorted(p.name for p in (REPO / "configs").glob("*.py"))
+  # The first sentence after the docstring's command line, asides dropped.
+  assert rows["base.py"].split(None, 1)[1].startswith(
+      "Paper A's SC-NN inpainting 32x32 natural-image patches from the "
+      "embedded dataset")
+  assert "[scnn-fad] The FAD autoencoder" in rows["fad_mnist5k.py"]
+  assert "[scnn-fad]" not in rows["vae_mnist5k.py"]
+
+
+def test_show_config_prints_the_completed_fields_and_runs_nothing(tmp_path):
+  r = _train("--config", str(REPO / "configs" / "base.py"),
+             "--config.model.T=3", "--show-config", cwd=tmp_path)
+  assert r.returncode == 0, r.stderr[-2000:]
+  rows = {line.split(" = ")[0]: line for line in r.stdout.splitlines()
+          if not line.startswith("#")}
+  assert rows["model.T"].split() == ["model.T", "=", "3", "#", "int", ">=",
+                                     "1;", "required"]
+  # A field base.py leaves out, filled with the schema's default.
+  assert rows["train.ema_decay"].split()[2:] == [
+      "0.0", "#", "number", "in", "[0,", "1);", "default", "0.0"]
+  assert "'mse'" in rows["train.loss"] and "one of mse," in rows["train.loss"]
+  assert not (tmp_path / "runs").exists()
+  bad = _train("--config", str(REPO / "configs" / "base.py"),
+               "--config.model.T=0", "--show-config", cwd=tmp_path)
+  assert bad.returncode == 2
+  assert _stderr_lines(bad) == [
+      "error: config.model.T = 0: must be an integer >= 1"]
+
+
+def test_plain_console_lines_for_our_records_only():
+  import logging as pylogging
+
+  from absl import logging
+  fmt = common.PlainFormatter(logging.PythonFormatter())
+
+  def record(path, level, msg):
+    return pylogging.LogRecord("absl", level, path, 7, msg, (), None)
+  ours = str(REPO / "scnn_jax" / "trainer.py")
+  assert fmt.format(record(ours, pylogging.INFO, "step 3/20")) == "step 3/20"
+  assert fmt.format(record(ours, pylogging.WARNING, "slow input")) == \
+      "warning: slow input"
+  theirs = fmt.format(record("/site-packages/orbax/x.py", pylogging.INFO,
+                             "saved"))
+  assert theirs.startswith("I") and theirs.endswith("x.py:7] saved")
 
 
 # -- scnn-fad / python -m scnn_jax.fad -----------------------------------------

@@ -1,7 +1,9 @@
 """scnn_jax.cli.inpaint (python -m scnn_jax.inpaint): user images of any size
 and mode, folders, drawn masks, ablation points, the shipped model, models
-that cannot be tiled, and user mistakes as one line."""
+that cannot be tiled, user mistakes as one line (before any model is built),
+the compilation cache and --version."""
 
+import os
 import subprocess
 import sys
 
@@ -38,7 +40,8 @@ def read(path):
 
 
 def run_cli(capsys, *args):
-  rc = cli.main([str(a) for a in args])
+  # In-process: leave this test process's JAX cache settings alone.
+  rc = cli.main([str(a) for a in args] + ["--compilation-cache", "off"])
   return rc, capsys.readouterr().err
 
 
@@ -176,10 +179,15 @@ def test_user_errors_are_one_line_naming_the_file(workdir, tmp_path, capsys):
 
   assert str(tmp_path / "nope.png") in error(
       "--image", tmp_path / "nope.png", "--mask", tmp_path / "mask.png")
-  assert f"cannot read image {tmp_path / 'broken.png'}" in error(
-      "--image", tmp_path / "broken.png", "--mask", tmp_path / "mask.png")
-  assert f"cannot read mask {tmp_path / 'broken.png'}" in error(
-      "--image", tmp_path / "img.png", "--mask", tmp_path / "broken.png")
+  assert error("--image", tmp_path / "broken.png", "--mask",
+               tmp_path / "mask.png") == (
+      f"error: cannot read image {tmp_path / 'broken.png'}: not an image "
+      "Pillow can decode (unknown file format)")
+  # Not Pillow's name for the stream it read (an in-memory copy).
+  line = error("--image", tmp_path / "img.png", "--mask",
+               tmp_path / "broken.png")
+  assert f"cannot read mask {tmp_path / 'broken.png'}" in line
+  assert "BytesIO" not in line and "0x" not in line
   line = error("--image", tmp_path / "img.png", "--mask", tmp_path / "tall.png")
   assert f"mask {tmp_path / 'tall.png'} is 12x11 px but image " \
          f"{tmp_path / 'img.png'} is 12x10 px" in line
@@ -296,3 +304,92 @@ def test_global_receptive_field_models_run_whole_or_are_refused(
       "over the whole image, so tiles would change the result): raise "
       "--memory-mb or crop the image")
   assert not (tmp_path / "out.png").exists()
+
+
+# ---------------------------------------------------------------------------
+# Start-up: files checked first, the compilation cache, --version
+# ---------------------------------------------------------------------------
+
+
+def test_version(capsys):
+  import scnn_jax
+  with pytest.raises(SystemExit) as e:
+    cli.main(["--version"])
+  assert e.value.code == 0
+  assert capsys.readouterr().out.strip() == f"scnn_jax {scnn_jax.__version__}"
+
+
+def test_file_mistakes_are_refused_before_any_model_is_built(
+    tmp_path, capsys, monkeypatch):
+  from scnn_jax.cli import inpaint as command
+
+  def no_model(*args, **kwargs):
+    raise AssertionError("a model was loaded before the files were checked")
+  monkeypatch.setattr(command, "_load", no_model)
+  rng = np.random.default_rng(3)
+  (tmp_path / "imgs").mkdir()
+  (tmp_path / "masks").mkdir()
+  for name, h in (("a", 12), ("b", 14)):
+    rand_image(rng, h, 10, "RGB").save(tmp_path / "imgs" / f"{name}.png")
+    box_mask(12, 10, 2, 5, 2, 5).save(tmp_path / "masks" / f"{name}.png")
+  # The second pair of a folder is checked before the first is inpainted.
+  rc, err = run_cli(capsys, "--image", tmp_path / "imgs", "--mask",
+                    tmp_path / "masks", "--out", tmp_path / "out")
+  assert rc == 2
+  assert err.strip() == (
+      f"error: mask {tmp_path / 'masks' / 'b.png'} is 10x12 px but image "
+      f"{tmp_path / 'imgs' / 'b.png'} is 10x14 px: they must be the same size")
+  (tmp_path / "masks" / "b.png").write_bytes(b"GIF89a but not really")
+  rc, err = run_cli(capsys, "--image", tmp_path / "imgs", "--mask",
+                    tmp_path / "masks", "--out", tmp_path / "out")
+  assert rc == 2 and err.startswith(
+      f"error: cannot read mask {tmp_path / 'masks' / 'b.png'}: ")
+  assert not (tmp_path / "out").exists()
+
+
+def test_a_wrong_size_mask_is_refused_without_the_model_machinery(tmp_path):
+  """In a fresh process: the error comes before inference (the schema, the
+  data pipeline, Orbax) is even imported, so it costs the start-up of the
+  package alone."""
+  rand_image(np.random.default_rng(0), 20, 24, "RGB").save(tmp_path / "i.png")
+  box_mask(21, 24, 2, 5, 2, 5).save(tmp_path / "m.png")
+  code = ("import sys\n"
+          "from scnn_jax.cli import inpaint\n"
+          "rc = inpaint.main(sys.argv[1:])\n"
+          "heavy = ('scnn_jax.inference', 'scnn_jax.schema', "
+          "'orbax.checkpoint', 'grain')\n"
+          "print(rc, sorted(m for m in heavy if m in sys.modules))\n")
+  r = subprocess.run(
+      [sys.executable, "-c", code, "--image", str(tmp_path / "i.png"),
+       "--mask", str(tmp_path / "m.png"), "--out", str(tmp_path / "o.png")],
+      cwd=tmp_path, capture_output=True, text=True, timeout=120)
+  assert r.stdout.strip() == "2 []", r.stderr[-2000:]
+  assert r.stderr.strip() == (
+      f"error: mask {tmp_path / 'm.png'} is 24x21 px but image "
+      f"{tmp_path / 'i.png'} is 24x20 px: they must be the same size")
+
+
+def test_a_second_call_loads_the_compiled_model_from_the_cache(workdir,
+                                                               tmp_path):
+  rng = np.random.default_rng(11)
+  rand_image(rng, 18, 22, "RGB").save(tmp_path / "in.png")
+  box_mask(18, 22, 4, 12, 5, 15).save(tmp_path / "m.png")
+  cache = tmp_path / "cache"
+  env = {**os.environ, "JAX_DEBUG_LOG_MODULES": "jax._src.compilation_cache"}
+
+  def call(out):
+    r = subprocess.run(
+        [sys.executable, "-m", "scnn_jax.inpaint", "--workdir", str(workdir),
+         "--image", str(tmp_path / "in.png"), "--mask", str(tmp_path / "m.png"),
+         "--out", str(tmp_path / out), "--compilation-cache", str(cache)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return r.stderr
+  first = call("a.png")
+  assert "Writing jit_forward to persistent compilation cache" in first
+  entries = sorted(p.name for p in cache.iterdir())
+  second = call("b.png")
+  assert "Writing" not in second
+  assert sorted(p.name for p in cache.iterdir()) == entries
+  np.testing.assert_array_equal(read(tmp_path / "a.png"),
+                                read(tmp_path / "b.png"))

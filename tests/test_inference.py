@@ -1,6 +1,7 @@
 """scnn_jax.inference: a workdir's model without the trainer, its optimizer or
 the task registry: rebuilt from config.json by name, parameters restored
-read-only, ablation points, old config.json files, params-only export."""
+read-only, ablation points, old config.json files, params-only export
+(safetensors, and the older npz), models built abstractly."""
 
 import json
 
@@ -101,8 +102,8 @@ def test_export_params_round_trip(tmp_path):
   config = json.loads((tmp_path / "export" / "config.json").read_text())
   config["model"]["width"] = 4
   (tmp_path / "export" / "config.json").write_text(json.dumps(config))
-  with pytest.raises(ValueError, match=r"params.npz: convs/0/bias has shape "
-                     r"\(8,\), the model needs \(4,\)$"):
+  with pytest.raises(ValueError, match=r"params.safetensors: convs/0/bias has "
+                     r"shape \(8,\), the model needs \(4,\)$"):
     inference.load_params(tmp_path / "export")
   assert builders.data_spec(loaded.config).image_shape == (16, 16, 3)
 
@@ -131,9 +132,10 @@ def test_load_and_export_take_the_moving_average(tmp_path, capsys):
   spec.loader.exec_module(script)
   script.main(["--workdir", str(path), "--out", str(tmp_path / "export")])
   assert "moving average of the weights" in capsys.readouterr().out
-  with np.load(tmp_path / "export" / inference.PARAMS_FILE) as npz:
-    np.testing.assert_array_equal(npz["spiking/conv/kernel"],
-                                  state["ema"]["spiking"]["conv"]["kernel"][...])
+  from safetensors.numpy import load_file
+  exported = load_file(tmp_path / "export" / inference.PARAMS_FILE)
+  np.testing.assert_array_equal(exported["spiking/conv/kernel"],
+                                state["ema"]["spiking"]["conv"]["kernel"][...])
 
   config.ablation.grid = {"model": {"threshold": [1.0, 0.5]}}
   path, state = make_workdir(tmp_path / "abl", config)
@@ -143,3 +145,101 @@ def test_load_and_export_take_the_moving_average(tmp_path, capsys):
                   jax.tree.leaves(sweep.unstack(state["ema"], 1)),
                   strict=True):
     np.testing.assert_array_equal(a, e)
+
+
+def _old_npz_export(loaded, folder):
+  """A folder as export_params wrote it before safetensors: config.json and
+  params.npz (compressed, one float32 array per nnx.Param, path keys)."""
+  folder.mkdir()
+  arrays = {"/".join(str(k) for k in path): np.asarray(v[...], np.float32)
+            for path, v in nnx.to_flat_state(nnx.state(loaded.model,
+                                                       nnx.Param))}
+  np.savez_compressed(folder / "params.npz", **arrays)
+  (folder / "config.json").write_text(loaded.config.to_json_best_effort())
+  return arrays
+
+
+def test_safetensors_export_loads_bit_for_bit_like_the_old_npz(tmp_path):
+  from safetensors.numpy import load_file
+  path, _ = make_workdir(tmp_path / "run", tiny_config())
+  loaded = inference.load(path)
+  arrays = _old_npz_export(loaded, tmp_path / "old")
+  inference.export_params(loaded, tmp_path / "new")
+  assert sorted(p.name for p in (tmp_path / "new").iterdir()) == [
+      "config.json", "params.safetensors"]
+  stored = load_file(tmp_path / "new" / "params.safetensors")
+  assert set(stored) == set(arrays)
+  for k, a in arrays.items():
+    assert stored[k].dtype == np.float32
+    np.testing.assert_array_equal(stored[k], a)
+  old = inference.load_params(tmp_path / "old")
+  new = inference.load_params(tmp_path / "new")
+  for a, b in zip(jax.tree.leaves(nnx.state(old.model)),
+                  jax.tree.leaves(nnx.state(new.model)), strict=True):
+    assert a.dtype == b.dtype
+    np.testing.assert_array_equal(a, b)
+  x = np.random.default_rng(1).uniform(size=(2, 16, 16, 4)).astype(np.float32)
+  np.testing.assert_array_equal(np.asarray(old.model(x)),
+                                np.asarray(new.model(x)))
+  # Exporting over an old folder leaves one params file, the safetensors.
+  inference.export_params(old, tmp_path / "old")
+  assert not (tmp_path / "old" / "params.npz").exists()
+  # A damaged file is named, as ValueError (the command's one line).
+  (tmp_path / "new" / "params.safetensors").write_bytes(b"\x08" + b"\0" * 7)
+  with pytest.raises(ValueError, match=r"params.safetensors is not a readable "
+                     r"safetensors file"):
+    inference.load_params(tmp_path / "new")
+  (tmp_path / "new" / "params.safetensors").unlink()
+  with pytest.raises(FileNotFoundError, match="params.safetensors not found"):
+    inference.load_params(tmp_path / "new")
+
+
+@pytest.mark.parametrize("name", [
+    "base",
+    # Its eager build alone takes ~20 s on 2 shared cores (what
+    # load_params no longer does).
+    pytest.param("spiking_resunet", marks=pytest.mark.slow)])
+def test_abstract_build_gives_the_eager_models_outputs(tmp_path, name):
+  """load_params fills an abstractly built model (nothing initialised): its
+  neuron constants and outputs equal a model built eagerly and given the
+  same parameters."""
+  import importlib
+
+  from scnn_jax import schema
+  config = importlib.import_module(f"configs.{name}").get_config()
+  config.model.update(width=4, T=2)
+  if name == "spiking_resunet":
+    config.model.update(depth=1, blocks=1, prior_iters=2)
+  config.data.image_size = 16
+  config = schema.validate(config, devices=1, check_files=False)
+  graphdef, abstract, rest = inference.abstract_model(config)
+  for v in jax.tree.leaves(abstract):
+    assert isinstance(v, jax.ShapeDtypeStruct)
+
+  eager = builders.model(config, seed=0)
+  # Trained weights stand-in: every parameter moved off its init.
+  rng = np.random.default_rng(2)
+  nnx.update(eager, jax.tree.map(
+      lambda p: p + rng.normal(size=p.shape).astype(p.dtype) * 0.1,
+      nnx.state(eager, nnx.Param)))
+  eager.eval()
+  inference.export_params(inference.Loaded(eager, config, 0, {}),
+                          tmp_path / "export")
+  loaded = inference.load_params(tmp_path / "export")
+  want_rest = nnx.state(eager, nnx.Not(nnx.Param))
+  for a, b in zip(jax.tree.leaves(rest), jax.tree.leaves(want_rest),
+                  strict=True):
+    np.testing.assert_array_equal(a, b)
+  image = rng.uniform(size=(2, 16, 16, 3)).astype(np.float32)
+  mask = np.zeros((2, 16, 16, 1), np.float32)
+  mask[:, 4:10, 5:12] = 1.0
+
+  from scnn_jax.models.scnn import masked_input
+  g, state = nnx.split(eager)
+  # One program for both (jitted: the prior models' loops are slow op by op).
+  forward = jax.jit(lambda s: nnx.merge(g, s)(masked_input(
+      image, mask, config.model.mask_channel)))
+  g_loaded, state_loaded = nnx.split(loaded.model)
+  assert g_loaded == g
+  np.testing.assert_array_equal(np.asarray(forward(state_loaded)),
+                                np.asarray(forward(state)))

@@ -25,7 +25,7 @@ LAYERS = {
     # 1: pure JAX ops, and the foundations everything may use (config errors,
     # the mesh axis name, loading config files).
     "surrogate": 1, "neurons": 1, "conv": 1, "backend": 1, "smooth_fill": 1,
-    "collectives": 1, "config_lib": 1, "config_files": 1,
+    "collectives": 1, "config_lib": 1, "config_files": 1, "storage_errors": 1,
     # 2: NNX modules (staircase.LIFStaircase is a layers.LIF).
     "": 2, "variables": 2, "encoders": 2, "decoders": 2, "layers": 2,
     "sequential": 2, "staircase": 2, "blocks": 2,
@@ -38,6 +38,7 @@ LAYERS = {
     # 5: run machinery.
     "parallel": 5, "distributed": 5, "checkpoint": 5, "state": 5, "steps": 5,
     "sweep": 5, "inference": 5, "pretrained": 5, "tiling": 5,
+    "workdir_lock": 5,
     # 6: tasks.
     "tasks": 6,
     # 7: the training loop and its reports.

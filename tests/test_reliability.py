@@ -58,7 +58,7 @@ def test_sigterm_saves_exits_and_resumes_bitwise(tmp_path):
   proc = subprocess.Popen(_train_cmd(tmp_path / "cut", steps), cwd=REPO,
                           stderr=subprocess.PIPE, text=True)
   for line in proc.stderr:  # wait until training is under way
-    if " step " in line and "/400" in line and "step   1/" not in line:
+    if line.startswith("step ") and "/400" in line and "step   1/" not in line:
       break
   proc.send_signal(signal.SIGTERM)
   t0 = time.time()

@@ -11,10 +11,20 @@ one-line errors.
       common.run_app(main)
 
 User mistakes end the command with one ``error: ...`` line on stderr and
-exit status 2, before anything is compiled: a bad value
+exit status 2, before anything is compiled: a ``--config`` file that is
+missing or does not load, a bad value
 (``config.model.T = 0: must be an integer >= 1``), an override of a field
-that does not exist (``--config.model.nonexistent=1``), unusable data, a
-checkpoint that does not restore. A preempted run exits with 143.
+that does not exist (``--config.model.nonexistent=1``), an unknown flag,
+unusable data, a checkpoint that does not restore. A preempted run exits
+with 143; a write the storage refused (full disk, quota, permissions,
+read-only) with 74 and a workdir another run holds with 75, each after one
+line. ``--help`` lists the command's own flags, ``--list_configs`` the
+repository's configs, ``--show_config`` the fields of a config
+(``scnn_jax.cli.usage``).
+
+Console lines: the progress and notes scnn_jax logs are printed as they are
+(``step 300/1500 ...``; warnings as ``warning: ...``); other libraries' lines
+keep absl's ``I1203 12:00:00.123 ...`` prefix (``PlainFormatter``).
 """
 
 from __future__ import annotations
@@ -30,9 +40,11 @@ from ml_collections import config_flags
 
 from scnn_jax import backend, distributed, schema
 from scnn_jax.checkpoint import CheckpointError
+from scnn_jax.cli import usage
 from scnn_jax.config_lib import ConfigError
 from scnn_jax.data import DataError
-from scnn_jax.stopping import NonFiniteLossError, Preempted
+from scnn_jax.stopping import NonFiniteLossError, Preempted, WriteFailed
+from scnn_jax.workdir_lock import WorkdirBusy
 
 FLAGS = flags.FLAGS
 
@@ -41,6 +53,8 @@ DEFAULT_CACHE_DIR = os.path.join(os.path.expanduser("~"), ".cache", "scnn_jax",
                                  "jax_compilation_cache")
 PREEMPTED_EXIT_CODE = 143   # 128 + SIGTERM: an unfinished run, for schedulers
 USER_ERROR_EXIT_CODE = 2
+WRITE_FAILED_EXIT_CODE = 74   # sysexits' EX_IOERR: full disk, permissions
+WORKDIR_BUSY_EXIT_CODE = 75   # sysexits' EX_TEMPFAIL: another run holds it
 
 
 def define_flags(config_help: str) -> None:
@@ -53,6 +67,15 @@ def define_flags(config_help: str) -> None:
                       "Output directory (default: runs/<config file stem>).")
   distributed.define_flags()
   define_compilation_cache_flag()
+  flags.DEFINE_bool("takeover_lock", False, "Take the workdir's lease over "
+                    "from a run known to be gone (object stores: README, "
+                    "'Reliability').")
+  flags.DEFINE_bool("list_configs", False, "List the repository's configs "
+                    "(configs/*.py) with their purpose, and exit.")
+  flags.DEFINE_bool("show_config", False, "Print the config this command "
+                    "would run (overrides applied, defaults filled), one "
+                    "field a line with its allowed values and default, and "
+                    "exit.")
 
 
 def define_compilation_cache_flag():
@@ -84,23 +107,90 @@ def _override_error(argv, error: Exception) -> ConfigError | None:
   return None
 
 
-def parse_flags(argv):
-  """absl's flag parsing, with overrides of unknown config fields turned
-  into the same one-line error as every other config mistake."""
+def parse_flags(argv, doc: str | None = None):
+  """absl's flag parsing, with ``--help`` / ``--list_configs`` answered
+  first (exit 0), and a missing or broken ``--config`` file, overrides of
+  unknown config fields and other flag mistakes turned into the same
+  one-line error as every other config mistake (exit 2)."""
+  argv = usage.normalise(argv)
+  command = usage.command_name(argv[0])
+  if any(a in usage.HELP_ARGS for a in argv[1:]):
+    usage.emit(usage.short_help(doc))
+    sys.exit(0)
+  if any(a in ("--list_configs", "--list_configs=true") for a in argv[1:]):
+    try:
+      usage.emit(usage.list_configs())
+    except FileNotFoundError as e:
+      usage.exit_with(str(e))
+    sys.exit(0)
+  if "--helpfull" not in argv[1:]:
+    message = usage.missing_config_error(argv, command)
+    if message is not None:
+      usage.exit_with(message)
   try:
-    return app.parse_flags_with_usage(argv)
+    rest = FLAGS(argv)
   except (AttributeError, KeyError) as e:   # raised by config_flags
+    message = usage.load_error(e, argv)
+    if message is not None:
+      usage.exit_with(message)
     error = _override_error(argv, e)
     if error is None:
       raise
-    print(f"error: {error}", file=sys.stderr)
-    sys.exit(USER_ERROR_EXIT_CODE)
+    usage.exit_with(str(error))
+  except flags.Error as e:
+    message = (usage.load_error(e, argv) or usage.unloaded_config_error(argv)
+               or f"{str(e).strip().splitlines()[0]} ({command} --help lists "
+               "the flags)")
+    usage.exit_with(message)
+  except Exception as e:  # noqa: BLE001 - the config file's own code raised
+    message = usage.load_error(e, argv)
+    if message is None:
+      raise
+    usage.exit_with(message)
+  message = usage.unloaded_config_error(argv)
+  if message is not None:
+    usage.exit_with(message)
+  return rest
 
 
 def run_app(main) -> None:
-  """``app.run(main)`` with ``--config`` required and ``parse_flags``."""
+  """``app.run(main)`` with ``--config`` required and ``parse_flags``;
+  ``--help`` shows ``main``'s module docstring and the command's flags."""
   flags.mark_flags_as_required(["config"])
-  app.run(main, flags_parser=parse_flags)
+  doc = getattr(sys.modules.get(main.__module__), "__doc__", None)
+  app.run(main, flags_parser=lambda argv: parse_flags(argv, doc))
+
+
+class PlainFormatter(pylogging.Formatter):
+  """absl's console format for other libraries' lines; scnn_jax's own are
+  printed as they are (``step 3/20 ...``), warnings and errors prefixed
+  ``warning:`` / ``error:`` like the commands' one-line messages."""
+
+  _PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+  def __init__(self, fallback: pylogging.Formatter):
+    super().__init__()
+    self.fallback = fallback
+
+  def format(self, record) -> str:
+    if not os.path.abspath(record.pathname).startswith(self._PACKAGE + os.sep):
+      return self.fallback.format(record)
+    text = record.getMessage()
+    if record.levelno >= pylogging.ERROR:
+      text = f"error: {text}"
+    elif record.levelno >= pylogging.WARNING:
+      text = f"warning: {text}"
+    if record.exc_info:
+      text += "\n" + self.formatException(record.exc_info)
+    return text
+
+
+def plain_console_lines() -> None:
+  """Installs ``PlainFormatter`` on absl's handler (once)."""
+  handler = logging.get_absl_handler()
+  current = handler.python_handler.formatter
+  if not isinstance(current, PlainFormatter):
+    handler.setFormatter(PlainFormatter(current or logging.PythonFormatter()))
 
 
 def quiet_library_info(record) -> bool:
@@ -135,7 +225,16 @@ def start(argv, *, absolute_workdir: bool = False) -> str:
   """Process start-up of a training command; returns the workdir."""
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if FLAGS.show_config:
+    try:
+      usage.emit(usage.show_config(FLAGS.config))
+    except ConfigError as e:
+      usage.exit_with(str(e))
+    sys.exit(0)
   logging.get_absl_logger().addFilter(quiet_library_info)
+  # gcsfs logs every file it reads from gs:// at INFO (its own logger).
+  pylogging.getLogger("gcsfs").setLevel(pylogging.WARNING)
+  plain_console_lines()
   distributed.initialize_from_flags()
   setup_compilation_cache(FLAGS.compilation_cache)
   # XLA CPU mallocs every step's buffers; keep freed pages mapped for reuse
@@ -150,16 +249,23 @@ def start(argv, *, absolute_workdir: bool = False) -> str:
   return workdir
 
 
-def run_or_exit(fn, *args):
-  """``fn(*args)``; a user mistake exits 2 with one line, a preemption 143."""
+def run_or_exit(fn, *args, **kwargs):
+  """``fn(*args, **kwargs)``; a user mistake exits 2 with one line, a
+  preemption 143, a write the storage refused 74, a busy workdir 75."""
   try:
-    return fn(*args)
+    return fn(*args, **kwargs)
   except (ConfigError, DataError, NonFiniteLossError, CheckpointError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(USER_ERROR_EXIT_CODE)
   except Preempted as e:
     logging.warning("%s", e)
     sys.exit(PREEMPTED_EXIT_CODE)
+  except WriteFailed as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(WRITE_FAILED_EXIT_CODE)
+  except WorkdirBusy as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(WORKDIR_BUSY_EXIT_CODE)
 
 
 def is_main_process() -> bool:

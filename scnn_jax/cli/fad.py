@@ -36,7 +36,7 @@ def write_reference(workdir) -> dict:
 def main(argv):
   workdir = common.start(argv, absolute_workdir=True)
   summary = common.run_or_exit(trainer.train_and_evaluate, FLAGS.config,
-                               workdir)
+                               workdir, takeover_lock=FLAGS.takeover_lock)
   if common.is_main_process():
     ref = write_reference(workdir)
     logging.info("FAD autoencoder in %s: held-out recon MSE %.5f; reference "

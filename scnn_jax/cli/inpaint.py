@@ -26,6 +26,17 @@ checkpoint's grayscale / RGB). See ``docs/inpaint.md``.
 User mistakes (missing or unreadable files, size mismatches, a workdir without
 a checkpoint) end the program with one ``error: ...`` line on stderr and exit
 status 2; notes and warnings go to stderr as ``note:`` / ``warning:`` lines.
+Every image and mask file is checked (readable, an image format, masks the
+size of their images) before a model is built, so a mistake is reported at
+once.
+
+Start-up: the model is built abstractly and filled with the file's or the
+checkpoint's weights (``inference``: nothing is initialised first), and the
+compiled model is kept in JAX's persistent compilation cache
+(``--compilation-cache``, default ``auto``: ``$JAX_COMPILATION_CACHE_DIR`` or
+``~/.cache/scnn_jax/jax_compilation_cache``, the cache ``scnn-train`` uses;
+``off`` to opt out), so a call after the first on an image of the same size
+loads the program instead of compiling it.
 The command runs as ``scnn-inpaint`` and ``python -m scnn_jax.inpaint``.
 """
 from __future__ import annotations
@@ -39,9 +50,10 @@ from typing import Sequence
 import numpy as np
 from etils import epath
 from PIL import Image
-from scipy import ndimage
 
-from scnn_jax import inference, masks, pretrained
+# Light imports only: the files are checked before the model machinery
+# (inference: the schema, the data sources, Orbax) is imported.
+from scnn_jax import __version__, masks, pretrained
 from scnn_jax.config_lib import ConfigError
 from scnn_jax.images import (IMAGE_EXTENSIONS, ImageError, first_line,
                              mask_to_holes, read_image_file, save_png,
@@ -146,6 +158,21 @@ def make_jobs(image, mask, out) -> list[Job]:
   return jobs
 
 
+def check_files(jobs: list[Job]) -> None:
+  """Every image and mask readable as an image, each mask the size of its
+  image: from the files' headers, before any model is built."""
+  for job in jobs:
+    img = read_image_file(job.image, "image", decode=False)
+    if job.mask is None:
+      continue
+    mimg = read_image_file(job.mask, "mask", decode=False)
+    if mimg.size != img.size:
+      raise UserError(
+          f"mask {job.mask} is {mimg.size[0]}x{mimg.size[1]} px but image "
+          f"{job.image} is {img.size[0]}x{img.size[1]} px: they must be the "
+          "same size")
+
+
 def _same_file(a: epath.Path, b: epath.Path) -> bool:
   try:
     return a.exists() and b.exists() and a.resolve() == b.resolve()
@@ -175,6 +202,7 @@ def holes_beyond_reach(holes: np.ndarray, radius: int) -> float:
   known pixel: the model sees no context for them."""
   if radius <= 0 or not holes.any():
     return 0.0
+  from scipy import ndimage
   deep = ndimage.binary_erosion(holes, np.ones((3, 3), bool),
                                 iterations=radius, border_value=1)
   return float(deep.sum()) / float(holes.sum())
@@ -237,6 +265,15 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--overlap", type=int,
                  help="tile overlap radius in px (default: the model's "
                       "receptive-field radius)")
+  p.add_argument("--compilation-cache", "--compilation_cache", default="auto",
+                 metavar="auto|off|DIR",
+                 help="JAX persistent compilation cache: later calls on "
+                      "images of the same size load the compiled model "
+                      "instead of compiling it; 'auto' (default): "
+                      "$JAX_COMPILATION_CACHE_DIR if set, else "
+                      "~/.cache/scnn_jax/jax_compilation_cache; 'off': none")
+  p.add_argument("--version", action="version",
+                 version=f"scnn_jax {__version__}")
   return p
 
 
@@ -254,6 +291,7 @@ def _load_pretrained():
 
 
 def _load(workdir, point):
+  from scnn_jax import inference
   if workdir is None:
     if point is not None:
       raise UserError("--point picks a model of an ablation workdir: give "
@@ -311,11 +349,7 @@ def process(args, inpainter: Inpainter, config, job: Job) -> None:
     _note(f"{job.image}: {n}")
   h, w = pixels.shape[:2]
   if job.mask is not None:
-    mimg = read_image_file(job.mask, "mask")
-    if mimg.size != img.size:
-      raise UserError(
-          f"mask {job.mask} is {mimg.size[0]}x{mimg.size[1]} px but image "
-          f"{job.image} is {w}x{h} px: they must be the same size")
+    mimg = read_image_file(job.mask, "mask")   # its size: check_files
     try:
       holes = mask_to_holes(mimg)
     except ValueError as e:
@@ -368,6 +402,9 @@ def run(argv: Sequence[str] | None = None) -> int:
   if args.overlap is not None and args.overlap < 0:
     raise UserError(f"--overlap {args.overlap}: must be >= 0")
   jobs = make_jobs(args.image, args.mask, args.out)
+  check_files(jobs)
+  from scnn_jax.cli import common
+  common.setup_compilation_cache(args.compilation_cache)
   loaded, model = _load(args.workdir, args.point)
   inpainter = Inpainter(model, loaded.config, memory_mb=args.memory_mb,
                         overlap=args.overlap)

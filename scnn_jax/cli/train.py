@@ -1,6 +1,6 @@
 """Trains a scnn_jax model.
 
-    scnn-train --config configs/base.py [--workdir runs/base] \
+    scnn-train --config configs/base.py [--workdir runs/base] \\
         [--config.train.steps=500 ...]
     python train.py --config configs/base.py ...        (the same, from a clone)
 
@@ -18,7 +18,8 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   workdir = common.start(argv)
-  common.run_or_exit(trainer.train_and_evaluate, FLAGS.config, workdir)
+  common.run_or_exit(trainer.train_and_evaluate, FLAGS.config, workdir,
+                     takeover_lock=FLAGS.takeover_lock)
 
 
 def run():

@@ -55,6 +55,7 @@ from scnn_jax.metrics import spikes
 
 ACTIVATIONS = ("spiking", "relu")
 DEPTH_CAP = 32          # px: the depth map saturates this far into a hole
+CONTRAST_FLOOR = 0.01   # the contrast of a flat image (1/100 of the range)
 
 
 def widths(width: int, depth: int, max_mult: int = 4) -> list[int]:
@@ -84,6 +85,26 @@ def hole_depth(mask, cap: int = DEPTH_CAP):
   _, eroded = jax.lax.scan(erode, hole, None, length=cap - 1)
   d = hole + jnp.sum(eroded, axis=0)
   return jnp.log1p(d) / jnp.log1p(float(cap))
+
+
+def contrast(image, mask, floor: float = CONTRAST_FLOOR):
+  """Per-image mean and contrast of the known pixels: ``([B,1,1,1],) * 2``.
+
+  The net sees the prior as ``(prior - mean) / contrast`` and its correction
+  is scaled back by ``contrast``: a low-contrast photo then looks to the net
+  like any other, and its correction is as small as its contrast. Without
+  this a per-image loss (hole PSNR) is ruled by the flat images, where any
+  correction of the size a textured image needs costs decibels, and the net
+  learns to correct nothing. ``contrast`` is the standard deviation of the
+  known pixels over all channels, at least ``floor``.
+  """
+  known = 1.0 - mask.astype(jnp.float32)
+  n = jnp.maximum(jnp.sum(known, axis=(1, 2, 3), keepdims=True)
+                  * image.shape[-1], 1.0)
+  mu = jnp.sum(known * image, axis=(1, 2, 3), keepdims=True) / n
+  var = jnp.sum(known * jnp.square(image - mu), axis=(1, 2, 3),
+                keepdims=True) / n
+  return mu, jnp.sqrt(var + floor ** 2)
 
 
 class _Act(nnx.Module):
@@ -217,7 +238,8 @@ class PriorResUNet(nnx.Module):
     mask = x[..., c:c + 1]
     m = self.pad_multiple
     pad = ((0, 0), (0, -H % m), (0, -W % m), (0, 0))
-    feats = jnp.concatenate([prior, mask, hole_depth(mask)], -1)
+    mu, scale = contrast(x[..., :c], mask)
+    feats = jnp.concatenate([(prior - mu) / scale, mask, hole_depth(mask)], -1)
     h = self.stem(jnp.pad(feats, pad, mode="symmetric"))
     streams = self.encode(h)
     skips = [jnp.mean(s, axis=0) for s in streams]
@@ -226,7 +248,11 @@ class PriorResUNet(nnx.Module):
       h = jax.nn.relu(up(h))
       h = jax.nn.relu(merge(jnp.concatenate([h, skip.astype(h.dtype)], -1)))
     correction = self.last(h).astype(jnp.float32)[:, :H, :W]
-    return jnp.clip(prior + correction, 0.0, 1.0)
+    out = prior + scale * correction
+    # Clipped forward, identity backward: a pixel pushed past 0 or 1 still
+    # gets the gradient that pulls it back (a hard clip would give it none,
+    # and a net whose output saturates stops learning).
+    return out + jax.lax.stop_gradient(jnp.clip(out, 0.0, 1.0) - out)
 
   def layer_specs(self, image_shape):
     """What one ``(H, W, C)`` image costs this net: module ``layer_specs``

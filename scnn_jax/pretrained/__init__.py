@@ -4,9 +4,12 @@
     loaded = pretrained.load()          # inference.Loaded, eval mode
     # or: python -m scnn_jax.inpaint --image in.png --mask m.png --out out.png
 
-``spiking_unet/`` holds ``config.json`` and ``params.npz`` of one seed of
-``configs/spiking_unet.py`` (written by ``scripts/export_pretrained.py``);
-``spiking_unet/MODEL_CARD.md`` gives its data, budget, metrics and licence.
+``spiking_unet/`` holds ``config.json`` and ``params.safetensors`` of one
+seed of ``configs/spiking_unet.py`` (written by
+``scripts/export_pretrained.py``); ``spiking_unet/MODEL_CARD.md`` gives its
+data, budget, metrics and licence. Loading builds the model from
+``config.json`` through ``models.registry`` and fills it with the file's
+arrays (``inference.load_params``): no weight is initialised first.
 """
 
 from __future__ import annotations
