@@ -1,4 +1,4 @@
-"""Inpainting whole images of any size: the ``Inpainter`` and its tiles.
+"""Inpainting whole images of any size: the ``Inpainter``, its tiles and windows.
 
     from scnn_jax import inference
     from scnn_jax.tiling import Inpainter
@@ -9,17 +9,22 @@ Models whose output at a pixel depends only on a bounded neighbourhood
 (paper A's SC-NN and CNN: a 6-px radius) tile images larger than the memory
 budget with an overlap of that radius, so the tiled result equals the
 untiled one. Models with a GLOBAL receptive field (TAID decoders pool the
-whole image; the spiking U-Net's biharmonic prior solves a PDE over the
-whole hole) always run on the whole image: over the budget they are refused
-(``TilingError``), never tiled into a different answer. Known pixels of the
-output are byte-identical to the input's.
+whole image; the prior U-Nets solve a biharmonic equation over the holes
+and, for ``PriorResUNet``, normalise by the known pixels' contrast) run on
+the whole image when it fits the budget. Over it they run on WINDOWS around
+the holes (``plan_windows``): holes closer than the net's reach are filled
+together, each group in a window with at least that reach of context, and
+only the group's hole pixels are pasted back. What such a window changes
+against the whole image is listed at ``plan_windows``; a hole group whose
+window would not fit the budget is refused (``TilingError``). Known pixels
+of the output are byte-identical to the input's.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Iterator
+from typing import Callable, Iterator
 
 import jax
 import numpy as np
@@ -27,10 +32,17 @@ from flax import nnx
 
 from scnn_jax import encoders
 from scnn_jax.images import to_uint8
+from scnn_jax.models import resunet
 from scnn_jax.models.scnn import masked_input
 
 DEFAULT_MEMORY_MB = 1024
 KERNEL_SIZE = 3   # every conv of the stride-1 inpainting models
+# A hole group's window gets at least this many times the group's longer
+# side of context on each side (and never less than the net's reach): the
+# prior's coarse levels and the contrast normalisation see the hole's
+# surroundings, not just its rim.
+CONTEXT_FACTOR = 1.0
+BIHARMONIC_REACH = 2   # px: the radius of the biharmonic 13-point stencil
 
 
 class TilingError(ValueError):
@@ -42,20 +54,37 @@ class TilingError(ValueError):
 # --------------------------------------------------------------------------
 
 
-def receptive_radius(config) -> int:
-  """Pixels of context on each side that one output pixel depends on:
-  ``num_layers * (3 // 2)`` (stride-1 3x3 convs; 6 for paper A's six
-  layers). Models with a global field are never tiled
-  (``global_receptive_field``)."""
+def receptive_radius(config, model=None) -> int:
+  """Pixels of context on each side that one output pixel depends on.
+
+  Paper A's stride-1 models: ``num_layers * (3 // 2)`` (6 for six layers).
+  The prior U-Nets (``model.receptive_field``: their encoder's side in px,
+  ``model.depth`` stride-2 stages): the radius of the NET that corrects the
+  prior, not of the prior (global): the encoder's half side, plus
+  ``4 * 2^depth`` for the decoder's upsampling convs and the stride grid,
+  plus ``resunet.DEPTH_CAP`` for ``PriorResUNet``'s hole-depth map (the
+  mask that far away moves the depth the net reads). A bound, not a
+  measurement: moving one input pixel of a ``PriorResUNet`` (prior and
+  contrast held fixed) changes outputs up to 20 px away at depth 2 (bound
+  27 + 32) and 84 px at depth 4 (bound 111 + 32).
+  """
+  rf, depth = (getattr(model, "receptive_field", None),
+               getattr(model, "depth", None))
+  if rf and depth is not None:
+    reach = int(rf) // 2 + 4 * 2 ** int(depth)
+    if isinstance(model, resunet.PriorResUNet):
+      reach += resunet.DEPTH_CAP
+    return reach
   return int(config.model.num_layers) * (KERNEL_SIZE // 2)
 
 
 def global_receptive_field(config, model=None) -> str | None:
   """Why each output pixel depends on the whole image, or None if it does not.
 
-  The spiking U-Net (``model.global_receptive_field``) fills holes with a
+  The prior U-Nets (``model.global_receptive_field``) fill holes with a
   prior solved over the whole image; a TAID decoder (paper B) weights time
-  steps by spatial means over the whole image.
+  steps by spatial means over the whole image. Over the memory budget these
+  run on windows around the holes (``plan_windows``), never on tiles.
   """
   m = config.model
   if getattr(model, "global_receptive_field", False) or \
@@ -78,10 +107,18 @@ def bytes_per_pixel(config) -> int:
   ``4 * width * (3 * T + 4)`` (T = 1 for the CNN): float32 maps, ~3 alive
   per time step in the spiking layer plus a few for the convs. Conservative:
   XLA's compiled memory analysis on CPU gives 1152 B/px for the base SC-NN
-  (width 32, T 8; estimate 3584), 256 for the CNN (estimate 896) and 12800
-  for width 64, T 16 (estimate 13312).
+  (width 32, T 8; estimate 3584), 256 for the CNN (estimate 896), 12800
+  for width 64, T 16 (estimate 13312) and 511 for the shipped spiking U-Net
+  (width 16, T 4; estimate 1024). The residual U-Nets keep a stream of T
+  steps at every scale: ``4 * width * (6 * T + 10)`` (T = 0 for the ReLU
+  twin); measured 1700 B/px for width 16, T 4 (estimate 2176), 2924 for
+  T 8 (3712), 3294 for width 32, T 4 (4352), 374 and 936 for the twin at
+  width 16 and 32 (640, 1280).
   """
   m = config.model
+  if m.name in ("spiking_resunet", "relu_resunet"):
+    t = int(m.T) if m.name == "spiking_resunet" else 0
+    return 4 * int(m.width) * (6 * t + 10)
   t = int(m.T) if m.name != "cnn" else 1
   return 4 * int(m.width) * (3 * t + 4)
 
@@ -174,6 +211,156 @@ def plan_tiles(height: int, width: int, *, max_pixels: int, radius: int,
 
 
 # --------------------------------------------------------------------------
+# Windows around the holes (models with a global field)
+# --------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Window:
+  y0: int          # window position in the image
+  x0: int
+  group: int       # the hole group it fills (``WindowPlan.groups`` label)
+  box: tuple[int, int, int, int]   # the group's holes: (y0, y1, x0, x1)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class WindowPlan:
+  """``windows`` of each ``shapes`` entry ``(h, w)`` run ``batch[shape]``
+  per model call; ``groups`` labels each hole pixel with its group (0 on
+  known pixels)."""
+  windows: dict[tuple[int, int], tuple[Window, ...]]
+  batch: dict[tuple[int, int], int]
+  groups: np.ndarray
+  reach: int       # px: holes closer than this share a group
+
+  tiled = False
+
+  @property
+  def count(self) -> int:
+    return sum(len(w) for w in self.windows.values())
+
+  @property
+  def calls(self) -> int:
+    return sum(-(-len(w) // self.batch[s]) for s, w in self.windows.items())
+
+
+def _window_side(need: int, multiple: int) -> int:
+  """The smallest of 32, 48, 64, 96, 128, 192, ... (each a multiple of
+  ``multiple``) that is >= ``need``: few sizes, so few compiles."""
+  side = 32
+  while True:
+    for b in (side, side * 3 // 2):
+      b = -(-b // multiple) * multiple
+      if b >= need:
+        return b
+    side *= 2
+
+
+def _place(lo: int, hi: int, side: int, length: int, multiple: int) -> int:
+  """Start of a ``side`` window inside ``[0, length)`` covering
+  ``[lo, hi)``, centred on it and on the model's stride grid (a multiple of
+  ``multiple``) when the image border allows."""
+  first, last = max(0, hi - side), min(lo, length - side)
+  c = min(max((lo + hi - side) // 2, first), last)
+  a = c // multiple * multiple
+  if a < first:
+    a += multiple
+  return a if a <= last else c
+
+
+def plan_windows(holes: np.ndarray, *, max_pixels: int, reach: int,
+                 multiple: int = 1, context_factor: float = CONTEXT_FACTOR,
+                 max_batch: int | None = None, memory_mb: float | None = None
+                 ) -> WindowPlan:
+  """Windows around the holes of ``holes [H, W]`` (bool), each of at most
+  ``max_pixels`` pixels, for a model whose output depends on the whole
+  image.
+
+  Groups: hole pixels closer than ``reach`` px (chessboard) to each other
+  share a group (``scipy.ndimage.label`` of the holes dilated by
+  ``reach / 2``), so no hole the net can see from a group is left out of
+  its window. Window of a group: its bounding box grown by ``margin =
+  max(reach, context_factor * longer side)`` px on each side (``reach``
+  alone when that does not fit ``max_pixels``), rounded up to one of a few
+  sizes (``_window_side``), clipped to the image, started on a multiple of
+  ``multiple`` (the net's stride grid) unless the image border prevents it.
+  Windows of one size run ``batch`` per call. A group whose window with
+  ``reach`` px of context exceeds ``max_pixels`` raises ``TilingError``.
+
+  What a window changes against the whole image, for the pasted pixels:
+
+  * nothing the net reads: it sees the same prior, mask and pixels within
+    ``reach`` of every pasted pixel, on the same stride grid (unless the
+    window had to be shifted off the grid at the bottom or right border);
+  * nothing in the EXACT biharmonic fill: its 13-point equation couples a
+    hole pixel to pixels at most 2 px away, so a group's fill depends only
+    on its own holes and a 2-px ring of known pixels, all inside the
+    window (groups are ``reach`` >= 2 px apart);
+  * the prior as computed (``smooth_fill``: a fixed number of coarse-to-
+    fine conjugate-gradient steps) is an approximation of that fill, and
+    its pyramid, its coarsest starting value (the mean of the known
+    pixels) and its step sizes (sums over every hole in the image) depend
+    on the image it is given: window and whole image stop at different
+    approximations, each as far from the exact fill as ``smooth_fill``'s
+    accuracy (there: 0.033 at most on a 24 x 23 hole);
+  * ``PriorResUNet`` normalises its input by the mean and contrast of the
+    known pixels: the window's, not the photo's. For a trained net that
+    changes the correction in proportion to how the window's statistics
+    differ from the photo's (the net was trained on crops of 64 to 128 px,
+    so a window's statistics are the kind it has learnt on);
+  * TAID decoders weight their time steps by means over the window.
+  """
+  from scipy import ndimage  # here: costs ~0.3 s to import
+  holes = np.asarray(holes, bool)
+  height, width = holes.shape
+  half = max(1, -(-reach // 2))
+  near = ndimage.maximum_filter(holes.view(np.uint8), size=2 * half + 1)
+  groups, _ = ndimage.label(near, structure=np.ones((3, 3), bool))
+  del near
+  groups[~holes] = 0
+  if memory_mb:
+    budget = f" the --memory-mb {memory_mb:g} budget"
+
+    def raise_to(pixels):
+      return f"raise --memory-mb to {math.ceil(memory_mb * pixels / max_pixels)}"
+  else:
+    budget = " the memory budget"
+
+    def raise_to(pixels):
+      return "raise the memory budget"
+  windows: dict[tuple[int, int], list[Window]] = {}
+  for g, sl in enumerate(ndimage.find_objects(groups), start=1):
+    if sl is None:
+      continue
+    y0, y1, x0, x1 = sl[0].start, sl[0].stop, sl[1].start, sl[1].stop
+    longer = max(y1 - y0, x1 - x0)
+    for margin in (max(reach, math.ceil(context_factor * longer)), reach):
+      shape = tuple(min(full, _window_side(
+          min(full, b + margin) - max(0, a - margin) + multiple - 1,
+          multiple)) for a, b, full in ((y0, y1, height), (x0, x1, width)))
+      if shape[0] * shape[1] <= max_pixels:
+        break
+    else:
+        raise TilingError(
+          f"a hole of {x1 - x0}x{y1 - y0} px at x={x0}, y={y0} (with the "
+          f"holes less than {reach} px from it) needs a window of "
+          f"{shape[1]}x{shape[0]} px ({reach} px of context on each side "
+          f"for this model), over{budget} (~{max_pixels:,} px per model "
+          f"call): {raise_to(shape[0] * shape[1])}")
+    wy = _place(max(0, y0 - margin), min(height, y1 + margin), shape[0],
+                height, multiple)
+    wx = _place(max(0, x0 - margin), min(width, x1 + margin), shape[1],
+                width, multiple)
+    windows.setdefault(shape, []).append(Window(wy, wx, g, (y0, y1, x0, x1)))
+  batch = {}
+  for shape, ws in windows.items():
+    b = max(1, min(len(ws), max_pixels // (shape[0] * shape[1])))
+    batch[shape] = min(b, max_batch) if max_batch else b
+  return WindowPlan({s: tuple(w) for s, w in windows.items()}, batch, groups,
+                    reach)
+
+
+# --------------------------------------------------------------------------
 # Running the model
 # --------------------------------------------------------------------------
 
@@ -183,19 +370,33 @@ class Inpainter:
 
   ``model``: an inpainting model in eval mode (``inference.load(...).model``)
   and ``config`` its config. ``predict(pixels, holes)`` -> float32
-  ``[H, W, C]`` model output;
+  ``[H, W, C]`` model output (on a windowed plan: at the hole pixels; the
+  input elsewhere);
   ``inpaint(pixels, holes)`` -> uint8 composite (known pixels copied from
   ``pixels``, holes from the model). ``pixels``: uint8 ``[H, W, C]``;
-  ``holes``: bool ``[H, W]``.
+  ``holes``: bool ``[H, W]``. Both take ``plan`` (from ``plan``, to not
+  make it twice) and ``progress``: called ``progress(done, total)`` after
+  each model call, in tiles or windows.
+
+  ``overlap``: the tiles' overlap radius, or the windows' least context
+  (default ``receptive_radius``). ``windows=False``: a model with a global
+  field refuses an image over the budget instead of running on windows.
   """
 
   def __init__(self, model, config, *,
                memory_mb: float = DEFAULT_MEMORY_MB,
-               overlap: int | None = None, max_batch: int | None = None):
+               overlap: int | None = None, max_batch: int | None = None,
+               windows: bool = True):
     self.config = config
     self.channels = int(config.data.channels)
-    self.radius = receptive_radius(config) if overlap is None else int(overlap)
+    self.radius = (receptive_radius(config, model) if overlap is None
+                   else int(overlap))
     self.multiple = size_multiple(model)
+    # Windows start on the net's stride grid, so it sees what it sees in the
+    # whole image.
+    self.grid = math.lcm(self.multiple,
+                         int(getattr(model, "pad_multiple", None) or 1))
+    self.windows = windows
     self.bytes_per_pixel = bytes_per_pixel(config)
     self.memory_mb = memory_mb
     self.max_pixels = max(1, int(memory_mb * 2**20 / self.bytes_per_pixel))
@@ -218,31 +419,57 @@ class Inpainter:
     m = self.multiple
     return -(-height // m) * m, -(-width // m) * m
 
-  def plan(self, height: int, width: int) -> TilePlan:
+  def plan(self, height: int, width: int, holes: np.ndarray | None = None
+           ) -> TilePlan | WindowPlan:
+    """Tiles (or one call) for ``height x width``; a model with a global
+    field over the budget: windows around ``holes`` (``plan_windows``)."""
     hp, wp = self.padded_size(height, width)
-    if self.global_field:   # tiles would give another answer: whole or none
-      if hp * wp > self.max_pixels:
+    if self.global_field:   # tiles would give another answer: whole or windows
+      if hp * wp <= self.max_pixels:
+        return TilePlan(hp, wp, 1, (Tile(0, 0, 0, hp, 0, wp),))
+      if not self.windows:
         raise TilingError(
             f"{width}x{height} px is over the --memory-mb {self.memory_mb:g} "
             f"budget (~{self.max_pixels:,} px for this model) and this model "
             f"cannot be tiled ({self.global_field}, so tiles would change "
             "the result): raise --memory-mb or crop the image")
-      return TilePlan(hp, wp, 1, (Tile(0, 0, 0, hp, 0, wp),))
+      if holes is None:
+        raise ValueError("a model with a global field over the budget runs "
+                         "on windows around the holes: pass holes")
+      return plan_windows(self._padded(holes), max_pixels=self.max_pixels,
+                          reach=self.radius, multiple=self.grid,
+                          max_batch=self.max_batch, memory_mb=self.memory_mb)
     return plan_tiles(hp, wp, max_pixels=self.max_pixels, radius=self.radius,
                       multiple=self.multiple, max_batch=self.max_batch)
 
-  def _pieces(self, pixels: np.ndarray, holes: np.ndarray
-              ) -> Iterator[tuple[Tile, np.ndarray]]:
-    """(tile, float32 prediction of its core) for every tile."""
+  def _padded(self, a: np.ndarray) -> np.ndarray:
+    """``a [H, W, ...]`` mirror-padded to the model's size multiple."""
+    h, w = a.shape[:2]
+    hp, wp = self.padded_size(h, w)
+    if (hp, wp) == (h, w):
+      return a
+    pad = ((0, hp - h), (0, wp - w)) + ((0, 0),) * (a.ndim - 2)
+    return np.pad(a, pad, mode="symmetric")
+
+  def _run(self, images: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    self.compiled_shapes.add(images.shape)
+    return np.asarray(self._forward(self._state, images, masks), np.float32)
+
+  def _pieces(self, pixels: np.ndarray, holes: np.ndarray, plan=None,
+              progress: Callable[[int, int], None] | None = None
+              ) -> Iterator[tuple[tuple[slice, slice], np.ndarray,
+                                  np.ndarray | None]]:
+    """``(rows and cols, float32 prediction there, which of those pixels it
+    fills or None for all)`` for every tile or window."""
     h, w, c = pixels.shape
     if c != self.channels:
       raise ValueError(f"expected {self.channels} channels, got {c}")
-    plan = self.plan(h, w)
-    hp, wp = self.padded_size(h, w)
-    if (hp, wp) != (h, w):  # mirror-pad to the model's size multiple
-      pad = ((0, hp - h), (0, wp - w))
-      pixels = np.pad(pixels, pad + ((0, 0),), mode="symmetric")
-      holes = np.pad(holes, pad, mode="symmetric")
+    holes = np.asarray(holes, bool)
+    plan = self.plan(h, w, holes) if plan is None else plan
+    pixels, holes = self._padded(pixels), self._padded(holes)
+    if isinstance(plan, WindowPlan):
+      yield from self._window_pieces(pixels, holes, plan, (h, w), progress)
+      return
     th, tw, b = plan.tile_h, plan.tile_w, plan.batch
     tiles = plan.tiles
     for i in range(0, len(tiles), b):
@@ -252,30 +479,66 @@ class Inpainter:
       for j, t in enumerate(group):
         image[j] = pixels[t.y0:t.y0 + th, t.x0:t.x0 + tw] / np.float32(255)
         mask[j, ..., 0] = holes[t.y0:t.y0 + th, t.x0:t.x0 + tw]
-      self.compiled_shapes.add(image.shape)
-      pred = np.asarray(self._forward(self._state, image, mask), np.float32)
+      pred = self._run(image, mask)
       for j, t in enumerate(group):
         core = pred[j, t.cy0 - t.y0:t.cy1 - t.y0, t.cx0 - t.x0:t.cx1 - t.x0]
         cy1, cx1 = min(t.cy1, h), min(t.cx1, w)  # crop the padding back off
         if cy1 > t.cy0 and cx1 > t.cx0:
-          yield (dataclasses.replace(t, cy1=cy1, cx1=cx1),
-                 core[:cy1 - t.cy0, :cx1 - t.cx0])
+          yield ((slice(t.cy0, cy1), slice(t.cx0, cx1)),
+                 core[:cy1 - t.cy0, :cx1 - t.cx0], None)
+      if progress is not None:
+        progress(min(i + b, len(tiles)), len(tiles))
 
-  def predict(self, pixels: np.ndarray, holes: np.ndarray) -> np.ndarray:
-    out = np.zeros(pixels.shape, np.float32)
-    for t, core in self._pieces(pixels, holes):
-      out[t.cy0:t.cy1, t.cx0:t.cx1] = core
+  def _window_pieces(self, pixels, holes, plan: WindowPlan, size, progress):
+    h, w = size
+    c = pixels.shape[-1]
+    done, total = 0, plan.count
+    for (wh, ww), windows in plan.windows.items():
+      b = plan.batch[(wh, ww)]
+      for i in range(0, len(windows), b):
+        group = windows[i:i + b]
+        image = np.zeros((b, wh, ww, c), np.float32)
+        mask = np.zeros((b, wh, ww, 1), np.float32)
+        for j, v in enumerate(group):
+          image[j] = pixels[v.y0:v.y0 + wh, v.x0:v.x0 + ww] / np.float32(255)
+          mask[j, ..., 0] = holes[v.y0:v.y0 + wh, v.x0:v.x0 + ww]
+        pred = self._run(image, mask)
+        for j, v in enumerate(group):
+          y0, y1, x0, x1 = v.box
+          y1, x1 = min(y1, h), min(x1, w)    # crop the padding back off
+          if y1 > y0 and x1 > x0:
+            sl = (slice(y0, y1), slice(x0, x1))
+            yield (sl, pred[j, y0 - v.y0:y1 - v.y0, x0 - v.x0:x1 - v.x0],
+                   plan.groups[sl] == v.group)
+        done += len(group)
+        if progress is not None:
+          progress(done, total)
+
+  def predict(self, pixels: np.ndarray, holes: np.ndarray, *, plan=None,
+              progress=None) -> np.ndarray:
+    holes = np.asarray(holes, bool)
+    if plan is None:
+      plan = self.plan(*pixels.shape[:2], holes)
+    out = (np.asarray(pixels, np.float32) / np.float32(255)
+           if isinstance(plan, WindowPlan) else
+           np.zeros(pixels.shape, np.float32))
+    for sl, values, sel in self._pieces(pixels, holes, plan, progress):
+      if sel is None:
+        out[sl] = values
+      else:
+        np.copyto(out[sl], values, where=sel[..., None])
     return out
 
-  def inpaint(self, pixels: np.ndarray, holes: np.ndarray) -> np.ndarray:
+  def inpaint(self, pixels: np.ndarray, holes: np.ndarray, *, plan=None,
+              progress=None) -> np.ndarray:
     """The composite, uint8: known pixels are ``pixels``' bytes exactly."""
     out = pixels.copy()
-    for t, core in self._pieces(pixels, holes):
-      if not np.all(np.isfinite(core)):
+    holes = np.asarray(holes, bool)
+    for sl, values, sel in self._pieces(pixels, holes, plan, progress):
+      fill = holes[sl] if sel is None else holes[sl] & sel
+      if not np.all(np.isfinite(values[fill])):
         raise FloatingPointError("the model produced non-finite values "
                                  "(NaN/inf): the checkpoint is probably "
                                  "broken")
-      sl = (slice(t.cy0, t.cy1), slice(t.cx0, t.cx1))
-      region = out[sl]
-      np.copyto(region, to_uint8(core), where=holes[sl][..., None])
+      np.copyto(out[sl], to_uint8(values), where=fill[..., None])
     return out

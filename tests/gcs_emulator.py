@@ -95,5 +95,20 @@ def use_in_this_process(url: str) -> None:
   """Points this process's clients at ``url`` (before they are first used:
   TensorStore reads its token once)."""
   os.environ.update(env(url))
+  import fsspec
   import fsspec.config
   fsspec.config.conf.setdefault("gcs", {})["token"] = "anon"
+  # gcsfs reads GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT when it is imported: one
+  # imported before now serves gs:// with its plain filesystem all the same.
+  import gcsfs.core
+  for protocol in ("gs", "gcs"):
+    fsspec.register_implementation(protocol, gcsfs.core.GCSFileSystem,
+                                   clobber=True)
+
+
+def forget_listings() -> None:
+  """Drops gcsfs's cached listings in this process: objects another process
+  wrote or deleted since are seen again."""
+  import fsspec
+  for kwargs in ({}, {"finalize_on_close": True}):   # the second: epath's
+    fsspec.filesystem("gs", **kwargs).invalidate_cache()

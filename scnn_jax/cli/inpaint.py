@@ -37,7 +37,9 @@ compiled model is kept in JAX's persistent compilation cache
 ``~/.cache/scnn_jax/jax_compilation_cache``, the cache ``scnn-train`` uses;
 ``off`` to opt out), so a call after the first on an image of the same size
 loads the program instead of compiling it.
-The command runs as ``scnn-inpaint`` and ``python -m scnn_jax.inpaint``.
+The command runs as ``scnn-inpaint`` and ``python -m scnn_jax.inpaint``;
+``scnn-inpaint --serve`` starts a web page to paint the hole in instead
+(``scnn_jax/cli/serve.py``).
 """
 from __future__ import annotations
 
@@ -272,6 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
                       "instead of compiling it; 'auto' (default): "
                       "$JAX_COMPILATION_CACHE_DIR if set, else "
                       "~/.cache/scnn_jax/jax_compilation_cache; 'off': none")
+  p.add_argument("--serve", action="store_true",
+                 help="instead: a web page on 127.0.0.1 to paint the hole in "
+                      "and fill it (scnn-inpaint --serve --help: its flags)")
   p.add_argument("--version", action="version",
                  version=f"scnn_jax {__version__}")
   return p
@@ -391,6 +396,10 @@ def process(args, inpainter: Inpainter, config, job: Job) -> None:
 
 def run(argv: Sequence[str] | None = None) -> int:
   """The command; raises ``UserError`` for user mistakes."""
+  argv = sys.argv[1:] if argv is None else list(argv)
+  if "--serve" in argv:   # its own flags: no --image / --out
+    from scnn_jax.cli import serve
+    return serve.run([a for a in argv if a != "--serve"], load=_load)
   args = build_parser().parse_args(argv)
   if args.mask and args.mask_kind:
     raise UserError("give either --mask or --mask-kind, not both")

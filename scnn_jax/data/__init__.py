@@ -25,15 +25,33 @@ classifier's on-device augmentation. The fields and their allowed values:
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING
+
 from scnn_jax import masks as masks_lib
-from scnn_jax.data import dead_leaves
 from scnn_jax.data import folder as folder_source
 from scnn_jax.data import openphotos, photos, sources
-from scnn_jax.data.pipeline import Dataset
 from scnn_jax.data.sources import (DataError, EMBEDDED_NAMES,  # noqa: F401
                                    NATURAL_TRAIN_PHOTOS, NATURAL_VAL_PHOTOS)
 
+if TYPE_CHECKING:
+  from scnn_jax.data.pipeline import Dataset
+
 __all__ = ["Dataset", "DataError", "build", "task_transform"]
+
+# Imported on first use, not with the package: every command that reads a
+# config imports ``scnn_jax.data`` (the schema checks sources), and grain
+# (with Orbax under it) and scipy.ndimage cost ~1 s there, for nothing when
+# no pipeline is built (``scnn-inpaint``, ``--help``).
+_LAZY_MODULES = ("dead_leaves", "pipeline")
+
+
+def __getattr__(name):
+  if name == "Dataset":
+    return importlib.import_module("scnn_jax.data.pipeline").Dataset
+  if name in _LAZY_MODULES:
+    return importlib.import_module(f"scnn_jax.data.{name}")
+  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 # The transform each task's data needs (tasks absent here need none).
 TASK_TRANSFORMS = {"inpaint": masks_lib.HoleMasks.from_config}
@@ -45,7 +63,8 @@ def task_transform(config):
   return make(config) if make else None
 
 
-def _dead_leaves(data, eval_seed: int) -> dead_leaves.DeadLeavesSource:
+def _dead_leaves(data, eval_seed: int):
+  from scnn_jax.data import dead_leaves
   return dead_leaves.DeadLeavesSource(
       int(data.image_size), int(data.channels), int(data.num_eval), eval_seed,
       texture=bool(data.dead_leaves_texture), blur=bool(data.dead_leaves_blur))
@@ -91,10 +110,12 @@ def build(config, transform="task") -> Dataset:
     name = f"folder:{data.folder}"
   mix = float(data.dead_leaves_mix)
   if mix > 0:
+    from scnn_jax.data import dead_leaves
     src = dead_leaves.MixedSource(src, _dead_leaves(data, eval_seed), mix)
     name = f"{name}+dead_leaves:{mix:g}"
   if transform == "task":
     transform = task_transform(config)
+  from scnn_jax.data.pipeline import Dataset
   return Dataset(src, seed=int(config.seed), transform=transform,
                  prefetch=int(data.prefetch), num_threads=int(data.num_threads),
                  num_workers=int(data.num_workers), name=name)

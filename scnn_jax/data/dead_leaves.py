@@ -59,7 +59,6 @@ import math
 
 import numpy as np
 from PIL import Image, ImageDraw
-from scipy import ndimage
 
 from scnn_jax.data import sources
 
@@ -356,6 +355,7 @@ def render(rng: np.random.Generator, size: int, channels: int = 3, *,
   if blur and rng.random() < BLUR_PROB:
     sigma = math.exp(rng.uniform(math.log(0.4),
                                  math.log(max(1.0, 0.015 * size))))
+    from scipy import ndimage  # here: importing scipy.ndimage costs ~0.3 s
     img = ndimage.gaussian_filter(img, sigma=(0, sigma, sigma), mode="reflect")
   out = np.ascontiguousarray(
       np.moveaxis(np.clip(np.round(img), 0, 255).astype(np.uint8), 0, -1))

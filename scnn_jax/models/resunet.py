@@ -56,6 +56,12 @@ from scnn_jax.metrics import spikes
 ACTIVATIONS = ("spiking", "relu")
 DEPTH_CAP = 32          # px: the depth map saturates this far into a hole
 CONTRAST_FLOOR = 0.01   # the contrast of a flat image (1/100 of the range)
+# The readout starts at zero, so Adam's first steps move all of its weights
+# by the learning rate at once, in the sign of their gradient: a jump of
+# about lr x fan-in in the correction. Scaled by this gain, that first jump
+# stays below the error of the images the prior already fills well, which
+# a per-image loss would otherwise punish until the readout retreats to zero.
+CORRECTION_GAIN = 0.05
 
 
 def widths(width: int, depth: int, max_mult: int = 4) -> list[int]:
@@ -151,7 +157,7 @@ class PriorResUNet(nnx.Module):
   global_receptive_field = True
 
   def __init__(self, in_channels, out_channels, *, activation="spiking",
-               width=16, depth=4, blocks=1, max_mult=4, T=4, neuron="alif",
+               width=16, depth=4, blocks=1, max_mult=8, T=4, neuron="alif",
                neuron_kwargs=None, prior_order=2, prior_iters=24,
                conv_impl="auto", dtype=None, rngs: nnx.Rngs):
     if in_channels != out_channels + 1:
@@ -248,7 +254,7 @@ class PriorResUNet(nnx.Module):
       h = jax.nn.relu(up(h))
       h = jax.nn.relu(merge(jnp.concatenate([h, skip.astype(h.dtype)], -1)))
     correction = self.last(h).astype(jnp.float32)[:, :H, :W]
-    out = prior + scale * correction
+    out = prior + (CORRECTION_GAIN * scale) * correction
     # Clipped forward, identity backward: a pixel pushed past 0 or 1 still
     # gets the gradient that pulls it back (a hard clip would give it none,
     # and a net whose output saturates stops learning).
