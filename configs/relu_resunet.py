@@ -23,7 +23,7 @@ def get_config():
 def resunet_model(c):
   """The architecture shared by the spiking net and its twin."""
   m = c.model
-  m.width = 32                    # channels at full resolution (x2 per scale, max x4)
+  m.width = 16                    # channels at full resolution (x2 per scale, max x8)
   m.depth = 4                     # stride-2 blocks: the net works down to H/16
   m.blocks = 1                    # residual blocks per scale
   m.noise_std = 0.0
@@ -35,19 +35,19 @@ def resunet_training(c):
   """Data, masks, loss and budget shared by the spiking net and its twin."""
   d = c.data
   d.name = "openphotos"
-  d.image_size = 64
-  d.num_eval = 96
+  d.image_size = 128
+  d.num_eval = 48
   d.dead_leaves_mix = 0.25        # a quarter of the crops: procedural dead leaves
   k = c.masks
   k.kind = "mixed"                # boxes or brush strokes
   k.stroke_fraction = 0.5
   k.ratio_min = 0.03
-  k.ratio_max = 0.2
+  k.ratio_max = 0.25
   k.max_boxes = 2
   t = c.train
-  t.steps = 1500
+  t.steps = 2000
   t.batch_size = 8
-  t.learning_rate = 5e-4          # 2e-3 drives the zero-initialised readout into saturation
+  t.learning_rate = 3e-4
   t.schedule = "cosine"
   t.warmup_steps = 200
   t.grad_clip = 1.0
@@ -55,5 +55,5 @@ def resunet_training(c):
   t.ema_decay = 0.998
   t.log_every = 50
   t.eval_every = 500
-  t.eval_batch_size = 48
+  t.eval_batch_size = 16
   t.checkpoint_every = 250

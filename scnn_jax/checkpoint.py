@@ -67,8 +67,10 @@ def _quiet_read_only_notice(active: bool):
 def _storage_noise(record) -> bool:
   """False for Orbax's own reports of a write the storage refused (a full
   disk...): each of its background threads logs the error with a traceback,
-  and the training loop reports it in one line (``stopping.WriteFailed``)."""
-  if record.levelno < pylogging.ERROR or "/orbax/" not in record.pathname:
+  and asyncio the futures of the writes given up; the training loop reports
+  it in one line (``stopping.WriteFailed``)."""
+  if record.levelno < pylogging.ERROR or not (
+      "/orbax/" in record.pathname or record.name == "asyncio"):
     return True
   error = record.exc_info[1] if record.exc_info else None
   if error is not None and storage_errors.write_failure(error):
@@ -149,6 +151,7 @@ class Checkpointer:
       self._manager = ocp.CheckpointManager(self.directory, options=options)
     if not read_only:   # once per process (a filter is added only once)
       logging.get_absl_logger().addFilter(_storage_noise)
+      pylogging.getLogger("asyncio").addFilter(_storage_noise)
       _drop_closed_loop_noise()
     self._stamp = {"scnn_jax_version": __version__}
     if config is not None:

@@ -279,13 +279,16 @@ def plan_windows(holes: np.ndarray, *, max_pixels: int, reach: int,
   Groups: hole pixels closer than ``reach`` px (chessboard) to each other
   share a group (``scipy.ndimage.label`` of the holes dilated by
   ``reach / 2``), so no hole the net can see from a group is left out of
-  its window. Window of a group: its bounding box grown by ``margin =
-  max(reach, context_factor * longer side)`` px on each side (``reach``
-  alone when that does not fit ``max_pixels``), rounded up to one of a few
-  sizes (``_window_side``), clipped to the image, started on a multiple of
-  ``multiple`` (the net's stride grid) unless the image border prevents it.
-  Windows of one size run ``batch`` per call. A group whose window with
-  ``reach`` px of context exceeds ``max_pixels`` raises ``TilingError``.
+  its window. Window of a group: a square holding its bounding box grown
+  by ``margin = max(reach, context_factor * longer side)`` px on each side
+  (``reach`` alone when that does not fit ``max_pixels``; a rectangle when
+  not even that square fits, as for a long scratch), its side one of a few
+  sizes (``_window_side``) and, within a factor of 2 of a larger window's,
+  that window's (one compile serves holes of similar sizes), clipped to the
+  image, started on a multiple of ``multiple`` (the net's stride grid)
+  unless the image border prevents it. Windows of one size run ``batch``
+  per call. A group whose window with ``reach`` px of context exceeds
+  ``max_pixels`` raises ``TilingError`` (naming the hole and the budget).
 
   What a window changes against the whole image, for the pasted pixels:
 
@@ -328,30 +331,50 @@ def plan_windows(holes: np.ndarray, *, max_pixels: int, reach: int,
 
     def raise_to(pixels):
       return "raise the memory budget"
-  windows: dict[tuple[int, int], list[Window]] = {}
+  sizes = (height, width)
+  found = []   # (group, box, margin, square side or None, rectangle)
   for g, sl in enumerate(ndimage.find_objects(groups), start=1):
     if sl is None:
       continue
-    y0, y1, x0, x1 = sl[0].start, sl[0].stop, sl[1].start, sl[1].stop
-    longer = max(y1 - y0, x1 - x0)
+    box = (sl[0].start, sl[0].stop, sl[1].start, sl[1].stop)
+
+    def needs(margin, box=box):
+      return [min(full, b + margin) - max(0, a - margin) + multiple - 1
+              for a, b, full in zip(box[::2], box[1::2], sizes)]
+
+    longer = max(box[1] - box[0], box[3] - box[2])
     for margin in (max(reach, math.ceil(context_factor * longer)), reach):
-      shape = tuple(min(full, _window_side(
-          min(full, b + margin) - max(0, a - margin) + multiple - 1,
-          multiple)) for a, b, full in ((y0, y1, height), (x0, x1, width)))
-      if shape[0] * shape[1] <= max_pixels:
+      side = _window_side(max(needs(margin)), multiple)
+      if min(height, side) * min(width, side) <= max_pixels:
+        found.append((g, box, margin, side, None))
         break
-    else:
+    else:   # a long, thin hole: a rectangle
+      shape = tuple(min(full, _window_side(n, multiple))
+                    for n, full in zip(needs(reach), sizes))
+      if shape[0] * shape[1] > max_pixels:
+        y0, y1, x0, x1 = box
         raise TilingError(
-          f"a hole of {x1 - x0}x{y1 - y0} px at x={x0}, y={y0} (with the "
-          f"holes less than {reach} px from it) needs a window of "
-          f"{shape[1]}x{shape[0]} px ({reach} px of context on each side "
-          f"for this model), over{budget} (~{max_pixels:,} px per model "
-          f"call): {raise_to(shape[0] * shape[1])}")
-    wy = _place(max(0, y0 - margin), min(height, y1 + margin), shape[0],
-                height, multiple)
-    wx = _place(max(0, x0 - margin), min(width, x1 + margin), shape[1],
-                width, multiple)
-    windows.setdefault(shape, []).append(Window(wy, wx, g, (y0, y1, x0, x1)))
+            f"a hole of {x1 - x0}x{y1 - y0} px at x={x0}, y={y0} (with the "
+            f"holes less than {reach} px from it) needs a window of "
+            f"{shape[1]}x{shape[0]} px ({reach} px of context on each side "
+            f"for this model), over{budget} (~{max_pixels:,} px per model "
+            f"call): {raise_to(shape[0] * shape[1])}")
+      found.append((g, box, reach, None, shape))
+  # A square window within a factor of 2 of a larger one takes its size:
+  # holes of similar sizes share one compiled program.
+  classes = []
+  for side in sorted({f[3] for f in found if f[3]}, reverse=True):
+    if not classes or 2 * side <= classes[-1]:
+      classes.append(side)
+  windows: dict[tuple[int, int], list[Window]] = {}
+  for g, box, margin, side, shape in found:
+    if side is not None:
+      side = min(c for c in classes if c >= side)
+      shape = (min(height, side), min(width, side))
+    start = [_place(max(0, a - margin), min(full, b + margin), n, full,
+                    multiple)
+             for a, b, full, n in zip(box[::2], box[1::2], sizes, shape)]
+    windows.setdefault(shape, []).append(Window(*start, g, box))
   batch = {}
   for shape, ws in windows.items():
     b = max(1, min(len(ws), max_pixels // (shape[0] * shape[1])))

@@ -168,9 +168,15 @@ class Lock:
     failing = False
     while not self._stop.wait(every):
       try:
-        now = _read(self.path)
-        if not now or now.get("token") != self.info["token"]:
-          self._lost = now or {}
+        try:
+          now = json.loads(self.path.read_text())
+        except FileNotFoundError:
+          now = None            # removed: no longer this run's either
+        except ValueError:
+          now = {}
+        # Any other error (the store unreachable) is retried below.
+        if not isinstance(now, dict) or now.get("token") != self.info["token"]:
+          self._lost = now if isinstance(now, dict) else {}
           logging.error("%s: the lease is no longer this run's (now held by "
                         "%s)", self.path, describe(now))
           return

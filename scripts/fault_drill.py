@@ -1,6 +1,6 @@
 """Fault drills: kill, preempt and corrupt a real training run, check nothing is lost.
 
-    python scripts/fault_drill.py [--trials 5] [--steps 120]    (~4 min, 2 CPU cores)
+    python scripts/fault_drill.py [--trials 5] [--steps 120] [--drills ...]
 
 Each drill trains the same tiny ``configs/base.py`` run through ``train.py``
 in fresh processes and compares the final parameters BITWISE with an
@@ -19,8 +19,22 @@ uninterrupted run of the same command:
   checkpoint. Then SIGTERM during a hung step: once (exit 143 after
   ``train.sigterm_grace_s=3``), and twice (exit 143 at once).
 
-``--stress-json`` adds the rows of a ``scripts/stress_drill.py`` result (the
-README's 2-process command, many times) to the table.
+* busy: a second run of the same command while the first is paused (as a
+  scheduler's old job that still lives) must exit 75 within 60 s with one
+  line naming the workdir and the holder; the first then finishes with every
+  step logged once.
+* disk full: the workdir on a tmpfs (a private mount namespace) too small
+  for the run, sized at random; the run must exit 74 with one line naming
+  the path and the last complete checkpoint (no traceback), and the same
+  command, once the tmpfs is enlarged, resume from that checkpoint. Needs
+  ``unshare`` and the right to mount (root, or user namespaces).
+* gs://: SIGKILL at random moments of a run whose workdir is on a GCS
+  emulator on localhost (fake-gcs-server, ``tests/gcs_emulator.py``); each
+  restart takes over the dead run's lease and resumes.
+
+``--drills`` picks some (default: all). ``--stress-json`` adds the rows of a
+``scripts/stress_drill.py`` result (the README's 2-process command, many
+times) to the table.
 
 "nothing lost" means: every restart resumed from the newest complete
 checkpoint on disk, no complete checkpoint vanished except by the keep-last-k
@@ -31,9 +45,11 @@ from __future__ import annotations
 
 import argparse
 import glob
+import json
 import os
 import random
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -77,10 +93,11 @@ def same(a, b) -> bool:
              zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True))
 
 
-def run_until(workdir, steps, every, stop_at_step, sig, delay):
+def run_until(workdir, steps, every, stop_at_step, sig, delay, env=None):
   """Starts the run, sends ``sig`` once it logs ``stop_at_step``."""
   proc = subprocess.Popen(cmd(workdir, steps, every), cwd=REPO, text=True,
-                          stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+                          stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                          env=env)
   resumed_from, sent = 0, False
   pattern = re.compile(r"\bstep\s+(\d+)/%d" % steps)
   lines = []
@@ -193,9 +210,9 @@ def drill_hang(tmp, reference, steps, every, trials):
   return len(cases), passed, equal and not lost
 
 
-def finish(workdir, steps, every):
+def finish(workdir, steps, every, env=None):
   out = subprocess.run(cmd(workdir, steps, every), cwd=REPO, text=True,
-                       capture_output=True)
+                       capture_output=True, env=env)
   m = re.search(r"resuming from step (\d+)", out.stderr)
   return out.returncode, int(m.group(1)) if m else 0, out.stderr
 
@@ -270,6 +287,165 @@ def drill_corrupt(tmp, reference, steps, every):
   return len(damages), passed, equal_all
 
 
+def drill_busy(tmp, reference, steps, every, trials):
+  rng = random.Random(3)
+  passed, intact = 0, True
+  for i in range(trials):
+    workdir = tmp / f"drill_busy_{i}"
+    target = rng.randrange(3, steps - 10)
+    first = subprocess.Popen(cmd(workdir, steps, every), cwd=REPO, text=True,
+                             stderr=subprocess.PIPE,
+                             stdout=subprocess.DEVNULL)
+    pattern = re.compile(r"\bstep\s+(\d+)/%d" % steps)
+    for line in first.stderr:
+      m = pattern.search(line)
+      if m and int(m.group(1)) >= target:
+        break
+    first.send_signal(signal.SIGSTOP)
+    try:
+      t0 = time.time()
+      second = subprocess.run(cmd(workdir, steps, every), cwd=REPO,
+                              text=True, capture_output=True, timeout=300)
+      took = time.time() - t0
+    finally:
+      first.send_signal(signal.SIGCONT)
+    first.communicate()
+    errors = [l for l in second.stderr.splitlines() if l.startswith("error")]
+    ok = (second.returncode == 75 and took < 60 and len(errors) == 1 and
+          errors[0].startswith(f"error: workdir {workdir} is in use by "
+                               f"another training run (pid {first.pid} ")
+          and first.returncode == 0)
+    logged = [json.loads(l) for l in
+              (workdir / "metrics.jsonl").read_text().splitlines()]
+    whole = [r["step"] for r in logged if r["kind"] == "train"] == list(
+        range(1, steps + 1))
+    equal = first.returncode == 0 and same(final_params(workdir), reference)
+    passed += ok and whole
+    intact &= equal and whole
+    print(f"  second run at step >= {target}: exit {second.returncode} "
+          f"{took:.1f} s later; first run: exit {first.returncode}, every "
+          f"step logged once: {whole}, params equal: {equal}"
+          f"{'' if ok and whole else '  <-- FAILED'}", flush=True)
+    if not ok:
+      print(second.stderr[-1500:], flush=True)
+  return trials, passed, intact
+
+
+# The disk-full drill, in a private mount namespace: a tmpfs of $SIZE kB,
+# the run, the tmpfs enlarged, the same command again; stderr and exit
+# status of both to $OUT, the finished workdir copied out.
+DISK_FULL = """
+set -u
+mount -t tmpfs -o size=${SIZE}k tmpfs "$MNT" || exit 90
+$CMD 2> "$OUT/full.err"; echo $? > "$OUT/full.rc"
+mount -o remount,size=100m "$MNT"
+$CMD 2> "$OUT/room.err"; echo $? > "$OUT/room.rc"
+cp -a "$MNT/run" "$OUT/final"
+"""
+
+
+def _unshare_flags():
+  for flags in (["--mount"], ["--user", "--map-root-user", "--mount"]):
+    if shutil.which("unshare") and subprocess.run(
+        ["unshare", *flags, "--propagation", "private", "true"],
+        capture_output=True).returncode == 0:
+      return flags
+  return None
+
+
+def drill_disk_full(tmp, reference, steps, every, trials):
+  flags = _unshare_flags()
+  if flags is None:
+    print("  skipped: no private mount namespace (unshare --mount)")
+    return trials, 0, False
+  rng = random.Random(4)
+  ref_kb = int(subprocess.run(["du", "-sk", str(tmp / "reference")],
+                              capture_output=True, text=True
+                              ).stdout.split()[0])
+  passed, intact = 0, True
+  for i in range(trials):
+    mnt, out = tmp / f"disk_full_{i}_mnt", tmp / f"disk_full_{i}"
+    mnt.mkdir()
+    out.mkdir()
+    size = int(ref_kb * rng.uniform(0.55, 1.0))
+    env = {**os.environ, "MNT": str(mnt), "OUT": str(out),
+           "SIZE": str(size), "CMD": " ".join(
+               shlex.quote(a) for a in cmd(mnt / "run", steps, every))}
+    subprocess.run(["unshare", *flags, "--propagation", "private", "bash",
+                    "-c", DISK_FULL], cwd=REPO, env=env, capture_output=True)
+    if not (out / "room.rc").exists():
+      print(f"  {size} kB: the tmpfs could not be mounted  <-- FAILED")
+      intact = False
+      continue
+    code = int((out / "full.rc").read_text())
+    err = (out / "full.err").read_text()
+    errors = [l for l in err.splitlines() if l.startswith("error")]
+    named = re.search(r"the last complete checkpoint is step (\d+)",
+                      errors[0] if errors else "")
+    last = named.group(1) if named else "0"   # none yet: starts from 0
+    room_code = int((out / "room.rc").read_text())
+    resumed = re.search(r"resuming from step (\d+)",
+                        (out / "room.err").read_text())
+    checks = {
+        "exit 74": code == 74,
+        "one error line: the disk is full": len(errors) == 1 and
+        errors[0].startswith("error: the disk is full"),
+        "no traceback or asyncio noise": "Traceback" not in err and
+        "Event loop is closed" not in err,
+        "with room: exit 0": room_code == 0,
+        "resumed from the named step": (resumed.group(1) if resumed
+                                        else "0") == last,
+    }
+    equal = room_code == 0 and same(final_params(out / "final"), reference)
+    ok = all(checks.values())
+    passed += ok
+    intact &= equal
+    failed = ", ".join(k for k, v in checks.items() if not v)
+    print(f"  {size} kB tmpfs: exit {code}, last complete step {last}; "
+          f"with room: exit {room_code}, resumed from "
+          f"{resumed.group(1) if resumed else 0}, params equal: {equal}"
+          f"{'  <-- FAILED: ' + failed if failed else ''}", flush=True)
+    if not ok:
+      print(err[-2000:], flush=True)
+  return trials, passed, intact
+
+
+def drill_gcs(tmp, reference, steps, every, trials):
+  from tests import gcs_emulator
+  rng = random.Random(5)
+  workdir = "gs://bucket/drill"
+  with gcs_emulator.running() as url:
+    env = {**os.environ, **gcs_emulator.env(url)}
+    gcs_emulator.use_in_this_process(url)
+    from scnn_jax import checkpoint
+
+    def latest():
+      gcs_emulator.forget_listings()
+      return checkpoint.last_complete_step(f"{workdir}/checkpoints") or 0
+
+    passed, width = 0, (steps - 20) // trials
+    for i in range(trials):
+      start = latest()
+      target = min(max(3 + i * width + rng.randrange(width), start + 3),
+                   steps - 15)
+      r = run_until(workdir, steps, every, target, signal.SIGKILL,
+                    rng.uniform(0.0, 0.3), env=env)
+      taken = i == 0 or "its process is gone" in r["log"]
+      ok = (r["sent"] and r["code"] == -signal.SIGKILL and taken and
+            r["resumed_from"] == start)
+      passed += ok
+      print(f"  SIGKILL at step >= {target}: resumed from "
+            f"{r['resumed_from']}, lease taken over: {taken}, latest "
+            f"checkpoint now {latest()}{'' if ok else '  <-- FAILED'}",
+            flush=True)
+    code, resumed, err = finish(workdir, steps, every, env=env)
+    gcs_emulator.forget_listings()
+    equal = code == 0 and same(final_params(workdir), reference)
+    print(f"  finished (resumed from {resumed}): params equal to "
+          f"uninterrupted run: {equal}", flush=True)
+  return trials, passed, equal
+
+
 def stress_rows(path):
   """(drill, trials, passed, identical) rows of a stress_drill.py JSON."""
   if not path:
@@ -299,6 +475,24 @@ def _garbage(path):
     f.write(os.urandom(max(size, 16)))
 
 
+DRILLS = {
+    "sigkill": ("SIGKILL at random moments (half as a save starts)",
+                lambda *a: drill_kill(*a, signal.SIGKILL)),
+    "sigterm": ("SIGTERM (preemption): save, exit 143, resume",
+                lambda *a: drill_kill(*a, signal.SIGTERM)),
+    "corrupt": ("corrupt latest checkpoint: fall back, finish",
+                lambda *a: drill_corrupt(*a[:4])),
+    "hang": ("hung step: watchdog exit 124 / SIGTERM exit 143, resume",
+             drill_hang),
+    "busy": ("second run on a busy workdir: exit 75, first run complete",
+             drill_busy),
+    "disk_full": ("disk full: exit 74 in one line, resume with room",
+                  drill_disk_full),
+    "gcs": ("gs:// workdir (GCS emulator): SIGKILL, take the lease, resume",
+            drill_gcs),
+}
+
+
 def main():
   ap = argparse.ArgumentParser()
   ap.add_argument("--trials", type=int, default=5)
@@ -307,7 +501,13 @@ def main():
                   help="checkpoint every N steps")
   ap.add_argument("--stress-json", default=None,
                   help="a stress_drill.py result whose rows join the table")
+  ap.add_argument("--drills", default=",".join(DRILLS),
+                  help=f"comma-separated, of {','.join(DRILLS)}")
   args = ap.parse_args()
+  chosen = args.drills.split(",")
+  unknown = sorted(set(chosen) - set(DRILLS))
+  if unknown:
+    ap.error(f"unknown drills {unknown}: pick from {','.join(DRILLS)}")
   tmp = Path(tempfile.mkdtemp(prefix="fault_drill_"))
   try:
     t0 = time.time()
@@ -316,21 +516,11 @@ def main():
                    capture_output=True, check=True)
     reference = final_params(tmp / "reference")
     rows = []
-    print("SIGKILL drill", flush=True)
-    rows.append(("SIGKILL at random moments (half as a save starts)",
-                 *drill_kill(tmp, reference, args.steps, args.every,
-                             args.trials, signal.SIGKILL)))
-    print("SIGTERM drill", flush=True)
-    rows.append(("SIGTERM (preemption): save, exit 143, resume",
-                 *drill_kill(tmp, reference, args.steps, args.every,
-                             args.trials, signal.SIGTERM)))
-    print("corrupt-checkpoint drill", flush=True)
-    rows.append(("corrupt latest checkpoint: fall back, finish",
-                 *drill_corrupt(tmp, reference, args.steps, args.every)))
-    print("hung-step drill", flush=True)
-    rows.append(("hung step: watchdog exit 124 / SIGTERM exit 143, resume",
-                 *drill_hang(tmp, reference, args.steps, args.every,
-                             args.trials)))
+    a = (tmp, reference, args.steps, args.every)
+    for name in chosen:
+      title, run = DRILLS[name]
+      print(f"{name} drill", flush=True)
+      rows.append((title, *run(*a, args.trials)))
     print(f"\n{args.steps} steps per run, checkpoint every {args.every}, "
           f"keep 2; {time.time() - t0:.0f} s in all\n")
     print("| drill | trials | passed | nothing lost (final params bitwise "

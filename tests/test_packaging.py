@@ -42,7 +42,7 @@ def test_requirements_files_repeat_pyproject():
   # dev's own extras but tfds (already in requirements.txt)
   (own,) = [r for r in extras["dev"] if r.startswith("scnn_jax[")]
   named = sorted(Requirement(own).extras - {"tfds"})
-  assert named == ["eval", "nir", "serve"]
+  assert named == ["eval", "gcs", "nir", "serve"]
   assert _norm(_lines("requirements-dev.txt")) == _norm(
       dev + sum((extras[e] for e in named), []))
   assert (REPO / "requirements-dev.txt").read_text().count(

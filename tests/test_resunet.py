@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from scnn_jax import smooth_fill
 from scnn_jax.models import resunet
 
 ALIF = dict(tau=2.0, threshold=0.5, surrogate="atan", surrogate_param=2.0)
@@ -70,7 +71,8 @@ def test_spikes_drive_every_encoder_conv_and_the_twin_has_no_time_axis():
     conv.__class__ = type("Spy", (type(conv),), {
         "__call__": lambda self, z, orig=orig: (inputs.append(z), orig(z))[1]})
   h = spiking.stem(jnp.concatenate(
-      [spiking.prior(x), x[..., 3:], resunet.hole_depth(x[..., 3:])], -1))
+      [spiking.prior(x), spiking.prior(x), x[..., 3:],
+       resunet.hole_depth(x[..., 3:])], -1))
   streams = spiking.encode(h)
   assert [s.shape for s in streams] == [(3, 2, 16, 16, 4), (3, 2, 8, 8, 8),
                                         (3, 2, 4, 4, 16)]
@@ -107,3 +109,45 @@ def test_receptive_field_matches_the_layers():
   # scale 2 (jump 4): block +8.
   assert net.receptive_field == 3 + 2 + 2 + 4 + 4 + 8
   assert net.pad_multiple == 4
+
+
+def test_contrast_is_the_std_of_the_known_pixels_with_a_floor():
+  img = np.zeros((2, 4, 4, 3), np.float32)
+  img[0, :2] = 1.0                       # half the known pixels 1, half 0
+  mask = np.zeros((2, 4, 4, 1), np.float32)
+  mask[:, 3] = 1                         # the last row is the hole...
+  img[0, 3] = 7.0                        # ...and its pixels are not read
+  mu, scale = resunet.contrast(jnp.asarray(img), jnp.asarray(mask))
+  # image 0: known rows 0-1 are 1, row 2 is 0 -> mean 2/3, var 2/9
+  np.testing.assert_allclose(np.asarray(mu).ravel(), [2 / 3, 0.0], atol=1e-6)
+  np.testing.assert_allclose(
+      np.asarray(scale).ravel(),
+      [np.sqrt(2 / 9 + resunet.CONTRAST_FLOOR ** 2), resunet.CONTRAST_FLOOR],
+      rtol=1e-5)
+
+
+def test_the_head_moves_the_output_between_the_two_fills():
+  x, _, hole = _batch(16, 16)
+  net = _net("relu")
+  bias = np.zeros(4, np.float32)
+  bias[3] = 30.0                         # harmonic share -> 1 - sigmoid(-2)
+  net.last.bias[...] = jnp.asarray(bias)
+  out, prior = jax.jit(lambda x: (net(x), net.prior(x)))(x)
+  harmonic = smooth_fill.smooth_fill(x[..., :3], x[..., 3:], order=1,
+                                     iters=8)
+  share = 1.0 - 1.0 / (1.0 + np.exp(2.0))
+  want = np.clip(np.asarray(prior) + share * (np.asarray(harmonic)
+                                              - np.asarray(prior)), 0, 1)
+  np.testing.assert_allclose(np.asarray(out), want, atol=1e-5)
+  # A correction channel moves its channel by 0.05 x contrast per unit.
+  bias = np.zeros(4, np.float32)
+  bias[0] = 1.0
+  net.last.bias[...] = jnp.asarray(bias)
+  out = np.asarray(jax.jit(lambda x: net(x))(x))
+  _, scale = resunet.contrast(x[..., :3], x[..., 3:])
+  step = resunet.CORRECTION_GAIN * np.asarray(scale)[:, 0, 0, 0]
+  inside = (np.asarray(prior)[..., 0] + step[:, None, None]) < 1
+  np.testing.assert_allclose(
+      (out[..., 0] - np.asarray(prior)[..., 0])[inside],
+      np.broadcast_to(step[:, None, None], inside.shape)[inside], atol=1e-5)
+  np.testing.assert_array_equal(out[..., 1:], np.asarray(prior)[..., 1:])

@@ -83,3 +83,156 @@ def test_sizes_are_padded_to_the_model_multiple(loaded):
   out = inp.inpaint(pixels, holes)
   check_composite(out, pixels, holes)
   assert inp.compiled_shapes == {(1, 16, 24, 3)}
+
+
+# ---------------------------------------------------------------------------
+# Windows around the holes (models whose output depends on the whole image)
+# ---------------------------------------------------------------------------
+
+
+def test_window_plans_group_near_holes_and_fit_the_budget():
+  holes = np.zeros((400, 600), bool)
+  holes[50:60, 50:70] = True       # A
+  holes[52:58, 95:105] = True      # B: 25 px from A, within reach
+  holes[300:340, 400:440] = True   # C: far from both
+  plan = tiling.plan_windows(holes, max_pixels=40_000, reach=30, multiple=8)
+  g = plan.groups
+  assert g[55, 60] == g[55, 100] != g[310, 410] and (g[~holes] == 0).all()
+  # A + B: 55 px wide, margin max(30, 55), clipped at the top and left:
+  # 160 + 7 -> 192 px; C: 40 + 80 + 7 -> 128, within a factor 2 of 192, so
+  # it takes that size too (one compile).
+  assert plan.count == 2 and len(plan.windows) == 1
+  (shape, windows), = plan.windows.items()
+  assert shape == (192, 192) and plan.batch[shape] == 1 and plan.calls == 2
+  for w in windows:
+    y0, y1, x0, x1 = w.box
+    assert (g[y0:y1, x0:x1][holes[y0:y1, x0:x1]] == w.group).all()
+    assert w.y0 % 8 == 0 and w.x0 % 8 == 0       # the net's stride grid
+    # At least `reach` px of context on every side (or the image border).
+    assert w.y0 <= max(0, y0 - 30) and w.y0 + shape[0] >= min(400, y1 + 30)
+    assert w.x0 <= max(0, x0 - 30) and w.x0 + shape[1] >= min(600, x1 + 30)
+    assert 0 <= w.y0 <= 400 - shape[0] and 0 <= w.x0 <= 600 - shape[1]
+  # Holes closer than the reach are never split: with reach 20, A and B
+  # (25 px apart) get their own windows.
+  apart = tiling.plan_windows(holes, max_pixels=40_000, reach=20, multiple=8)
+  assert apart.count == 3 and apart.groups[55, 60] != apart.groups[55, 100]
+  # A long scratch whose square window does not fit gets a rectangle.
+  scratch = np.zeros((400, 600), bool)
+  scratch[200:204, 20:560] = True
+  (shape, _), = tiling.plan_windows(scratch, max_pixels=80_000, reach=30,
+                                    multiple=8).windows.items()
+  assert shape == (96, 600)
+  # A hole whose window cannot fit: one line naming it and the budget.
+  with pytest.raises(tiling.TilingError) as e:
+    tiling.plan_windows(holes, max_pixels=8_000, reach=30, multiple=8,
+                        memory_mb=2)
+  assert str(e.value) == (
+      "a hole of 55x10 px at x=50, y=50 (with the holes less than 30 px "
+      "from it) needs a window of 128x96 px (30 px of context on each side "
+      "for this model), over the --memory-mb 2 budget (~8,000 px per model "
+      "call): raise --memory-mb to 4")
+
+
+def _resunet(monkeypatch, contrast):
+  """A tiny relu PriorResUNet with random weights (so the net, not only the
+  prior, shapes the fill) and its config; ``contrast`` = (mean, scale)
+  replaces the known pixels' statistics, the one input of the net that is
+  global by design, or None to keep them."""
+  import jax
+  from flax import nnx
+
+  from configs import relu_resunet
+  from scnn_jax import builders, schema
+  from scnn_jax.models import resunet
+  c = relu_resunet.get_config()
+  c.model.width, c.model.depth = 4, 2
+  c = schema.validate(c)
+  model = builders.model(c)
+  graphdef, state = nnx.split(model)
+  leaves, treedef = jax.tree.flatten(state)
+  keys = jax.random.split(jax.random.key(3), len(leaves))
+  leaves = [x + 0.1 * jax.random.normal(k, x.shape, x.dtype) for x, k in
+            zip(leaves, keys)]
+  model = nnx.merge(graphdef, jax.tree.unflatten(treedef, leaves))
+  model.eval()
+  if contrast is not None:
+    import jax.numpy as jnp
+    mu, scale = contrast
+    monkeypatch.setattr(resunet, "contrast", lambda image, mask, **kw: (
+        jnp.full((image.shape[0], 1, 1, 1), mu, jnp.float32),
+        jnp.full((image.shape[0], 1, 1, 1), scale, jnp.float32)))
+  return model, c
+
+
+def _photo(h, w, seed=0):
+  rng = np.random.default_rng(seed)
+  y, x = np.mgrid[0:h, 0:w] / 50.0
+  img = np.stack([0.5 + 0.3 * np.sin(3 * x + c) * np.cos(2 * y - c)
+                  for c in range(3)], -1)
+  img = img + 0.04 * rng.normal(size=img.shape)
+  return np.round(np.clip(img, 0, 1) * 255).astype(np.uint8)
+
+
+def test_windowed_fill_equals_the_whole_image_fill_within_tolerance(
+    monkeypatch):
+  model, config = _resunet(monkeypatch, contrast=(0.5, 0.2))
+  pixels = _photo(200, 300)
+  holes = np.zeros((200, 300), bool)
+  holes[40:52, 50:66] = holes[120:136, 150:166] = holes[60:74, 236:250] = True
+  whole = tiling.Inpainter(model, config, memory_mb=1e4)
+  small_mb = 50_000 * whole.bytes_per_pixel / 2**20   # 60,000 px do not fit
+  win = tiling.Inpainter(model, config, memory_mb=small_mb, max_batch=1)
+  assert not whole.plan(200, 300).tiled
+  plan = win.plan(200, 300, holes)
+  assert isinstance(plan, tiling.WindowPlan) and plan.count == 3
+  # Encoder 23 px (radius 11) + 4 * 2^2 + the 32-px hole-depth map.
+  assert win.radius == 11 + 16 + 32 and win.grid == 4
+
+  expected, got = whole.predict(pixels, holes), win.predict(pixels, holes)
+  d = np.abs(got - expected)[holes]
+  # Three holes: the prior's conjugate-gradient step sizes are sums over
+  # all the holes it is given, so window and whole image stop at slightly
+  # different approximations of the same biharmonic fill (measured 0.011
+  # at most, 0.0009 on average).
+  assert d.max() < 0.03 and d.mean() < 0.003
+  # The net's context is all inside the windows: a window starting off the
+  # stride grid, or with too little context, differs far more.
+  off = tiling.Inpainter(model, config, memory_mb=small_mb, max_batch=1,
+                         overlap=6)
+  assert np.abs(off.predict(pixels, holes) - expected)[holes].max() > 0.05
+  # One hole: nothing else couples into its solve (measured 3e-4).
+  one = np.zeros_like(holes)
+  one[120:136, 150:166] = True
+  d1 = np.abs(win.predict(pixels, one) - whole.predict(pixels, one))[one]
+  assert d1.max() < 2e-3
+  # The composite: known pixels byte-identical, every hole pixel from the
+  # model (to uint8).
+  out = win.inpaint(pixels, holes)
+  check_composite(out, pixels, holes)
+  np.testing.assert_array_equal(out[holes], to_uint8(got)[holes])
+  assert win._forward._cache_size() == 1   # every window the same shape
+
+
+def test_windows_for_global_models_or_refusal(workdir, loaded):  # noqa: F811
+  # Bounded-field models still tile (exactly); global-field ones refuse
+  # with windows=False, as before.
+  model, config = loaded.model, loaded.config
+  inp = tiling.Inpainter(model, config, memory_mb=0.1)
+  assert inp.plan(300, 300).tiled
+  from configs import spiking_unet
+  from scnn_jax import builders, schema
+  c = schema.validate(spiking_unet.get_config())
+  c.model.width = 4
+  unet = builders.model(c)
+  strict = tiling.Inpainter(unet, c, memory_mb=1, windows=False)
+  with pytest.raises(tiling.TilingError, match="cannot be tiled"):
+    strict.plan(2000, 2000)
+  holes = np.zeros((2000, 2000), bool)
+  holes[100:110, 100:110] = True
+  windowed = tiling.Inpainter(unet, c, memory_mb=1)
+  plan = windowed.plan(2000, 2000, holes)
+  assert isinstance(plan, tiling.WindowPlan) and plan.count == 1
+  # The spiking U-Net's net: encoder 35 px (radius 17) + 4 * 2^3.
+  assert windowed.radius == 17 + 32 and windowed.grid == 8
+  with pytest.raises(ValueError, match="pass holes"):
+    windowed.plan(2000, 2000)

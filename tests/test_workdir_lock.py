@@ -150,7 +150,9 @@ def _snapshot(path):
 
 
 def test_readers_neither_take_the_lock_nor_write(tmp_path):
-  make_workdir(tmp_path, tiny_config())
+  config = tiny_config()
+  config.model.update(width=4, T=2)
+  make_workdir(tmp_path, config)
   child = _holder(tmp_path)   # a training run holds the workdir
   try:
     before = _snapshot(tmp_path)

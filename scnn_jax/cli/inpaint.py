@@ -45,7 +45,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import sys
+import time
 import zlib
 from typing import Sequence
 
@@ -61,7 +63,8 @@ from scnn_jax.images import (IMAGE_EXTENSIONS, ImageError, first_line,
                              mask_to_holes, read_image_file, save_png,
                              to_model_pixels)
 from scnn_jax.masks import MASK_KINDS
-from scnn_jax.tiling import DEFAULT_MEMORY_MB, Inpainter, TilingError
+from scnn_jax.tiling import (DEFAULT_MEMORY_MB, Inpainter, TilingError,
+                             WindowPlan)
 
 
 class UserError(Exception):
@@ -210,6 +213,27 @@ def holes_beyond_reach(holes: np.ndarray, radius: int) -> float:
   return float(deep.sum()) / float(holes.sum())
 
 
+class Progress:
+  """``progress(done, total)`` for ``Inpainter.inpaint``: ``note:`` lines
+  on stderr for a long run, the first ``after`` s in, then at most one
+  every ``every`` s and the last; nothing for a run that ends sooner."""
+
+  def __init__(self, what: str, unit: str, *, after: float = 3.0,
+               every: float = 5.0, clock=time.monotonic):
+    self.what, self.unit = what, unit
+    self.after, self.every, self.clock = after, every, clock
+    self.start, self.last = clock(), None
+
+  def __call__(self, done: int, total: int) -> None:
+    now = self.clock()
+    if now - self.start < self.after:
+      return
+    if self.last is None or now - self.last >= self.every or done == total:
+      self.last = now
+      _note(f"{self.what}: {done}/{total} {self.unit} done "
+            f"({now - self.start:.0f} s)")
+
+
 # --------------------------------------------------------------------------
 # The command
 # --------------------------------------------------------------------------
@@ -263,10 +287,12 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--memory-mb", "--memory_mb", type=float,
                  default=DEFAULT_MEMORY_MB,
                  help="activation memory budget per model call; larger "
-                      "images are tiled (default %(default)s)")
+                      "images are tiled, or filled in windows around the "
+                      "holes for models that read the whole image (default "
+                      "%(default)s)")
   p.add_argument("--overlap", type=int,
-                 help="tile overlap radius in px (default: the model's "
-                      "receptive-field radius)")
+                 help="tile overlap radius, or the windows' least context, "
+                      "in px (default: the model's receptive-field radius)")
   p.add_argument("--compilation-cache", "--compilation_cache", default="auto",
                  metavar="auto|off|DIR",
                  help="JAX persistent compilation cache: later calls on "
@@ -379,13 +405,31 @@ def process(args, inpainter: Inpainter, config, job: Job) -> None:
       _note(f"{job.image}: {beyond:.0%} of the hole pixels are more than "
             f"{inpainter.radius} px from any known pixel, beyond the model's "
             "receptive field: they are filled without context")
-    plan = inpainter.plan(h, w)
-    if plan.tiled:
+    try:
+      plan = inpainter.plan(h, w, holes)
+    except TilingError as e:
+      raise UserError(f"{job.image}: {e}") from None
+    if isinstance(plan, WindowPlan):
+      unit, calls = "windows", plan.calls
+      need = math.ceil(h * w * inpainter.bytes_per_pixel / 2**20)
+      sizes = ", ".join(f"{len(v)} of {s[1]}x{s[0]} px"
+                        for s, v in plan.windows.items())
+      _note(f"{job.image}: {w}x{h} px is over the --memory-mb "
+            f"{args.memory_mb:g} budget for one call of this model, which "
+            f"reads the whole image: filling the holes in {plan.count} "
+            f"windows around them ({sizes}; {plan.calls} model calls). The "
+            "fill can differ slightly from a whole-image run (--memory-mb "
+            f"{need} or more)")
+    else:
+      unit, calls = "tiles", -(-len(plan.tiles) // plan.batch)
+    if not isinstance(plan, WindowPlan) and plan.tiled:
       _note(f"{job.image}: {w}x{h} px over the --memory-mb budget: "
             f"{len(plan.tiles)} tiles of {plan.tile_w}x{plan.tile_h} px "
             f"({plan.batch} per call)")
     try:
-      out = inpainter.inpaint(pixels, holes)
+      out = inpainter.inpaint(
+          pixels, holes, plan=plan,
+          progress=Progress(str(job.image), unit) if calls > 1 else None)
     except FloatingPointError as e:
       raise UserError(f"{job.image}: {e}") from None
   _save(job.out, out)

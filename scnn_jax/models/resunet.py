@@ -13,9 +13,12 @@ One class, two models (``models.registry``):
 Data flow (``B`` images, ``T`` time steps, TIME-MAJOR inside the encoder):
 
     x = [masked image, mask]                       [B, H, W, C + 1]
-      -> prior = smooth_fill(masked, mask)          [B, H, W, C] (JAX, no params)
+      -> prior = smooth_fill(masked, order 2)       [B, H, W, C] biharmonic
+         harmonic = smooth_fill(masked, order 1)    [B, H, W, C] (both JAX, no params)
+      -> mean, contrast of the known pixels         [B, 1, 1, 1] each
       -> depth = distance into the hole             [B, H, W, 1]
-      -> stem: 3x3 Conv2d on [prior, mask, depth]   real-valued, full resolution
+      -> stem: 3x3 Conv2d on [(prior - mean) / contrast, (harmonic - mean) /
+           contrast, mask, depth]                   real-valued, full resolution
       -> encoder, stream z [T, B, h, w, c] (T = 1 for the twin), per scale:
            ``blocks`` residual blocks  z <- z + Conv(act(Norm(z)))
            then (but at the coarsest scale) a stride-2 block
@@ -27,17 +30,28 @@ Data flow (``B`` images, ``T`` time steps, TIME-MAJOR inside the encoder):
       -> decoder (ordinary convs, real-valued): from coarse to fine,
            nearest-upsample + 3x3 Conv2d + ReLU, concatenated with the
            scale's stream averaged over T (a U-Net skip), 3x3 Conv2d + ReLU
-      -> last 3x3 Conv2d (zero-initialised): a correction
-      -> output = clip(prior + correction, 0, 1)
+      -> last 3x3 Conv2d (zero-initialised): C correction channels r and
+           the logit of a harmonic share s per pixel
+      -> output = prior + s (harmonic - prior) + 0.05 contrast r,
+           clipped to [0, 1]
 
-Why it is built this way (measured against ``spiking_unet``, whose net stayed
-at its initialisation): the stream gives the spikes a path to the output that
-does not squeeze every scale through a T + 1-level rate code, the norm keeps
-every layer's currents in the neurons' working range, the convs are He-
-initialised for the ReLU-like activations, and the depth map tells the net
-how far each hole pixel is from known context (the prior's error grows with
-it). The last conv starts at zero, so the untrained model is exactly the
-prior.
+Why it is built this way (measured on the held-out photos; the trained
+``spiking_unet`` net, and this one without the items below, stayed at its
+initialisation: the per-image loss taught them to correct nothing):
+
+* the stream gives the spikes a path to the output that does not squeeze
+  every scale through a T + 1-level rate code; the norm keeps every
+  layer's currents in the neurons' working range; He init for the ReLU-like
+  activations;
+* contrast normalisation: a flat photo looks to the net like any other, and
+  its correction is as small as its contrast (``contrast``);
+* the harmonic share: the first thing the net can learn, and one the
+  per-image loss rewards from the first steps. The biharmonic fill
+  overshoots deep in large holes, where the harmonic membrane does better,
+  and near the rim it is the other way round; the net learns where;
+* the depth map tells the net how far each pixel is from known context.
+
+The readout starts at zero, so the untrained model is exactly the prior.
 
 The prior solves a PDE over the whole hole: the model has a GLOBAL receptive
 field and is never tiled. Any image size works: the input is mirror-padded
@@ -62,6 +76,7 @@ CONTRAST_FLOOR = 0.01   # the contrast of a flat image (1/100 of the range)
 # stays below the error of the images the prior already fills well, which
 # a per-image loss would otherwise punish until the readout retreats to zero.
 CORRECTION_GAIN = 0.05
+GATE_BIAS = -2.0        # the harmonic share's logit offset: sigmoid' = 0.1 at init
 
 
 def widths(width: int, depth: int, max_mult: int = 4) -> list[int]:
@@ -178,7 +193,8 @@ class PriorResUNet(nnx.Module):
     def act(c):
       return _Act(c, activation, neuron, neuron_kwargs, rngs=rngs)
 
-    self.stem = conv(out_channels + 2, ws[0])     # prior, mask, depth
+    # prior, harmonic fill, mask, depth
+    self.stem = conv(2 * out_channels + 2, ws[0])
     self.block_acts = nnx.List([nnx.List([act(ws[i]) for _ in range(blocks)])
                                 for i in range(depth + 1)])
     self.block_convs = nnx.List([nnx.List([conv(ws[i], ws[i])
@@ -192,7 +208,9 @@ class PriorResUNet(nnx.Module):
                         for i in reversed(range(depth))])
     self.merge = nnx.List([conv(2 * ws[i], ws[i])
                            for i in reversed(range(depth))])
-    self.last = conv(ws[0], out_channels, kernel_init=nnx.initializers.zeros)
+    # C correction channels and the logit of the harmonic share
+    self.last = conv(ws[0], out_channels + 1,
+                     kernel_init=nnx.initializers.zeros)
     self.activation = activation
     self.T = T if activation == "spiking" else 1
     self.depth = depth
@@ -242,10 +260,13 @@ class PriorResUNet(nnx.Module):
     c = self.out_channels
     prior = self.prior(x)
     mask = x[..., c:c + 1]
+    harmonic = smooth_fill.smooth_fill(x[..., :c], mask, order=1,
+                                       iters=self.prior_iters)
     m = self.pad_multiple
     pad = ((0, 0), (0, -H % m), (0, -W % m), (0, 0))
     mu, scale = contrast(x[..., :c], mask)
-    feats = jnp.concatenate([(prior - mu) / scale, mask, hole_depth(mask)], -1)
+    feats = jnp.concatenate([(prior - mu) / scale, (harmonic - mu) / scale,
+                             mask, hole_depth(mask)], -1)
     h = self.stem(jnp.pad(feats, pad, mode="symmetric"))
     streams = self.encode(h)
     skips = [jnp.mean(s, axis=0) for s in streams]
@@ -253,8 +274,16 @@ class PriorResUNet(nnx.Module):
     for up, merge, skip in zip(self.up, self.merge, reversed(skips[:-1])):
       h = jax.nn.relu(up(h))
       h = jax.nn.relu(merge(jnp.concatenate([h, skip.astype(h.dtype)], -1)))
-    correction = self.last(h).astype(jnp.float32)[:, :H, :W]
-    out = prior + (CORRECTION_GAIN * scale) * correction
+    head = self.last(h).astype(jnp.float32)[:, :H, :W]
+    correction, logit = head[..., :c], head[..., c:]
+    # The share of the harmonic fill: 0 at init (the output is the prior),
+    # in (-g0, 1 - g0) after, so the net can move each pixel anywhere
+    # between the two fills (biharmonic overshoots deep in a large hole,
+    # where the harmonic membrane does better; near the rim it is the other
+    # way round).
+    share = jax.nn.sigmoid(logit + GATE_BIAS) - jax.nn.sigmoid(GATE_BIAS)
+    out = (prior + share * (harmonic - prior)
+           + (CORRECTION_GAIN * scale) * correction)
     # Clipped forward, identity backward: a pixel pushed past 0 or 1 still
     # gets the gradient that pulls it back (a hard clip would give it none,
     # and a net whose output saturates stops learning).
