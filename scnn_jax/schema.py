@@ -288,6 +288,7 @@ FIELDS: dict[str, dict[str, Field]] = {
         "weight_decay": _num(0.0, 0),
         "loss": _choice(inpaint_losses.LOSSES, "mse", tasks=("inpaint",)),
         "ema_decay": _num(0.0, 0, 1, high_open=True),  # 0 = off; scnn_jax.state
+        "init_from": _str(None, none_ok=True),  # a workdir: its weights start a fresh run
         "log_every": _int(100, 1),
         "eval_every": _int(500, 1),
         "checkpoint_every": _int(500, 1),
@@ -585,6 +586,24 @@ def _generate_files(c):
                       "(docs/generation.md)")
 
 
+def _init_from(c):
+  src = c.train.init_from
+  if src is None:
+    return
+  if c.ablation.grid:
+    raise ConfigError("train.init_from", src, "is not supported with an "
+                      "ablation grid (each point would start from one model)")
+  root = epath.Path(src)
+  if not (root / "config.json").exists() or \
+      not (root / "checkpoints").exists():
+    raise ConfigError("train.init_from", src, "must be a training workdir "
+                      "(config.json and checkpoints/)")
+  cfg = json.loads((root / "config.json").read_text())
+  if cfg.get("task") != c.task:
+    raise ConfigError("train.init_from", src, f"holds a {cfg.get('task')!r} "
+                      f"run; this run's task is {c.task!r}")
+
+
 def check_fad_workdir(workdir, field="metrics.fad_workdir", image_size=None,
                       channels=None):
   """Raises ``ConfigError`` unless ``workdir`` holds a FAD autoencoder run
@@ -610,7 +629,7 @@ def check_fad_workdir(workdir, field="metrics.fad_workdir", image_size=None,
 RULES: tuple[Callable, ...] = (_model_name, _neuron, _staircase,
                                _inpaint_models, _classify, _stride2_size,
                                _data, _masks, _train, _ablation)
-FILE_RULES: tuple[Callable, ...] = (_folders, _generate_files)
+FILE_RULES: tuple[Callable, ...] = (_folders, _generate_files, _init_from)
 
 
 def flatten_grid(tree, prefix="") -> dict:

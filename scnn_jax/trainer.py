@@ -27,6 +27,7 @@ import numpy as np
 import optax
 from absl import logging
 from etils import epath
+from flax import nnx
 
 from scnn_jax import (builders, images, parallel, profiling, reports, schema,
                       state as state_lib, steps, stopping, storage_errors,
@@ -174,6 +175,48 @@ def restore(ckpt: Checkpointer, state: dict):
   return restored, meta
 
 
+def init_from(state: dict, source) -> dict:
+  """``state`` with the weights of workdir ``source``'s latest checkpoint.
+
+  Every parameter whose path and shape the source model shares is copied
+  (its moving average when it has one), into the params and, when this run
+  keeps one, the moving average; the others keep their initialisation: e.g.
+  a spiking net started from its non-spiking twin keeps its neurons' own
+  initial tau and threshold. The optimizer starts afresh. A fresh run only
+  (``train.init_from``); a resumed run restores its own checkpoint.
+  """
+  from scnn_jax import inference   # the reader of workdirs, never a writer
+  loaded = inference.load(source)
+  theirs = dict(nnx.to_flat_state(loaded.state["params"]))
+  ours = nnx.to_flat_state(state["params"])
+  copied, kept = [], []
+  for path, value in ours:
+    other = theirs.get(path)
+    if other is not None and other.shape == value.shape:
+      copied.append(path)
+    else:
+      kept.append("/".join(map(str, path)))
+  if not copied:
+    raise ValueError(f"train.init_from = {source}: its model shares no "
+                     "parameter (path and shape) with this one")
+
+  def merged(tree):
+    flat = dict(nnx.to_flat_state(tree))
+    for path in copied:
+      flat[path] = flat[path].replace(
+          jnp.asarray(theirs[path][...], flat[path][...].dtype))
+    return nnx.from_flat_state(flat)
+
+  state = dict(state, params=merged(state["params"]))
+  if state_lib.EMA_KEY in state:
+    state[state_lib.EMA_KEY] = merged(state[state_lib.EMA_KEY])
+  logging.info("started from %s (step %d%s): %d parameters copied, %d kept "
+               "their initialisation%s", source, loaded.step,
+               ", its moving average" if loaded.ema else "", len(copied),
+               len(kept), f" ({', '.join(kept)})" if kept else "")
+  return state
+
+
 def train_and_evaluate(config, workdir, *,
                        takeover_lock: bool = False) -> dict:
   """Trains ``config`` in ``workdir`` (resuming if it holds a checkpoint).
@@ -232,6 +275,8 @@ def _train(config, dataset, workdir, lock, opened) -> dict:
     state, meta = restore(ckpt, state)
     logging.info("resuming from step %d (%s)", state_lib.current_step(state),
                  ckpt.directory)
+  elif t.init_from is not None:
+    state = parallel.replicate(mesh, init_from(state, t.init_from))
   start = state_lib.current_step(state)
   if is_main:
     with storage_errors.writing(workdir / "config.json"):

@@ -151,3 +151,41 @@ def test_the_head_moves_the_output_between_the_two_fills():
       (out[..., 0] - np.asarray(prior)[..., 0])[inside],
       np.broadcast_to(step[:, None, None], inside.shape)[inside], atol=1e-5)
   np.testing.assert_array_equal(out[..., 1:], np.asarray(prior)[..., 1:])
+
+
+def _tiny_resunet_config(name):
+  from tests import workdirs
+  c = workdirs.tiny_config()
+  c.model.name = name
+  c.model.width, c.model.depth, c.model.T = 4, 2, 2
+  c.model.neuron, c.model.threshold, c.model.alif_tau = "alif", 0.5, 2.0
+  c.model.noise_std = 0.0
+  c.model.prior_iters = 4
+  return c
+
+
+def test_a_spiking_run_starts_from_its_twins_weights(tmp_path):
+  from scnn_jax import builders, schema, trainer
+  from scnn_jax.config_lib import ConfigError
+  from tests import workdirs
+  twin_dir, twin_state = workdirs.make_workdir(
+      tmp_path / "twin", _tiny_resunet_config("relu_resunet"))
+  c = _tiny_resunet_config("spiking_resunet")
+  c.train.init_from = str(twin_dir)
+  c.train.ema_decay = 0.9
+  c = schema.validate(c)
+  run = trainer.setup(c, builders.data_spec(c))
+  state = trainer.init_from(run.state, str(twin_dir))
+  theirs = dict(nnx.to_flat_state(twin_state["params"]))
+  before = dict(nnx.to_flat_state(run.state["params"]))
+  for key in ("params", "ema"):
+    flat = dict(nnx.to_flat_state(state[key]))
+    for path, value in flat.items():
+      if "neuron" in path:     # the twin has no neurons: their init stays
+        np.testing.assert_array_equal(value[...], before[path][...])
+      else:
+        np.testing.assert_array_equal(value[...], theirs[path][...])
+  # Not a workdir, or another task's: one line naming the field.
+  c.train.init_from = str(tmp_path / "nowhere")
+  with pytest.raises(ConfigError, match="train.init_from"):
+    schema.validate(c)
