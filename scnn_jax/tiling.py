@@ -1,4 +1,4 @@
-"""Inpainting whole images of any size: the ``Inpainter``, its tiles and windows.
+"""Inpainting images of any size: the ``Inpainter``, its tiles and windows.
 
     from scnn_jax import inference
     from scnn_jax.tiling import Inpainter
@@ -225,7 +225,7 @@ class Window:
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class WindowPlan:
-  """``windows`` of each ``shapes`` entry ``(h, w)`` run ``batch[shape]``
+  """``windows[(h, w)]``: the windows of that size, run ``batch[(h, w)]``
   per model call; ``groups`` labels each hole pixel with its group (0 on
   known pixels)."""
   windows: dict[tuple[int, int], tuple[Window, ...]]
@@ -305,7 +305,10 @@ def plan_windows(holes: np.ndarray, *, max_pixels: int, reach: int,
     pixels) and its step sizes (sums over every hole in the image) depend
     on the image it is given: window and whole image stop at different
     approximations, each as far from the exact fill as ``smooth_fill``'s
-    accuracy (there: 0.033 at most on a 24 x 23 hole);
+    accuracy (there: 0.033 at most on a 24 x 23 hole). The step sizes
+    couple the groups: with one group in the image, the window gives the
+    whole image's fill to ~1e-5; with three small ones, to 0.014 at most
+    (docs/inpaint.md, "Large photos");
   * ``PriorResUNet`` normalises its input by the mean and contrast of the
     known pixels: the window's, not the photo's. For a trained net that
     changes the correction in proportion to how the window's statistics
@@ -325,7 +328,8 @@ def plan_windows(holes: np.ndarray, *, max_pixels: int, reach: int,
     budget = f" the --memory-mb {memory_mb:g} budget"
 
     def raise_to(pixels):
-      return f"raise --memory-mb to {math.ceil(memory_mb * pixels / max_pixels)}"
+      need = math.ceil(memory_mb * pixels / max_pixels)
+      return f"raise --memory-mb to {need}"
   else:
     budget = " the memory budget"
 

@@ -293,16 +293,18 @@ def test_global_receptive_field_models_run_whole_or_are_refused(
   rng = np.random.default_rng(7)
   rand_image(rng, 64, 64, "RGB").save(tmp_path / "in.png")
   box_mask(64, 64, 10, 20, 10, 20).save(tmp_path / "m.png")
-  # Over the budget: one clear line, nothing written, nothing tiled.
+  # Over the budget, the image runs on windows around its holes; a hole
+  # whose window would not fit either: one clear line, nothing written,
+  # nothing tiled.
   rc, err = run_cli(capsys, "--image", tmp_path / "in.png", "--mask",
                     tmp_path / "m.png", "--out", tmp_path / "out.png",
                     "--memory-mb", "0.5")
   assert rc == 2
   assert err.strip().splitlines()[-1] == (
-      "error: 64x64 px is over the --memory-mb 0.5 budget (~512 px for this "
-      "model) and this model cannot be tiled (its biharmonic prior is solved "
-      "over the whole image, so tiles would change the result): raise "
-      "--memory-mb or crop the image")
+      f"error: {tmp_path / 'in.png'}: a hole of 10x10 px at x=10, y=10 (with "
+      "the holes less than 49 px from it) needs a window of 64x64 px (49 px "
+      "of context on each side for this model), over the --memory-mb 0.5 "
+      "budget (~512 px per model call): raise --memory-mb to 4")
   assert not (tmp_path / "out.png").exists()
 
 
@@ -393,3 +395,79 @@ def test_a_second_call_loads_the_compiled_model_from_the_cache(workdir,
   assert sorted(p.name for p in cache.iterdir()) == entries
   np.testing.assert_array_equal(read(tmp_path / "a.png"),
                                 read(tmp_path / "b.png"))
+
+
+# ---------------------------------------------------------------------------
+# Large photos: windows around the holes, progress, bounded memory
+# ---------------------------------------------------------------------------
+
+
+def test_a_12_megapixel_photo_with_small_holes_runs_on_windows(tmp_path,
+                                                                capsys):
+  import time
+  import tracemalloc
+  h, w = 3000, 4000
+  y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+  pixels = np.stack([(x / 16) % 256, (y / 12) % 256, (x + y) / 28 % 256],
+                    -1).astype(np.uint8)           # smooth: a fast PNG
+  Image.fromarray(pixels).save(tmp_path / "big.png", compress_level=1)
+  holes = np.zeros((h, w), bool)
+  holes[500:530, 700:740] = holes[1500:1560, 2000:2060] = True
+  holes[2400:2480, 3500:3520] = True
+  Image.fromarray(holes.astype(np.uint8) * 255).save(tmp_path / "m.png")
+  del x, y
+  tracemalloc.start()
+  t = time.monotonic()
+  # The shipped model (a spiking U-Net on a biharmonic prior), defaults.
+  rc, err = run_cli(capsys, "--image", tmp_path / "big.png", "--mask",
+                    tmp_path / "m.png", "--out", tmp_path / "out.png")
+  seconds = time.monotonic() - t
+  _, peak = tracemalloc.get_traced_memory()
+  tracemalloc.stop()
+  assert rc == 0, err
+  # Three windows of one size, so one compile and one model call; the
+  # 12-megapixel image itself never goes through the model.
+  assert ("4000x3000 px is over the --memory-mb 1024 budget for one call of "
+          "this model, which reads the whole image: filling the holes in 3 "
+          "windows around them (3 of 256x256 px; 1 model calls)") in err
+  out = read(tmp_path / "out.png")
+  check_composite(out, pixels, holes)
+  assert (out[holes] != pixels[holes]).any()
+  # Memory: the arrays of the image (uint8 pixels and output, the hole
+  # mask and its int32 group labels: ~150 MB); a float32 copy of the image
+  # alone would be 144 MB more.
+  print(f"peak numpy memory {peak / 2**20:.0f} MB, {seconds:.1f} s")
+  assert peak < 250 * 2**20, peak
+  assert seconds < 300, seconds   # ~20 s on 2 idle cores
+
+
+def test_a_hole_too_large_for_the_budget_is_refused_in_one_line(tmp_path,
+                                                                capsys):
+  rng = np.random.default_rng(3)
+  rand_image(rng, 300, 400, "RGB").save(tmp_path / "in.png")
+  box_mask(300, 400, 50, 200, 100, 300).save(tmp_path / "m.png")
+  rc, err = run_cli(capsys, "--image", tmp_path / "in.png", "--mask",
+                    tmp_path / "m.png", "--out", tmp_path / "out.png",
+                    "--memory-mb", "5")
+  assert rc == 2
+  assert err.strip().splitlines()[-1] == (
+      f"error: {tmp_path / 'in.png'}: a hole of 200x150 px at x=100, y=50 "
+      "(with the holes less than 49 px from it) needs a window of 384x256 "
+      "px (49 px of context on each side for this model), over the "
+      "--memory-mb 5 budget (~5,120 px per model call): raise --memory-mb "
+      "to 96")
+  assert not (tmp_path / "out.png").exists()
+
+
+def test_progress_lines_start_after_a_few_seconds(capsys):
+  from scnn_jax.cli import inpaint as cmd
+  now = [100.0]
+  progress = cmd.Progress("big.png", "windows", clock=lambda: now[0])
+  for done, t in [(1, 101), (2, 103.5), (3, 105), (4, 109), (5, 110)]:
+    now[0] = t
+    progress(done, 5)
+  # Nothing in the first 3 s, then at most one line every 5 s, and the end.
+  assert capsys.readouterr().err.splitlines() == [
+      "note: big.png: 2/5 windows done (4 s)",
+      "note: big.png: 4/5 windows done (9 s)",
+      "note: big.png: 5/5 windows done (10 s)"]

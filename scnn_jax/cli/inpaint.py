@@ -18,8 +18,10 @@ neighbourhood (paper A's SC-NN and CNN: a 6-px radius) tile images larger
 than the memory budget with an overlap of that radius, so the tiled result
 equals the untiled one. Models with a GLOBAL receptive field (TAID decoders
 pool the whole image; the spiking U-Net's biharmonic prior solves a PDE over
-the whole hole) always run on the whole image: over the budget they are
-refused with a message, never tiled into a different answer. Known pixels of
+the whole hole) are never tiled: they run on the whole image, and over the
+budget on windows around the holes (``tiling.plan_windows``: what that
+changes), with progress lines when it takes more than a few seconds; a hole
+too large for the budget is refused with a message. Known pixels of
 the output are byte-identical to the input's (after the conversion to the
 checkpoint's grayscale / RGB). See ``docs/inpaint.md``.
 
