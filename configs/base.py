@@ -108,6 +108,7 @@ def get_config():
   # average of the weights (scnn_jax.state), which averages over about
   # 1 / (1 - decay) steps; 0 = off (the raw weights).
   t.ema_decay = 0.0
+  t.init_from = config_dict.placeholder(str)  # a workdir: its weights start a fresh run
   # (start, stop): a jax.profiler trace of steps start..stop-1 into
   # <workdir>/tensorboard (README, "Profiling"); () = off.
   t.profile_steps = ()

@@ -204,7 +204,7 @@ def init_from(state: dict, source) -> dict:
     flat = dict(nnx.to_flat_state(tree))
     for path in copied:
       flat[path] = flat[path].replace(
-          jnp.asarray(theirs[path][...], flat[path][...].dtype))
+          jnp.array(theirs[path][...], flat[path][...].dtype, copy=True))
     return nnx.from_flat_state(flat)
 
   state = dict(state, params=merged(state["params"]))

@@ -185,6 +185,11 @@ def test_a_spiking_run_starts_from_its_twins_weights(tmp_path):
         np.testing.assert_array_equal(value[...], before[path][...])
       else:
         np.testing.assert_array_equal(value[...], theirs[path][...])
+  # The whole loop from it: params and moving average are separate buffers
+  # (the step donates both), and the run trains.
+  c.train.update(steps=2, eval_every=2, checkpoint_every=2, log_every=1)
+  results = trainer.train_and_evaluate(c, tmp_path / "spiking")
+  assert results["steps"] == 2 and np.isfinite(results["eval"]["hole_psnr"])
   # Not a workdir, or another task's: one line naming the field.
   c.train.init_from = str(tmp_path / "nowhere")
   with pytest.raises(ConfigError, match="train.init_from"):
