@@ -24,6 +24,11 @@ CPU backend. It is skipped, and the first conv traced outside
 ``XLA_FLAGS`` that already name the option are left alone. ``backend.jit(fn)``
 and ``jax.jit(fn, compiler_options=backend.compiler_options())`` pass the
 option per compilation and work in every case.
+
+Importing scnn_jax also tunes glibc's malloc for XLA CPU's large per-step
+buffers (``tune_host_allocator``; ``SCNN_JAX_HOST_ALLOCATOR=0`` opts out),
+which was worth ~25 % of a train step's speed on the 2-core machine of
+BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -156,8 +161,10 @@ def tune_host_allocator(*, trim_threshold: int = 1 << 30) -> bool:
   state steps reuse already-mapped pages. Peak RSS is unchanged; memory is
   returned to the OS less eagerly.
 
-  Process-wide, so it is opt-in: the trainer and the benchmarks call it. The
-  environment variable ``GLIBC_TUNABLES=glibc.malloc.mmap_max=0:
+  Importing scnn_jax calls it (``configure_allocator``), so a user's own
+  ``jax.jit`` step around scnn_jax layers gets it as the trainer does; it is
+  process-wide, and ``SCNN_JAX_HOST_ALLOCATOR=0`` opts out. The environment
+  variable ``GLIBC_TUNABLES=glibc.malloc.mmap_max=0:
   glibc.malloc.trim_threshold=1073741824:glibc.malloc.arena_max=1`` does the
   same for any program (the benchmarks set it for the PyTorch peers too).
   Returns False (and does nothing) where glibc's ``mallopt`` is unavailable.
@@ -177,3 +184,19 @@ def tune_host_allocator(*, trim_threshold: int = 1 << 30) -> bool:
 
 GLIBC_TUNABLES = ("glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold="
                   "1073741824:glibc.malloc.arena_max=1")
+ALLOCATOR_OPT_OUT_ENV = "SCNN_JAX_HOST_ALLOCATOR"
+
+
+def configure_allocator() -> str:
+  """``tune_host_allocator`` unless opted out: what importing scnn_jax does.
+
+  Returns "set", "off" (``SCNN_JAX_HOST_ALLOCATOR=0``) or "unavailable"
+  (no glibc ``mallopt``: macOS, musl, Windows).
+  """
+  if os.environ.get(ALLOCATOR_OPT_OUT_ENV, "1") == "0":
+    return "off"
+  return "set" if tune_host_allocator() else "unavailable"
+
+
+PROCESS_ALLOCATOR = configure_allocator()
+"""What ``configure_allocator`` did when scnn_jax was imported."""

@@ -537,3 +537,37 @@ def test_import_sets_the_flag_so_plain_jit_compiles_like_backend_jit():
                        capture_output=True, text=True, timeout=300)
   assert out.returncode == 0, out.stderr[-2000:]
   assert out.stdout.strip() == "ok"
+
+
+_MMAPPED_BLOCKS = r"""
+import ctypes, sys
+import numpy as np
+import scnn_jax.backend as b
+
+class MallInfo2(ctypes.Structure):
+  _fields_ = [(n, ctypes.c_size_t) for n in (
+      "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
+      "uordblks", "fordblks", "keepcost")]
+
+libc = ctypes.CDLL("libc.so.6")
+libc.mallinfo2.restype = MallInfo2
+before = libc.mallinfo2().hblks
+a = np.ones(64 << 20, np.uint8)          # 64 MiB: above glibc's mmap threshold
+print(b.PROCESS_ALLOCATOR, libc.mallinfo2().hblks - before)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"),
+                    reason="glibc's malloc only")
+@pytest.mark.parametrize("env,state,mmapped", [
+    ({}, "set", 0), ({"SCNN_JAX_HOST_ALLOCATOR": "0"}, "off", 1)])
+def test_import_keeps_large_buffers_off_mmap_unless_opted_out(env, state,
+                                                              mmapped):
+  """A plain import tunes malloc: a 64 MiB array comes from the heap, not a
+  fresh mmap (glibc's ``hblks`` counts mmapped blocks); opted out, it is
+  mmapped as glibc's default does."""
+  out = subprocess.run(
+      [sys.executable, "-c", _MMAPPED_BLOCKS], capture_output=True, text=True,
+      env={**os.environ, **env}, check=True).stdout.split()
+  assert out[0] == state
+  assert int(out[1]) == mmapped
