@@ -1,4 +1,4 @@
-"""Paper B's two comparisons on the embedded data, as tables in docs/paper_b.md.
+"""Paper B's two comparisons on the embedded data, as tables in docs/studies/paper_b.md.
 
     python scripts/paper_b_tables.py run --table classify   # 4 rows x 3 seeds
     python scripts/paper_b_tables.py run --table taid       # 4 rows x 3 seeds
@@ -8,7 +8,7 @@
 seed_runs.py``: one ordinary ``train.py`` command per run, shown in the
 table; resumable; ``--jobs`` at a time) and leaves one small JSON per run in
 ``docs/results/paper_b_<table>/``; ``table`` reads only those files and
-writes the tables between the marker comments of docs/paper_b.md. Every row
+writes the tables between the marker comments of docs/studies/paper_b.md. Every row
 of a table shares the config, data, number of steps and the seeds 0, 1, 2
 (``--config.seed``: data order, augmentation and initialisation), so rows
 are compared seed by seed (paired differences).
@@ -39,7 +39,7 @@ from seed_runs import (Row, fmt_mean_sd, fmt_paired, machine_line,  # noqa: E402
                        paired)
 
 SEEDS = (0, 1, 2)
-DOC = seed_runs.REPO / "docs" / "paper_b.md"
+DOC = seed_runs.REPO / "docs" / "studies" / "paper_b.md"
 M = "--config.model."
 CLASSIFY = "configs/mnist5k_alif.py"
 TAID = "configs/taid_inpaint.py"
@@ -155,7 +155,7 @@ def taid_table(runs) -> str:
   lines += ["", "Mean ± sd over the seeds; metrics on the fixed eval set "
             "(256 patches of the two held-out photos, fixed masks); energy: "
             "`scnn_jax/energy.py` (arithmetic only, 45 nm figures, see "
-            "docs/spiking_time.md). " + machine_line(records)]
+            "docs/studies/quantiser.md). " + machine_line(records)]
   lines += _commands(TAID_ROWS)
   return "\n".join(lines)
 

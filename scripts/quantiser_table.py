@@ -1,4 +1,4 @@
-"""Does paper A's spiking layer use time? The table in docs/spiking_time.md.
+"""Does paper A's spiking layer use time? The table in docs/studies/quantiser.md.
 
     python scripts/quantiser_table.py run     # 11 rows x 3 seeds of configs/base.py
     python scripts/quantiser_table.py table   # rebuilds the tables from docs/results/
@@ -6,7 +6,8 @@
 ``run`` trains every (row, seed) that has no result file yet
 (``scripts/seed_runs.py``: resumable, ``nice``d, ``--jobs`` at a time);
 ``table`` reads ``docs/results/quantiser/*.json`` only and writes the tables
-between the marker comments of docs/spiking_time.md.
+between the marker comments of docs/studies/quantiser.md (and the
+SC-NN vs CNN table of docs/studies/paper_a.md).
 
 Every row is configs/base.py (1,500 steps of batch 32, same data, masks and
 eval set) with one change:
@@ -54,8 +55,8 @@ ROWS = [
 ]
 
 
-DOC = seed_runs.REPO / "docs" / "spiking_time.md"
-README = seed_runs.REPO / "README.md"
+DOC = seed_runs.REPO / "docs" / "studies" / "quantiser.md"
+PAPER_A = seed_runs.REPO / "docs" / "studies" / "paper_a.md"
 FIGURE = seed_runs.REPO / "docs" / "images" / "energy_quality.png"
 HOLE = "hole_psnr"
 
@@ -188,8 +189,8 @@ def levels_table() -> str:
   return "\n".join(lines)
 
 
-def readme_table(runs, energy) -> str:
-  """The "Results of configs/base.py" block of the README: SC-NN vs CNN."""
+def paper_a_table(runs, energy) -> str:
+  """The table of docs/studies/paper_a.md: SC-NN vs CNN."""
   lines = ["| method | hole PSNR (dB) | per seed | PSNR | SSIM | masked MSE "
            "| full MSE | energy / image (µJ, est.) | CPU / wall min |",
            "|---" * 9 + "|"]
@@ -265,7 +266,7 @@ def write_tables() -> None:
   seed_runs.write_block(DOC, "quantiser-pairs", pairs_table(runs))
   seed_runs.write_block(DOC, "staircase-levels", levels_table())
   if runs["scnn"] and runs["cnn"]:
-    seed_runs.write_block(README, "base-table", readme_table(runs, energy))
+    seed_runs.write_block(PAPER_A, "base-table", paper_a_table(runs, energy))
   plot(runs, energy)
   print(DOC.read_text())
 

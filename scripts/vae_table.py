@@ -1,4 +1,4 @@
-"""The generation table and sample grids of docs/generation.md.
+"""The generation table and sample grids of docs/studies/paper_b_generation.md.
 
     python scripts/vae_table.py run              # FAD autoencoder + 2 rows x 3 seeds
     python scripts/vae_table.py table [--images docs/images]
@@ -11,7 +11,7 @@ resumable, one small JSON per run in ``docs/results/vae/``), and stores the
 FAD of real training images against the held-out set (the floor a perfect
 generator would reach with as many images) in ``docs/results/vae/
 fad_floor.json``. ``table`` reads only those files and writes the table
-between the marker comments of docs/generation.md; with ``--images`` it also
+between the marker comments of docs/studies/paper_b_generation.md; with ``--images`` it also
 draws, from the seed-0 workdirs, a grid of 64 prior samples and a grid of
 held-out images over their reconstructions per decoder (one seed: the
 figures say so).
@@ -46,7 +46,7 @@ ROWS = [
     Row("fixed_decay", "fixed decay (FSVAE)", CONFIG,
         ("--config.model.image_decoder=fixed_decay", FAD)),
 ]
-DOC = seed_runs.REPO / "docs" / "generation.md"
+DOC = seed_runs.REPO / "docs" / "studies" / "paper_b_generation.md"
 FLOOR = seed_runs.RESULTS / TABLE / "fad_floor.json"
 COLUMNS = [("recon_mse", "recon MSE [0, 1]", 4),
            ("recon_mse_pm1", "recon MSE [-1, 1]", 4),
