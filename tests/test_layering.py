@@ -26,6 +26,9 @@ LAYERS = {
     # the mesh axis name, loading config files).
     "surrogate": 1, "neurons": 1, "conv": 1, "backend": 1, "smooth_fill": 1,
     "collectives": 1, "config_lib": 1, "config_files": 1, "storage_errors": 1,
+    # plotting imports no scnn_jax module (numpy, matplotlib): any layer may
+    # draw spike rasters and membrane traces with it.
+    "plotting": 1,
     # 2: NNX modules (staircase.LIFStaircase is a layers.LIF).
     "": 2, "variables": 2, "encoders": 2, "decoders": 2, "layers": 2,
     "sequential": 2, "staircase": 2, "blocks": 2,
