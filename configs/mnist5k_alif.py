@@ -12,8 +12,8 @@ Everything as paper B except the size:
 * held-out accuracy on all 1,000 validation images of the subset (paper B
   reports the 10,000-image MNIST test set: not comparable).
 
-The neuron-kind table (docs/paper_b.md, scripts/paper_b_tables.py) runs this
-config three times: ``--config.model.neuron=lif --config.model.threshold=1.0``
+The neuron-kind table (docs/studies/paper_b.md, scripts/paper_b_tables.py)
+runs this config three times: ``--config.model.neuron=lif --config.model.threshold=1.0``
 (fixed LIF), the default (paper B's ALIF), and
 ``--config.model.adaptation_increment=0.2`` (ALIF plus spike-triggered
 threshold adaptation, tau 4 steps).

@@ -10,9 +10,9 @@ decoder named in ``model.decoder``:
 * ``taid``: paper B's learned temporal attention (T x T matrix, sigmoid
   weights from the spatial means of each step);
 
-(each followed by the sigmoid output, see the model's docstring). The table
-in docs/paper_b.md (scripts/paper_b_tables.py) trains this config with each
-decoder and ``--config.model.name=cnn`` (the same widths and depth without
+(each followed by the sigmoid output, see the model's docstring). The
+table in docs/studies/paper_b.md (scripts/paper_b_tables.py) trains this
+config with each decoder and ``--config.model.name=cnn`` (the same widths and depth without
 spikes, run once) for the same number of steps.
 
 Sized for 2 CPU cores: 4 convs (3 spiking conv + ALIF layers, then the last

@@ -18,7 +18,7 @@ FAD needs the FAD autoencoder of this dataset, trained once:
     python train.py --config configs/vae_mnist5k.py \
         --config.metrics.fad_workdir=runs/fad_mnist5k
 
-IS / FID need Inception weights (docs/generation.md):
+IS / FID need Inception weights (docs/studies/paper_b_generation.md):
 ``--config.metrics.inception_weights=weights/pt_inception.npz``.
 """
 

@@ -336,7 +336,7 @@ def read_weights(path) -> tuple[dict[str, np.ndarray], str]:
     raise FileNotFoundError(
         f"Inception weights file {path} not found. Convert a public "
         f"checkpoint with scripts/convert_inception_weights.py (see "
-        f"docs/generation.md)")
+        f"docs/studies/paper_b_generation.md)")
   with path.open("rb") as f:
     try:
       data = np.load(f, allow_pickle=False)

@@ -583,7 +583,7 @@ def _generate_files(c):
     raise ConfigError("metrics.inception_weights", met.inception_weights,
                       "file not found; convert a checkpoint with "
                       "scripts/convert_inception_weights.py "
-                      "(docs/generation.md)")
+                      "(docs/studies/paper_b_generation.md)")
 
 
 def _init_from(c):

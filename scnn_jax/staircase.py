@@ -11,7 +11,7 @@ rate is a fixed staircase of the conv output, and the SC-NN is a CNN whose
 first activation is that quantiser: ``model.neuron_solver="staircase"``
 trains exactly that network (same forward pass, the surrogate derivative at
 each step of the staircase backward) to test whether the spiking layer does
-anything else (docs/spiking_time.md).
+anything else (docs/studies/quantiser.md).
 
 It has no per-step contract (``step`` raises): a time-varying input
 (Bernoulli encoding, noise drawn per step) or a chunked sequence needs the

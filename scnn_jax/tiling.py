@@ -308,7 +308,7 @@ def plan_windows(holes: np.ndarray, *, max_pixels: int, reach: int,
     accuracy (there: 0.033 at most on a 24 x 23 hole). The step sizes
     couple the groups: with one group in the image, the window gives the
     whole image's fill to ~1e-5; with three small ones, to 0.014 at most
-    (docs/inpaint.md, "Large photos");
+    (docs/how-to/inpaint.md, "Large photos");
   * ``PriorResUNet`` normalises its input by the mean and contrast of the
     known pixels: the window's, not the photo's. For a trained net that
     changes the correction in proportion to how the window's statistics

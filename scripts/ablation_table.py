@@ -1,15 +1,15 @@
-"""The tau x threshold ablation of the README, over seeds.
+"""The tau x threshold ablation of docs/studies/ablation.md, over seeds.
 
     python scripts/ablation_table.py run     # configs/ablation.py for seeds 0, 1, 2
-    python scripts/ablation_table.py table   # README table + docs/images figure
+    python scripts/ablation_table.py table   # the table + docs/images figure
 
 ``run`` trains configs/ablation.py (12 SC-NNs, tau x threshold, in one
 vmapped program) once per seed (``--config.seed``: data order, masks, noise
 and every point's init) through ``scripts/seed_runs.py`` (resumable; one
 small JSON per seed in ``docs/results/ablation/`` holding all 12 points);
 ``table`` reads only those files, writes the table between the
-``ablation-table`` markers of README.md and draws the heatmap of the mean
-hole PSNR. Cells are compared seed by seed: the 12 points of one seed share
+``ablation-table`` markers of docs/studies/ablation.md and draws the
+heatmap of the mean hole PSNR. Cells are compared seed by seed: the 12 points of one seed share
 batches, masks and noise.
 """
 
@@ -27,7 +27,7 @@ from seed_runs import Row, fmt_mean_sd, fmt_paired, machine_line, paired  # noqa
 TABLE = "ablation"
 SEEDS = (0, 1, 2)
 ROW = Row("ablation", "configs/ablation.py", "configs/ablation.py")
-README = seed_runs.REPO / "README.md"
+DOC = seed_runs.REPO / "docs" / "studies" / "ablation.md"
 FIGURE = seed_runs.REPO / "docs" / "images" / "ablation_tau_threshold.png"
 HOLE = "hole_psnr"
 
@@ -127,7 +127,7 @@ def main(argv=None):
     return
   runs = seed_runs.collect(TABLE, [ROW], SEEDS)[ROW.name]
   text = table(runs)
-  seed_runs.write_block(README, "ablation-table", text)
+  seed_runs.write_block(DOC, "ablation-table", text)
   plot(runs)
   print(text)
 

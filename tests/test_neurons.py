@@ -254,8 +254,8 @@ def test_refractory_steps_must_be_a_nonnegative_int():
 
 
 def test_lif_row_equals_alif_frozen_at_init_with_half_the_atan_alpha():
-  # docs/paper_b.md's LIF row: v = 0.5 v + I, threshold 1 is ALIF (tau 2,
-  # threshold 0.5) with the membrane doubled. The surrogate then sees
+  # docs/studies/paper_b.md's LIF row: v = 0.5 v + I, threshold 1 is ALIF
+  # (tau 2, threshold 0.5) with the membrane doubled. The surrogate then sees
   # 2 (h - 0.5); ATan alpha 1 on it gives ALIF's alpha-2 input gradient
   # exactly, alpha 2 does not (half the width, twice the peak).
   x = jnp.asarray(_currents((8, 300), scale=0.8))

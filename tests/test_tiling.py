@@ -193,7 +193,8 @@ def test_windowed_fill_equals_the_whole_image_fill_within_tolerance(
   # Three holes: the prior's conjugate-gradient step sizes are sums over
   # all the holes it is given, so window and whole image stop at slightly
   # different approximations of the same biharmonic fill (measured 0.0019
-  # at most, 0.0004 on average; 0.014 at most on a photo, docs/inpaint.md).
+  # at most, 0.0004 on average; 0.014 at most on a photo,
+  # docs/how-to/inpaint.md).
   assert d.max() < 0.02 and d.mean() < 0.003
   # One hole: nothing else couples into its solve; what is left is the
   # prior's coarsest levels, cut from another image (measured 5e-5).

@@ -60,9 +60,13 @@ def build_parser() -> argparse.ArgumentParser:
       "workdir.")
   sub = ap.add_subparsers(dest="cmd", required=True)
   ex = sub.add_parser("export")
-  ex.add_argument("--workdir", required=True)
-  ex.add_argument("--point", type=int, required=True)
-  ex.add_argument("--out", required=True)
+  ex.add_argument("--workdir", required=True,
+                  help="the ablation run's workdir (config.ablation.grid set)")
+  ex.add_argument("--point", type=int, required=True,
+                  help="index k of the point to export (ablation.csv lists "
+                  "them)")
+  ex.add_argument("--out", required=True,
+                  help="the new single-model workdir")
   return ap
 
 

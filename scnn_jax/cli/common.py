@@ -68,8 +68,8 @@ def define_flags(config_help: str) -> None:
   distributed.define_flags()
   define_compilation_cache_flag()
   flags.DEFINE_bool("takeover_lock", False, "Take the workdir's lease over "
-                    "from a run known to be gone (object stores: README, "
-                    "'Reliability').")
+                    "from a run known to be gone (object stores: docs/how-to/"
+                    "reliability.md).")
   flags.DEFINE_bool("list_configs", False, "List the repository's configs "
                     "(configs/*.py) with their purpose, and exit.")
   flags.DEFINE_bool("show_config", False, "Print the config this command "
@@ -84,7 +84,8 @@ def define_compilation_cache_flag():
       "JAX persistent compilation cache: a directory (local or gs://), 'off', "
       "or 'auto': $JAX_COMPILATION_CACHE_DIR if set, else "
       f"{DEFAULT_CACHE_DIR} (a resumed or repeated run loads its compiled "
-      "steps instead of compiling them: README, 'Compilation cache').")
+      "steps instead of compiling them: docs/how-to/train.md, "
+      "'Compilation cache').")
 
 
 def _override_error(argv, error: Exception) -> ConfigError | None:
@@ -210,7 +211,8 @@ def setup_compilation_cache(value: str) -> str | None:
     return None
   if value == "auto":
     # On every backend: on CPU a warm cache cut the CPU time of a 20-step
-    # base run from 19.8 to 11.0 s (README, "Compilation cache").
+    # base run from 19.8 to 11.0 s (benchmarks/compilation_cache.sh;
+    # docs/how-to/train.md, "Compilation cache").
     path = os.environ.get("JAX_COMPILATION_CACHE_DIR") or DEFAULT_CACHE_DIR
   else:
     path = value

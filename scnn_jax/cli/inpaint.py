@@ -23,7 +23,7 @@ budget on windows around the holes (``tiling.plan_windows``: what that
 changes), with progress lines when it takes more than a few seconds; a hole
 too large for the budget is refused with a message. Known pixels of
 the output are byte-identical to the input's (after the conversion to the
-checkpoint's grayscale / RGB). See ``docs/inpaint.md``.
+checkpoint's grayscale / RGB). See ``docs/how-to/inpaint.md``.
 
 User mistakes (missing or unreadable files, size mismatches, a workdir without
 a checkpoint) end the program with one ``error: ...`` line on stderr and exit

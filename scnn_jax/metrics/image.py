@@ -2,7 +2,7 @@
 accumulation over an eval set.
 
 Conventions and the losses they build on: ``scnn_jax.metrics.losses``.
-Definitions (quoted by the README):
+Definitions (quoted by docs/reference/metrics.md):
 
 * **PSNR** = per image ``10 log10(1 / max(MSE_i, 1e-10))`` of composite vs
   target over the whole image (data range 1; the MSE floor caps a perfect

@@ -6,7 +6,7 @@ NHWC ``[N, H, W, C]``; masks float32 ``[N, H, W, 1]`` (or ``[N, H, W, C]``),
 marks padded rows (0) to ignore (``None`` = all rows count with weight 1).
 The data range is 1.
 
-Definitions (quoted by the README):
+Definitions (quoted by docs/reference/metrics.md):
 
 * **composite** = known pixels from the image, hole pixels from the prediction
   (mask binarised at 0.5). Every image metric scores the composite, so known

@@ -158,8 +158,8 @@ class GenerateTask(Task):
       self._fad = load_fad_scorer(self.fad_workdir)
     if self.inception_weights is None:
       inception_status = ("not computed: no Inception weights (see "
-                          "docs/generation.md; --config.metrics."
-                          "inception_weights=PATH)")
+                          "docs/studies/paper_b_generation.md; "
+                          "--config.metrics.inception_weights=PATH)")
     elif self._inception_net is None:
       self._inception_net = inception.InceptionMetrics.load(
           self.inception_weights, self.inception_batch_size)
