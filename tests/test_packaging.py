@@ -53,6 +53,13 @@ def test_requirements_files_repeat_pyproject():
                                                           "norse")]
 
 
+def test_requirements_docs_repeats_the_docs_extra():
+  # The docs site's tools: pip install -r requirements-docs.txt (.ci/run)
+  # or .[docs], the same lines.
+  assert _norm(_lines("requirements-docs.txt")) == _norm(
+      PROJECT["optional-dependencies"]["docs"])
+
+
 def test_constraints_pin_every_requirement_within_its_range():
   pins = {}
   for line in _lines("constraints.txt"):
