@@ -1,6 +1,6 @@
 """Trust check of FID / IS: pytorch-fid's FID Inception vs scnn_jax.inception.
 
-    python benchmarks/fid_inception_check.py --peer-python /work/venv-fid/bin/python \
+    python benchmarks/fid_inception_check.py [--peer-python .venv-fid/bin/python] \
         [--out benchmarks/results/fid_inception_check.json]
 
 The peer (``--peer-python``: torch, torchvision and pytorch-fid, e.g.
@@ -100,7 +100,8 @@ def peer_side(tmp: pathlib.Path):
 
 def main():
   ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  ap.add_argument("--peer-python", default="/work/venv-fid/bin/python")
+  ap.add_argument("--peer-python",
+                  default=str(REPO / ".venv-fid" / "bin" / "python"))
   ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" /
                                        "fid_inception_check.json"))
   ap.add_argument("--peer", help=argparse.SUPPRESS)  # internal: tmp dir

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 22's GPU measurements in one go (about 6-8 minutes on one H100):
+# The GPU measurements of BENCHMARKS_GPU.md in one go (about 6-8 minutes on one H100):
 #
 #   bash benchmarks/gpu_suite.sh OUTDIR      # OUTDIR: results, logs, BENCHMARKS_GPU.md
 #

@@ -1,7 +1,7 @@
 """Cross-library check of scnn_jax.nir: snnTorch and norse import our NIR file
 and must produce the same spikes as scnn_jax on the same input.
 
-    python benchmarks/nir_crosscheck.py --peer-python /work/venv-bench/bin/python \
+    python benchmarks/nir_crosscheck.py [--peer-python .venv-bench/bin/python] \
         [--out benchmarks/results/nir_crosscheck.json]
 
 The scnn_jax side (this environment) builds two networks from fixed seeds,
@@ -170,7 +170,8 @@ def _norse_run(net, x):
 
 def main():
   ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  ap.add_argument("--peer-python", default="/work/venv-bench/bin/python")
+  ap.add_argument("--peer-python",
+                  default=str(REPO / ".venv-bench" / "bin" / "python"))
   ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" /
                                        "nir_crosscheck.json"))
   ap.add_argument("--peer", help=argparse.SUPPRESS)  # internal: tmp dir

@@ -1,4 +1,4 @@
-"""Issue 6: the reference network in scnn_jax and its peers, side by side.
+"""The reference network in scnn_jax and its peers, side by side.
 
     python benchmarks/reference_net.py                 # full run, writes BENCHMARKS.md
     python benchmarks/reference_net.py --quick         # T=8 only, 1 round, no extras
@@ -12,8 +12,9 @@ and the processes are interleaved: round r runs every (T, implementation) once,
 in an order rotated by r, so load from other processes on a shared machine
 hits all implementations alike; each figure is the median over rounds of
 per-process medians. The peers (snnTorch, norse, spyx) run from a separate
-virtual environment (``--peer-python``, default /work/venv-bench/bin/python;
-requirements-bench.txt) so scnn_jax's own jax/flax stay as pinned.
+virtual environment (``--peer-python``, default ``.venv-bench/bin/python``
+in the repository; requirements-bench.txt) so scnn_jax's own jax/flax stay
+as pinned.
 
 All processes get the same environment: 2 intra-op threads (torch
 ``set_num_threads``, OMP/MKL), ``OMP_WAIT_POLICY=PASSIVE`` (idle OpenMP
@@ -38,6 +39,8 @@ import datetime
 import json
 import os
 import platform
+import re
+import shlex
 import subprocess
 import tempfile
 import sys
@@ -249,6 +252,30 @@ def load_avg():
     return "?"
 
 
+# Options that only say where files go on the machine that ran the command:
+# left out of the command line the reports show.
+LOCAL_PATH_OPTIONS = ("--results-out", "--log", "--write", "--peer-python")
+
+
+def shown_argv(argv) -> str:
+  """The command line for the reports, without ``LOCAL_PATH_OPTIONS``
+  (``--opt value`` and ``--opt=value``); a value with spaces is quoted."""
+  out, skip = [], False
+  for a in argv:
+    if skip:
+      skip = False
+      continue
+    if a in LOCAL_PATH_OPTIONS:
+      skip = True
+      continue
+    if a.split("=", 1)[0] in LOCAL_PATH_OPTIONS:
+      continue
+    # Double quotes read better than shlex's '"'"' around an apostrophe.
+    out.append(a if shlex.quote(a) == a else
+               '"' + re.sub(r'(["\\$`])', r"\\\1", a) + '"')
+  return " ".join(out)
+
+
 def machine():
   model = "?"
   try:
@@ -309,8 +336,8 @@ def main():
                   help="max seconds of timed steps per process")
   ap.add_argument("--peer-python", default=None,
                   help="python with torch, snntorch, norse and spyx "
-                  "(default /work/venv-bench/bin/python; with --gpu this "
-                  "python)")
+                  "(default .venv-bench/bin/python in the repository; with "
+                  "--gpu this python)")
   ap.add_argument("--gpu", action="store_true",
                   help="run on the GPU: JAX's default backend, PyTorch "
                   "peers on cuda, %% of --peak-gflops, device memory "
@@ -389,7 +416,7 @@ def main():
       args.write = os.path.join(ROOT, "BENCHMARKS_GPU.md")
   if args.peer_python is None:
     args.peer_python = (sys.executable if args.gpu else
-                        "/work/venv-bench/bin/python")
+                        os.path.join(ROOT, ".venv-bench", "bin", "python"))
   if not os.path.exists(args.peer_python):
     print(f"peer python {args.peer_python} not found: running scnn_jax only "
           "(pip install -r requirements-bench.txt in a separate venv)")
@@ -523,7 +550,7 @@ def main():
                      else "",
                      extras=variant_table(res, extra_keys) if extra_keys
                      else "", layer=layer_out, machine=machine(),
-                     versions=versions(args), argv=" ".join(sys.argv[1:]),
+                     versions=versions(args), argv=shown_argv(sys.argv[1:]),
                      res=res, args=args,
                      date=datetime.date.today().isoformat())
     print(f"wrote {args.write}")
@@ -533,7 +560,7 @@ def main():
                  remat=variant_table(res, remat_keys) if remat_keys else "",
                  extras=variant_table(res, extra_keys) if extra_keys else "",
                  layer=layer_out, machine=machine(), versions=versions(args),
-                 argv=" ".join(sys.argv[1:]), res=res, args=args,
+                 argv=shown_argv(sys.argv[1:]), res=res, args=args,
                  date=datetime.date.today().isoformat(), load=args.load)
     print(f"wrote {args.write}")
   print(f"commands and failures logged in {log_path}")

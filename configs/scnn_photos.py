@@ -4,9 +4,10 @@ Paper A's SC-NN (``configs/base.py``'s model, unchanged: one SpikingConv2d +
 five 3x3 convs, T = 8, tau 40) and, with ``--config.model.name=cnn``, the
 same net without spikes, trained on the data of ``configs/spiking_unet.py``
 (the embedded ``photos`` set, augmented crops, box holes of 3-15 %, batch 8,
-Adam 1e-3 cosine) so that the held-out table of issue 18
-(``scripts/inpaint_eval.py``) compares the models on equal data. Both are
-fully convolutional, so they are scored at 64 and 128 px alike.
+Adam 1e-3 cosine) so that the held-out table of the inpainting study
+(docs/studies/inpainting.md, ``scripts/inpaint_eval.py``) compares the
+models on equal data. Both are fully convolutional, so they are scored at
+64 and 128 px alike.
 
 Budget, sized for a 2-core CPU shared by five engineers (load average ~30
 while the table was made): 32 x 32 crops (a quarter of the spiking U-Net's

@@ -1,4 +1,4 @@
-"""python train.py --config configs/spiking_unet.py    (issue 18; 2 CPU cores)
+"""python train.py --config configs/spiking_unet.py    (2 CPU cores)
 
 A spiking U-Net that corrects a biharmonic fill (``model.name =
 "spiking_unet"``, ``scnn_jax/models/spiking_unet.py``): the masked image's
@@ -24,7 +24,7 @@ decay. ``configs/scnn_photos.py`` trains paper A's SC-NN and the CNN on the
 same data, masks and batch for the comparison.
 
 ``scripts/inpaint_eval.py`` scores the trained model at 64 and 128 px with
-box and stroke holes against biharmonic inpainting (docs/inpaint.md).
+box and stroke holes against biharmonic inpainting (docs/how-to/inpaint.md).
 """
 
 from scnn_jax.config_files import sibling

@@ -25,7 +25,7 @@ hosts), feeds only its rows (``jax.make_array_from_process_local_data``), and
 the step is the same program everywhere. A loop of your own should keep few
 steps in flight (the trainer waits for step s - 2 after dispatching step s):
 on XLA CPU with several processes, 32 queued steps per device deadlock
-(README, "Multi-process hangs").
+(docs/studies/reliability_drills.md, "Multi-process hangs").
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ class DevicePrefetch:
   between two steps; ``next`` only waits when the input is really late (what
   the trainer reports as ``input_wait_fraction``). Building global arrays
   here while the main thread runs collective steps is safe: it launches no
-  computation (issue 23 ruled it out as the multi-process hang; the cause
+  computation (ruled out as the cause of the multi-process hang; the cause
   was unbounded run-ahead, which the trainer bounds). Errors of the source
   are raised from ``next``. ``close()`` stops the thread (it is a daemon, so
   an unclosed one never keeps the process alive) and then closes

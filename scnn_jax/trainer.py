@@ -40,8 +40,9 @@ from scnn_jax.workdir_lock import WorkdirBusy  # noqa: F401
 from scnn_jax.writers import MetricWriter, Progress
 
 # The loop waits for step s - STEPS_IN_FLIGHT after dispatching step s. Unbounded
-# run-ahead deadlocked multi-process CPU runs (issue 23): XLA CPU blocks the
-# 33rd queued launch on a device on a thread of the pool that must run the
+# run-ahead deadlocked multi-process CPU runs (docs/studies/
+# reliability_drills.md, "Multi-process hangs"): XLA CPU blocks the 33rd
+# queued launch on a device on a thread of the pool that must run the
 # queued steps. Two steps ahead keep the device busy all the same.
 STEPS_IN_FLIGHT = 2
 

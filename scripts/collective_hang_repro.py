@@ -1,4 +1,4 @@
-"""Why multi-process CPU training hung (issue 23), reduced to plain JAX.
+"""Why multi-process CPU training hung, reduced to plain JAX.
 
     python scripts/collective_hang_repro.py                  # unbounded run-ahead: hangs
     python scripts/collective_hang_repro.py --in-flight 2    # the trainer's bound: never

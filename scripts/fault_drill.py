@@ -33,7 +33,7 @@ uninterrupted run of the same command:
   restart takes over the dead run's lease and resumes.
 
 ``--drills`` picks some (default: all). ``--stress-json`` adds the rows of a
-``scripts/stress_drill.py`` result (the README's 2-process command, many
+``scripts/stress_drill.py`` result (the multi-host 2-process command, many
 times) to the table.
 
 "nothing lost" means: every restart resumed from the newest complete
@@ -452,7 +452,7 @@ def stress_rows(path):
     return []
   import json
   r = json.loads(Path(path).read_text())
-  names = {"quiet": "2 processes x 4 CPU devices, README command, in a row",
+  names = {"quiet": "2 processes x 4 CPU devices, multi-host command, in a row",
            "preempt": "the same, SIGTERM to both processes, resume",
            "load": "the same, a third process loading every core"}
   return [(f"{names[p]} ({r['steps']} steps)", r["runs"][p], r["finished"][p],

@@ -8,7 +8,7 @@ finished run leaves one small JSON under ``docs/results/<table>/`` (metrics,
 spike rates, SynOps, the run's model config, wall and CPU time, CPU model
 and load) that the table scripts read; a run whose JSON exists is skipped,
 so an interrupted queue continues where it stopped. Workdirs go to
-``runs/i19_<table>/`` (git-ignored; ``train.py`` resumes them too).
+``runs/tables_<table>/`` (git-ignored; ``train.py`` resumes them too).
 
 Used by ``scripts/quantiser_table.py``, ``scripts/paper_b_tables.py`` and
 ``scripts/vae_table.py``; nothing here knows about a particular table.
@@ -43,7 +43,7 @@ class Row:
   name: str            # file-name stem of the row's results
   label: str           # shown in the table
   config: str          # config file, relative to the repo
-  overrides: tuple = ()   # "{runs}" stands for the table's runs/i19_<table>
+  overrides: tuple = ()   # "{runs}" stands for the table's runs/tables_<table>
 
 
 def result_path(table: str, row: Row, seed: int) -> Path:
@@ -51,7 +51,7 @@ def result_path(table: str, row: Row, seed: int) -> Path:
 
 
 def workdir_of(table: str, row: Row, seed: int) -> Path:
-  return REPO / "runs" / f"i19_{table}" / f"{row.name}_seed{seed}"
+  return REPO / "runs" / f"tables_{table}" / f"{row.name}_seed{seed}"
 
 
 def shown_command(row: Row, seed: int) -> str:

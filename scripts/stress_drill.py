@@ -1,11 +1,12 @@
-"""Stress drill: the README's 2-process command, many times in a row.
+"""Stress drill: the 2-process training command, many times in a row.
 
     python scripts/stress_drill.py                      # 20 runs + 20 under load
     python scripts/stress_drill.py --runs 3 --load-runs 0 --steps 120
 
-Each run is the README's multi-host command on localhost (``configs/base.py``,
-2 processes x 4 CPU devices, gloo collectives) in a fresh workdir, with the
-flags of issue 23's report: ``--config.train.steps=S
+Each run is the multi-host command of docs/how-to/multi_host.md on localhost
+(``configs/base.py``, 2 processes x 4 CPU devices, gloo collectives) in a
+fresh workdir, with the flags of the hang's report
+(docs/studies/reliability_drills.md): ``--config.train.steps=S
 --config.train.eval_every=S --config.train.checkpoint_every=S/2
 --config.train.log_every=S/2`` (S = ``--steps``, 120 by default: 60 steps
 between two host syncs, enough for the old trainer to run 32 steps ahead and
@@ -17,7 +18,7 @@ parameters (sha256 of every array) and final eval metrics are equal.
 ``--preempt-runs`` runs send SIGTERM to both processes at a random moment of
 training: both must save at the same step and exit 143, and the rerun of the
 same command must finish with the same parameters as the others.
-``--old-loop`` runs the trainer as it was before issue 23's fix (no bound
+``--old-loop`` runs the trainer as it was before the fix of the hang (no bound
 on the steps in flight; add ``-- --config.train.watchdog_s=120`` so that a
 hung run ends by itself): most of its runs hang.
 

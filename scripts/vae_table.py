@@ -5,7 +5,7 @@
 
 ``run`` trains the FAD autoencoder of the embedded MNIST 5k once
 (``python -m scnn_jax.fad --config configs/fad_mnist5k.py``, workdir
-``runs/i19_vae/fad_mnist5k``), then every (row, seed) of
+``runs/tables_vae/fad_mnist5k``), then every (row, seed) of
 ``configs/vae_mnist5k.py`` without a result file (``scripts/seed_runs.py``:
 resumable, one small JSON per run in ``docs/results/vae/``), and stores the
 FAD of real training images against the held-out set (the floor a perfect
@@ -56,7 +56,7 @@ COLUMNS = [("recon_mse", "recon MSE [0, 1]", 4),
 
 
 def runs_dir() -> Path:
-  return seed_runs.REPO / "runs" / f"i19_{TABLE}"
+  return seed_runs.REPO / "runs" / f"tables_{TABLE}"
 
 
 def train_fad_autoencoder() -> None:

@@ -3,7 +3,7 @@ or lower ones, and no group of modules imports itself round in a cycle.
 
 Walks every ``import`` statement of every module with ``ast``, including the
 ones inside functions (a lazy import is still a dependency). The layers
-(README, "Layout"):
+(docs/explanation/layers.md):
 
   1 pure JAX ops and foundations   8 command-line tools
   2 NNX modules                    7 the training loop and its reports
@@ -169,7 +169,8 @@ def test_the_checks_catch_what_they_look_for(tmp_path):
 
 
 def test_the_old_cycles_are_gone():
-  """The cycles of issue 20, each now broken at the named import."""
+  """The import cycles of the package before it was split into layers, each
+  now broken at the named import."""
   reach = collections.defaultdict(set)
 
   def reachable(m):

@@ -1,4 +1,5 @@
-"""The spiking U-Net of issue 18 (models/spiking_unet.py) and its data."""
+"""The spiking U-Net on a biharmonic prior (models/spiking_unet.py) and its
+data."""
 
 import jax
 import jax.numpy as jnp

@@ -1,4 +1,4 @@
-"""Shared spec of the reference network ("SC-NN block", issue 6) for every
+"""Shared spec of the reference network ("SC-NN block") for every
 implementation: weights, batch, FLOP count, timing loop, result record.
 
 Framework-neutral: numpy only, so the PyTorch peers import it from their own

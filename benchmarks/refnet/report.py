@@ -165,7 +165,7 @@ runs; see "Load" below before reading absolute numbers.
 
 ## Headline: the literal network against a hand-written PyTorch loop
 
-The reference network of issue 6 written with scnn_jax's layers exactly as
+The reference network written with scnn_jax's layers exactly as
 the peers write it (same FLOPs: T copies of the input, `Upsample2d` then
 the conv, the readout conv at every step; row "same FLOPs"), against the
 code a user would write instead of a library: a PyTorch loop over T with
@@ -182,11 +182,11 @@ rotated order per round, median over rounds), so load hits them alike in
 time, but not necessarily alike in effect: PyTorch's OpenMP threads wait
 for each other at every op and lose more than XLA's when a core is taken
 away (the PyTorch processes run with `OMP_WAIT_POLICY=PASSIVE`, which
-removes the worst of it), so a loaded run may flatter scnn_jax; issue 6's
+removes the worst of it), so a loaded run may flatter scnn_jax; the first
 quiet-machine figures below put the literal network at 1.06x the hand
 loop on the AVX2 machine, before this work.
 
-## Reference network (issue 6): train steps/s, B = {common.B}
+## Reference network: train steps/s, B = {common.B}
 
 One train step = forward + backward (full BPTT) + Adam on a fixed batch,
 {common.flops_per_step(1) / 1e9:.2f} GFLOP x T (3 x the forward convs);
@@ -267,17 +267,18 @@ How each implementation runs it (benchmarks/refnet/):
 
 ### Spot measurements on a quiet machine (not regenerated)
 
-Figures taken earlier (issue 6), before the last performance changes, on
+Figures taken when the reference network was first measured, before the
+last performance changes, on
 the AMD EPYC AVX2 machine this file was first generated on, while it was quiet (`cpu avail` 0.95), interleaved in one process
-(`/work/scratch`-style A/B of the same train step, T = 8, B = 32):
+(an A/B of the same train step in one process, T = 8, B = 32):
 
 | scnn_jax train step, T = 8 | ms | steps/s | % fp32 peak |
 |---|---|---|---|
 | literal network, today's "same FLOPs" row (fold, rolled scan, bias-as-matmul, tuned malloc) | 416 | 2.40 | 61 |
 | same network with ReLU instead of LIF (conv-only bound) | 392 | 2.55 | 65 |
-| issue 6's JAX figures before this work: fold / fully unrolled | 2040 / 685 | 0.49 / 1.46 | 12 / 37 |
+| the first JAX figures, before this work: fold / fully unrolled | 2040 / 685 | 0.49 / 1.46 | 12 / 37 |
 
-Issue 6's quiet-machine peer figures at T = 8 (PyTorch 2.13, 2 threads):
+The first quiet-machine peer figures at T = 8 (PyTorch 2.13, 2 threads):
 PyTorch hand loop channels-last 2.26, norse 2.04, snnTorch 1.96, spyx 1.0
 0.07 steps/s. Against those, 2.40 steps/s is 1.18x the fastest listed peer
 library (norse) and 1.06x the hand-written PyTorch loop; today's
@@ -489,7 +490,7 @@ remat --remat-T 8 32` (remat rows; writes the file).
 ## Trainer throughput (`train.py`, measured 2026-11-24, quiet machine)
 
 `python train.py --config configs/base.py` and the same with
-`--config.model.name=cnn` (README, "Results"), 1 CPU device, global batch
+`--config.model.name=cnn` (docs/studies/paper_a.md), 1 CPU device, global batch
 32, 32x32x3 patches, steady state from `metrics.jsonl` (median over the
 logged intervals after the first, which holds the compilation):
 

@@ -1,5 +1,6 @@
 """Writes BENCHMARKS_GPU.md from ``reference_net.py --gpu`` (the measured
-tables, the verdicts on issue 6's targets, and how the run was taken).
+tables, the verdicts on the reference network's targets, and how the run
+was taken).
 What the numbers mean is discussed by hand in BENCHMARKS.md ("GPU")."""
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ temporaries of the compiled train step.
 
 {table}
 
-Issue 6's targets, on this device:
+The reference network's targets, on this device:
 {_targets(summary, res, args)}
 
 ## Rematerialisation and time chunks
