@@ -46,7 +46,7 @@ from scnn_jax.config_lib import (ConfigError, check_choice, check_int,
                                  check_number)
 from scnn_jax.data import augment, folder, sources
 from scnn_jax.metrics import losses
-from scnn_jax.models import classifier, registry, scnn, vae
+from scnn_jax.models import classifier, registry, resunet, scnn, vae
 
 REQUIRED = object()      # no default: the config must set the field
 ALL = ("inpaint", "classify", "generate", "fad_autoencoder")
@@ -197,6 +197,8 @@ FIELDS: dict[str, dict[str, Field]] = {
                                models=("spiking_decoder",)),
         "depth": _int(3, 1, 5, tasks=("inpaint",), models=PRIOR_NETS),
         "blocks": _int(1, 0, 8, tasks=("inpaint",), models=RESUNETS),
+        "norm": _choice(resunet.NORMS, "layer", tasks=("inpaint",),
+                        models=RESUNETS),
         "bottleneck_layers": _int(1, 0, 8, tasks=("inpaint",),
                                   models=("spiking_unet",)),
         "prior_order": _choice(smooth_fill.ORDERS, 2, tasks=("inpaint",),

@@ -211,6 +211,17 @@ def init_from(state: dict, source) -> dict:
   state = dict(state, params=merged(state["params"]))
   if state_lib.EMA_KEY in state:
     state[state_lib.EMA_KEY] = merged(state[state_lib.EMA_KEY])
+  # The other variables the two models share (a batch norm's running
+  # statistics) come along too: the copied weights were trained with them.
+  theirs_rest = dict(nnx.to_flat_state(loaded.state["rest"]))
+  rest = dict(nnx.to_flat_state(state["rest"]))
+  for path, value in rest.items():
+    other = theirs_rest.get(path)
+    if (other is not None and other.shape == value.shape
+        and type(other) is type(value)):
+      rest[path] = value.replace(
+          jnp.array(other[...], value[...].dtype, copy=True))
+  state["rest"] = nnx.from_flat_state(rest)
   logging.info("started from %s (step %d%s): %d parameters copied, %d kept "
                "their initialisation%s", source, loaded.step,
                ", its moving average" if loaded.ema else "", len(copied),

@@ -194,3 +194,49 @@ def test_a_spiking_run_starts_from_its_twins_weights(tmp_path):
   c.train.init_from = str(tmp_path / "nowhere")
   with pytest.raises(ConfigError, match="train.init_from"):
     schema.validate(c)
+
+
+def test_batch_norm_keeps_what_layer_norm_drops_and_is_fixed_at_eval():
+  # Two pixels whose stream differs by a scale: the layer norm maps both to
+  # the same currents, the batch norm (per channel) keeps them apart.
+  z = jnp.stack([jnp.array([0.2, 1.0, -0.4, 0.6]),
+                 3.0 * jnp.array([0.2, 1.0, -0.4, 0.6])])[None, :, None, None]
+  layer = resunet._Act(4, "relu", "lif", None, norm="layer",
+                       rngs=nnx.Rngs(0))
+  batch = resunet._Act(4, "relu", "lif", None, norm="batch",
+                       rngs=nnx.Rngs(0))
+  a = layer(z, 1)
+  np.testing.assert_allclose(a[0, 0], a[0, 1], atol=1e-4)
+  b = batch(z, 1)                    # train mode: the batch's statistics
+  assert float(jnp.abs(b[0, 0] - b[0, 1]).max()) > 0.5
+  # Train mode moved the running statistics (momentum 0.1 from 0 / 1) ...
+  mean = np.mean(np.asarray(z).reshape(-1, 4), 0)
+  np.testing.assert_allclose(batch.norm.mean[...], 0.1 * mean, rtol=1e-5)
+  # ... and eval mode applies them, the same map for any batch.
+  batch.eval()
+  one = batch(z[:, :1], 1)
+  np.testing.assert_allclose(one[0, 0], batch(z, 1)[0, 0], rtol=1e-6)
+  with pytest.raises(ValueError, match="unknown norm 'group'"):
+    resunet.PriorResUNet(4, 3, norm="group", rngs=nnx.Rngs(0))
+
+
+def test_a_batch_norm_spiking_run_starts_from_its_twins_statistics(tmp_path):
+  from scnn_jax import builders, schema, trainer
+  from tests import workdirs
+  twin = _tiny_resunet_config("relu_resunet")
+  twin.model.norm = "batch"
+  twin_dir, twin_state = workdirs.make_workdir(tmp_path / "twin", twin,
+                                               nudge_rest=True)
+  c = _tiny_resunet_config("spiking_resunet")
+  c.model.norm = "batch"
+  c.train.init_from = str(twin_dir)
+  c = schema.validate(c)
+  run = trainer.setup(c, builders.data_spec(c))
+  state = trainer.init_from(run.state, str(twin_dir))
+  theirs = dict(nnx.to_flat_state(twin_state["rest"]))
+  stats = {p: v for p, v in nnx.to_flat_state(state["rest"])
+           if isinstance(v, nnx.BatchStat)}
+  assert stats and set(stats) <= set(theirs)
+  for path, value in stats.items():
+    np.testing.assert_array_equal(value[...], theirs[path][...])
+    assert float(np.abs(value[...] - (path[-1] == "var")).min()) == 0.25

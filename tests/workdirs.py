@@ -34,11 +34,12 @@ def hole_batches(n, b, hw, hole, seed=0):
            "mask": mask, "valid": np.ones((b,), np.float32)}
 
 
-def make_workdir(path, config, step=5):
+def make_workdir(path, config, step=5, nudge_rest=False):
   """A workdir as train.py leaves it (config.json + an Orbax checkpoint of
   the train state), without the cost of training: the weights are the
   initial ones, with biases nudged so every layer matters (an ``ema``, with
-  ``train.ema_decay``, stays at the init). An ablation config gets its
+  ``train.ema_decay``, stays at the init; ``nudge_rest``: the other
+  variables too). An ablation config gets its
   stacked state. Returns ``(path, state)``."""
   path = Path(path)
   path.mkdir(parents=True, exist_ok=True)
@@ -52,6 +53,8 @@ def make_workdir(path, config, step=5):
     s, _ = state.create_state(builders.model(config), tx,
                               state.uses_ema(config))
   s["params"] = jax.tree.map(lambda x: x + 0.05, s["params"])
+  if nudge_rest:      # e.g. batch statistics that differ from their init
+    s["rest"] = jax.tree.map(lambda x: x + 0.25, s["rest"])
   s["step"] = s["step"] + step
   ckpt = Checkpointer(path / "checkpoints")
   ckpt.save(step, s, force=True)

@@ -105,9 +105,9 @@ def _resunet(activation):
     return resunet.PriorResUNet(
         cin, cout, activation=activation, width=m.width, depth=m.depth,
         blocks=m.blocks, T=m.T, neuron=m.neuron,
-        neuron_kwargs=neuron_kwargs(m), prior_order=m.prior_order,
-        prior_iters=m.prior_iters, conv_impl=m.conv_impl,
-        dtype=DTYPES[m.dtype], rngs=rngs)
+        neuron_kwargs=neuron_kwargs(m), norm=m.get("norm", "layer"),
+        prior_order=m.prior_order, prior_iters=m.prior_iters,
+        conv_impl=m.conv_impl, dtype=DTYPES[m.dtype], rngs=rngs)
   return build
 
 
@@ -196,7 +196,7 @@ def _resunet_specs(activation):
         image_shape, activation=activation,
         widths=resunet.widths(_field(m, "width"), _field(m, "depth")),
         blocks=_field(m, "blocks"), T=_field(m, "T"), adaptive=adaptive,
-        prior_order=_field(m, "prior_order"),
+        norm=m.get("norm", "layer"), prior_order=_field(m, "prior_order"),
         prior_iters=_field(m, "prior_iters"))
   return specs
 

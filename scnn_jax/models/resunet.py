@@ -24,9 +24,15 @@ Data flow (``B`` images, ``T`` time steps, TIME-MAJOR inside the encoder):
            then (but at the coarsest scale) a stride-2 block
                                        z <- Conv_s2(act(Norm(z)))
            act = LIF / ALIF neurons over T (spiking) or ReLU (twin);
-           Norm = LayerNorm over channels at each pixel and step: the
-           neurons get currents of unit scale whatever the layer, and the
-           norm reads one pixel only, so it adds no spatial dependence.
+           Norm (``norm``): "layer" = LayerNorm over the channels of each
+           pixel and step; "batch" = batch norm of each channel over time,
+           batch and space while training (tdBN), a fixed per-channel
+           affine map at inference. Either way the neurons get currents
+           of unit scale whatever the layer, and at inference the norm
+           reads one pixel only, so it adds no spatial dependence. The
+           layer norm also removes each pixel's mean and scale over the
+           channels, which carry how bright and how contrasted that pixel
+           is; the batch norm keeps them.
       -> decoder (ordinary convs, real-valued): from coarse to fine,
            nearest-upsample + 3x3 Conv2d + ReLU, concatenated with the
            scale's stream averaged over T (a U-Net skip), 3x3 Conv2d + ReLU
@@ -64,10 +70,11 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from scnn_jax import layers, smooth_fill
+from scnn_jax import blocks, layers, smooth_fill
 from scnn_jax.metrics import spikes
 
 ACTIVATIONS = ("spiking", "relu")
+NORMS = ("layer", "batch")
 DEPTH_CAP = 32          # px: the depth map saturates this far into a hole
 CONTRAST_FLOOR = 0.01   # the contrast of a flat image (1/100 of the range)
 # The readout starts at zero, so Adam's first steps move all of its weights
@@ -136,8 +143,10 @@ class _Act(nnx.Module):
   ``[T, B, H, W, C]`` (spiking) or the ReLU, of the input's shape.
   """
 
-  def __init__(self, features, activation, neuron, neuron_kwargs, *, rngs):
-    self.norm = nnx.LayerNorm(features, rngs=rngs)
+  def __init__(self, features, activation, neuron, neuron_kwargs, *, norm,
+               rngs):
+    self.norm = (nnx.LayerNorm(features, rngs=rngs) if norm == "layer"
+                 else blocks.BatchNorm(features, running_var="biased"))
     self.spiking = activation == "spiking"
     self.neuron = (layers.make_neuron(neuron, shape=(features,),
                                       **(neuron_kwargs or {}))
@@ -165,6 +174,8 @@ class PriorResUNet(nnx.Module):
     blocks: residual blocks per scale.
     T: time steps of the spiking encoder (ignored by the twin).
     neuron, neuron_kwargs: ``layers.make_neuron`` (one value per channel).
+    norm: the norm before each activation, "layer" or "batch" (module
+      docstring).
     prior_order, prior_iters: ``smooth_fill`` order and CG steps per level.
     conv_impl, dtype: as the other models.
   """
@@ -173,12 +184,15 @@ class PriorResUNet(nnx.Module):
 
   def __init__(self, in_channels, out_channels, *, activation="spiking",
                width=16, depth=4, blocks=1, max_mult=8, T=4, neuron="alif",
-               neuron_kwargs=None, prior_order=2, prior_iters=24,
-               conv_impl="auto", dtype=None, rngs: nnx.Rngs):
+               neuron_kwargs=None, norm="layer", prior_order=2,
+               prior_iters=24, conv_impl="auto", dtype=None,
+               rngs: nnx.Rngs):
     if in_channels != out_channels + 1:
       raise ValueError("PriorResUNet needs the mask as an input channel "
                        f"(in_channels = out_channels + 1), got {in_channels} "
                        f"and {out_channels}")
+    if norm not in NORMS:
+      raise ValueError(f"unknown norm {norm!r}; allowed: {', '.join(NORMS)}")
     if activation not in ACTIVATIONS:
       raise ValueError(f"unknown activation {activation!r}; allowed: "
                        f"{', '.join(ACTIVATIONS)}")
@@ -191,7 +205,7 @@ class PriorResUNet(nnx.Module):
                            rngs=rngs, **kw)
 
     def act(c):
-      return _Act(c, activation, neuron, neuron_kwargs, rngs=rngs)
+      return _Act(c, activation, neuron, neuron_kwargs, norm=norm, rngs=rngs)
 
     # prior, harmonic fill, mask, depth
     self.stem = conv(2 * out_channels + 2, ws[0])
@@ -212,6 +226,7 @@ class PriorResUNet(nnx.Module):
     self.last = conv(ws[0], out_channels + 1,
                      kernel_init=nnx.initializers.zeros)
     self.activation = activation
+    self.norm_kind = norm
     self.T = T if activation == "spiking" else 1
     self.depth = depth
     self.out_channels = out_channels
@@ -298,18 +313,20 @@ class PriorResUNet(nnx.Module):
         image_shape, activation=self.activation, widths=ws,
         blocks=len(self.block_convs[0]), T=self.T,
         adaptive=any(getattr(a.neuron, "adaptive", False) for a in acts),
-        prior_order=self.prior_order, prior_iters=self.prior_iters)
+        norm=self.norm_kind, prior_order=self.prior_order, prior_iters=self.prior_iters)
 
 
 # Operation counts (``scnn_jax.energy``). MAC-equivalents per element:
 LAYER_NORM_MACS = 4     # mean, variance, normalise, affine
+BATCH_NORM_MACS = 1     # inference: one per-channel affine map
 NEURON_MACS = 1         # per neuron and step: the membrane update
 ADAPTATION_MACS = 1     # per neuron and step: the adaptive threshold's update
 
 
 def layer_specs(image_shape, *, activation: str = "spiking", widths,
                 blocks: int = 1, T: int = 4, adaptive: bool = False,
-                prior_order: int = 2, prior_iters: int = 24):
+                norm: str = "layer", prior_order: int = 2,
+                prior_iters: int = 24):
   """``(convs, other ops)`` of one ``(H, W, C)`` image through PriorResUNet.
 
   ``widths``: channels per scale (module ``widths``; ``len - 1`` = depth).
@@ -323,8 +340,9 @@ def layer_specs(image_shape, *, activation: str = "spiking", widths,
   (kernel ``(2, 2)`` at the fine size, 2.25x fewer MACs than 3x3).
 
   Other ops (``metrics.spikes.OpCount``), per image over all T steps:
-  ``norm`` (each LayerNorm before an activation, ``LAYER_NORM_MACS`` per
-  element; the first one reads the static stem output, once), ``residual``
+  ``norm`` (each norm before an activation, ``LAYER_NORM_MACS`` per
+  element for the layer norm, ``BATCH_NORM_MACS`` for the batch norm at
+  inference; the first one reads the static stem output, once), ``residual``
   (stream adds, an AC per element and step, and the output's ``prior +
   correction``), ``neurons`` (``NEURON_MACS`` per neuron and step, plus
   ``ADAPTATION_MACS`` if ``adaptive``), ``readout`` (the mean over T of each
@@ -334,6 +352,9 @@ def layer_specs(image_shape, *, activation: str = "spiking", widths,
   3x3 erosions, a compare priced as an add). Not counted, as in
   ``scnn_jax.energy``: biases, activations, padding, the clip.
   """
+  if norm not in NORMS:
+    raise ValueError(f"unknown norm {norm!r}; allowed: {', '.join(NORMS)}")
+  norm_kind = norm
   H, W, C = image_shape
   depth = len(widths) - 1
   mult = 2 ** depth
@@ -355,8 +376,9 @@ def layer_specs(image_shape, *, activation: str = "spiking", widths,
 
   def activation_ops(n):
     nonlocal norm, ann_norm, neurons
-    norm += LAYER_NORM_MACS * n * z_steps
-    ann_norm += LAYER_NORM_MACS * n
+    per = LAYER_NORM_MACS if norm_kind == "layer" else BATCH_NORM_MACS
+    norm += per * n * z_steps
+    ann_norm += per * n
     if spiking:
       neurons += per_neuron * n * T
 
