@@ -110,21 +110,78 @@ def make_eval_step(predict_fn, graph: nnx.GraphDef):
   return step
 
 
+def points_per_pass(platform: str) -> int | None:
+  """How many stacked points one pass of a vmap ablation's step runs at once
+  (``compile_steps``): None = all K (``jax.vmap``), n = a loop over groups of
+  n points.
+
+  XLA CPU: 1. One width-16 SC-NN already keeps 2 cores busy, so running the
+  points side by side gains no parallelism, while stacking them multiplies
+  every elementwise array (the LIF scan's T-step residuals, ReLU masks) by
+  K and pushes it out of cache. ``benchmarks/ablation_step.py`` on
+  ``configs/ablation.py`` (12 points; 2-core EPYC Zen 4 loaded by another
+  job, load average 3.7-4.9): the loop 1.28-1.35 s per step, 0.71-0.84x
+  twelve one-point steps; the vmap 2.0-2.2 s, 1.19-1.33x (2.1-2.7 s while
+  each point still drew its own noise). Groups of 3 were slower than 1.
+  GPU / TPU: all points (docs/studies/ablation.md: on an H100 one width-16
+  model leaves the device idle, and the vmapped sweep cost 0.17x the
+  separate runs).
+  """
+  return 1 if platform == "cpu" else None
+
+
+def _over_points(fn, n: int | None):
+  """``fn(point_state, *shared)`` applied to every point of a stacked state
+  (leading axis K), ``n`` points at a time (``points_per_pass``); outputs
+  stacked on a leading K axis either way."""
+  def over(state, *shared):
+    if n is None:
+      return jax.vmap(fn, in_axes=(0,) + (None,) * len(shared))(state, *shared)
+    return jax.lax.map(lambda s: fn(s, *shared), state,
+                       batch_size=None if n == 1 else n)
+
+  return over
+
+
+def _stacked_train(train, n: int | None):
+  """The train step of K stacked points, ``n`` at a time (``_over_points``).
+
+  The points advance together, so their step counters are equal: every point
+  gets point 0's, unbatched, and with it the same step key it would have
+  folded in itself. The training noise drawn from that key is then computed
+  once per step, not once per point (XLA hoists it out of the loop over the
+  points; under vmap it is broadcast).
+  """
+  over = _over_points(
+      lambda s, batch, key, step: train({**s, "step": step}, batch, key), n)
+
+  def step(state, batch, key):
+    return over(state, batch, key, state["step"][0])
+
+  return step
+
+
 def compile_steps(task, graphs: Graphs, tx, mesh, nan_policy: str,
-                  stacked: bool = False, ema_decay: float = 0.0):
+                  stacked: bool = False, ema_decay: float = 0.0,
+                  points_at_once: int | None | str = "auto"):
   """jit(shard_map(step)) for training (state donated) and evaluation of
   ``task`` (its ``loss`` and ``predict``).
 
   ``stacked``: the state holds K models on a leading axis (vmap ablations);
-  the per-device steps are vmapped over it, batch and key shared (each
-  point's ``ema`` averages its own params). ``ema_decay``: ``train.ema_decay``.
+  the per-device steps run every point on the shared batch and key (each
+  point's ``ema`` averages its own params), ``points_at_once`` of them at a
+  time: "auto" = ``points_per_pass`` of the mesh's platform, None = all
+  (``jax.vmap``), n = a loop over groups of n. Same numbers up to float
+  rounding order. ``ema_decay``: ``train.ema_decay``.
   """
   train = make_train_step(task.loss, graphs.train, tx, nan_policy, ema_decay)
   evaluate = make_eval_step(task.predict, graphs.eval)
   out_batch = P(parallel.AXIS)
   if stacked:
-    train = jax.vmap(train, in_axes=(0, None, None))
-    evaluate = jax.vmap(evaluate, in_axes=(0, None))
+    if points_at_once == "auto":
+      points_at_once = points_per_pass(mesh.devices.flat[0].platform)
+    train = _stacked_train(train, points_at_once)
+    evaluate = _over_points(evaluate, points_at_once)
     out_batch = P(None, parallel.AXIS)
   train = parallel.per_device(train, mesh, (P(), P(parallel.AXIS), P()),
                               (P(), P()))

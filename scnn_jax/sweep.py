@@ -12,15 +12,19 @@ and its own init seed ``seed + k`` (``share_init=True``: all ``seed``); all
 points see the same batches, masks and noise keys (``seed``).
 
 The K model / optimizer states are stacked on a new leading axis and the
-per-device train step is ``jax.vmap``-ed over it inside the usual
-``jit(shard_map(...))`` (``scnn_jax.steps``): K models, one compilation, one
-data pipeline. This works for every field that only changes the VALUES in
-the model state (neuron parameters are arrays: ``NeuronParam`` /
-``nnx.Param``): ``scnn_jax.schema.SWEEPABLE``. A field that changes shapes
-or static settings (width, T, neuron kind, surrogate kind...) or the
-optimizer (one optimizer serves all points) is rejected by the schema before
-compilation; a value that changes the structure anyway (a 0 that removes a
-layer's noise) by ``create_stacked_state``.
+per-device train step runs over it inside the usual ``jit(shard_map(...))``
+(``scnn_jax.steps``): K models, one compilation, one data pipeline, the
+training noise drawn once for all. How the points run is a per-backend
+choice with the same numbers (``steps.points_per_pass``): a loop over them
+on XLA CPU, where one model already fills the cores and stacked activations
+fall out of cache; ``jax.vmap`` over all of them on GPU/TPU. This works
+for every field that only changes the VALUES in the model state (neuron
+parameters are arrays: ``NeuronParam`` / ``nnx.Param``):
+``scnn_jax.schema.SWEEPABLE``. A field that changes shapes or static
+settings (width, T, neuron kind, surrogate kind...) or the optimizer (one
+optimizer serves all points) is rejected by the schema before compilation;
+a value that changes the structure anyway (a 0 that removes a layer's
+noise) by ``create_stacked_state``.
 """
 
 from __future__ import annotations
