@@ -26,6 +26,7 @@ def resunet_model(c):
   m.width = 16                    # channels at full resolution (x2 per scale, max x8)
   m.depth = 4                     # stride-2 blocks: the net works down to H/16
   m.blocks = 1                    # residual blocks per scale
+  m.norm = "layer"                # before each activation: layer | batch
   m.noise_std = 0.0
   m.prior_order = 2               # 2: biharmonic, 1: harmonic
   m.prior_iters = 24              # CG steps per pyramid level
