@@ -20,7 +20,7 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from scnn_jax import backend  # noqa: E402
+from scnn_jax.ops import backend  # noqa: E402
 
 backend.tune_host_allocator()
 

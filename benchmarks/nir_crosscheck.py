@@ -1,11 +1,11 @@
-"""Cross-library check of scnn_jax.nir: snnTorch and norse import our NIR file
-and must produce the same spikes as scnn_jax on the same input.
+"""Cross-library check of scnn_jax.nn.nir: snnTorch and norse import our NIR
+file and must produce the same spikes as scnn_jax on the same input.
 
     python benchmarks/nir_crosscheck.py [--peer-python .venv-bench/bin/python] \
         [--out benchmarks/results/nir_crosscheck.json]
 
 The scnn_jax side (this environment) builds two networks from fixed seeds,
-exports each with ``scnn_jax.nir.export`` to a ``.nir`` file and runs it on a
+exports each with ``scnn_jax.nn.nir.export`` to a ``.nir`` file and runs it on a
 fixed input; the peer side (``--peer-python``: a venv with torch, snntorch,
 norse, nir, nirtorch; see requirements-bench.txt, never a dependency of
 scnn_jax) reads the same files with ``snntorch.import_nir.import_from_nir``
@@ -54,8 +54,8 @@ def _networks():
   import jax.numpy as jnp
   from flax import nnx
 
-  from scnn_jax import builders, config_files, layers
-  from scnn_jax import nir as snir
+  from scnn_jax import builders, config_files, nn
+  from scnn_jax.nn import nir as snir
 
   base = config_files.load(REPO / "configs" / "base.py")
   c = base.get_config()
@@ -67,11 +67,11 @@ def _networks():
   yield "paper_a_spiking_layer_unit_r", model.spiking, (32, 32, 4), x, True
 
   rngs = nnx.Rngs(2)
-  chain = [layers.SpikingConv2d(2, 8, 3, neuron_kwargs=dict(
+  chain = [nn.SpikingConv2d(2, 8, 3, neuron_kwargs=dict(
                beta=0.9, threshold=0.5, reset="zero"), rngs=rngs),
            snir.AvgPool2d((2, 2)), snir.Flatten(),
            nnx.Linear(8 * 8 * 8, 10, rngs=rngs),
-           layers.LIF(beta=0.8, threshold=0.2, reset="zero")]
+           nn.LIF(beta=0.8, threshold=0.2, reset="zero")]
   x = 3.0 * jax.random.uniform(jax.random.key(3), (10, 1, 16, 16, 2))
   yield "conv_pool_dense", chain, (16, 16, 2), x, False
   yield "conv_pool_dense_unit_r", chain, (16, 16, 2), x, True
@@ -81,7 +81,7 @@ def scnn_jax_side(tmp: pathlib.Path):
   import nir
   import numpy as np
 
-  from scnn_jax import nir as snir
+  from scnn_jax.nn import nir as snir
   cases = []
   for name, module, shape, x, unit_r in _networks():
     path = tmp / f"{name}.nir"

@@ -20,7 +20,7 @@ All processes get the same environment: 2 intra-op threads (torch
 ``set_num_threads``, OMP/MKL), ``OMP_WAIT_POLICY=PASSIVE`` (idle OpenMP
 threads sleep rather than spin: PyTorch's defence against other processes'
 load; XLA does not use OpenMP), and the glibc malloc settings of
-``scnn_jax.backend.GLIBC_TUNABLES`` (keep freed memory mapped: fresh
+``scnn_jax.ops.backend.GLIBC_TUNABLES`` (keep freed memory mapped: fresh
 page-faulting of large buffers cost every library ~25 %).
 
 Printed and written to BENCHMARKS.md: train steps/s (forward + backward +

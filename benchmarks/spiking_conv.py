@@ -22,7 +22,7 @@ import argparse
 import os
 import time
 
-from scnn_jax import backend
+from scnn_jax.ops import backend
 
 if os.environ.get("SCNN_BENCH_DEFAULT_MALLOC") != "1":
   # Before JAX starts its threads (see backend.tune_host_allocator).
@@ -33,7 +33,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
-from scnn_jax import layers  # noqa: E402
+from scnn_jax import nn  # noqa: E402
 
 
 def _value_and_grad(layer, spiking, options):
@@ -69,12 +69,12 @@ def main():
   opts = backend.compiler_options()
 
   def spiking(order="fold", impl="auto", unroll="auto"):
-    return layers.SpikingConv2d(
+    return nn.SpikingConv2d(
         ci, co, order=order, conv_impl=impl, rngs=nnx.Rngs(0),
         neuron_kwargs=dict(unroll=unroll)), True
 
   def bare(impl="auto"):
-    return layers.Conv2d(ci, co, impl=impl, rngs=nnx.Rngs(0)), False
+    return nn.Conv2d(ci, co, impl=impl, rngs=nnx.Rngs(0)), False
 
   base, default = "conv+ReLU (default)", "SpikingConv2d (default)"
   cases = {base: (bare(), opts), default: (spiking(), opts)}

@@ -2,7 +2,7 @@
 
 A spiking U-Net that corrects a biharmonic fill (``model.name =
 "spiking_unet"``, ``scnn_jax/models/spiking_unet.py``): the masked image's
-biharmonic fill is computed in JAX (``scnn_jax/smooth_fill.py``: fixed
+biharmonic fill is computed in JAX (``scnn_jax/ops/smooth_fill.py``: fixed
 coarse-to-fine conjugate-gradient steps, so it runs on CPU, GPU and TPU),
 and the net predicts a correction of it on the hole pixels. The encoder is
 spiking: ``depth`` 3x3 stride-2 SpikingConv2d layers (LIF) and one more at

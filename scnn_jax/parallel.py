@@ -39,7 +39,7 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from scnn_jax.collectives import AXIS  # noqa: F401  (the mesh axis name)
+from scnn_jax.ops.collectives import AXIS  # noqa: F401  (the mesh axis name)
 
 
 def make_mesh(devices=None) -> jax.sharding.Mesh:

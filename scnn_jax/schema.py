@@ -26,7 +26,7 @@ meant something else when older workdirs were written:
 existed drew fresh noise at every step; base.py chooses ``"sequence"``).
 
 Errors are one line, ``config.<field> = <value>: <what is allowed>``
-(``scnn_jax.config_lib.ConfigError``).
+(``scnn_jax.ops.checks.ConfigError``).
 """
 
 from __future__ import annotations
@@ -40,13 +40,14 @@ from typing import Any, Callable
 import ml_collections
 from etils import epath
 
-from scnn_jax import (conv, decoders, encoders, inpaint_losses, layers, masks,
-                      neurons, smooth_fill, surrogate)
-from scnn_jax.config_lib import (ConfigError, check_choice, check_int,
-                                 check_number)
+from scnn_jax import inpaint_losses, masks, nn
 from scnn_jax.data import augment, folder, sources
 from scnn_jax.metrics import losses
 from scnn_jax.models import classifier, registry, resunet, scnn, vae
+from scnn_jax.nn import decoders, encoders
+from scnn_jax.ops import conv, neurons, smooth_fill, surrogate
+from scnn_jax.ops.checks import (ConfigError, check_choice, check_int,
+                                 check_number)
 
 REQUIRED = object()      # no default: the config must set the field
 ALL = ("inpaint", "classify", "generate", "fad_autoencoder")
@@ -183,11 +184,11 @@ FIELDS: dict[str, dict[str, Field]] = {
         "encoder": _choice(encoders.ENCODERS, "direct", tasks=("inpaint",)),
         "decoder": _choice(decoders.DECODERS, "rate", tasks=("inpaint",)),
         "noise_std": _num(0.1, 0, tasks=("inpaint",)),
-        "noise_mode": _choice(layers.NOISE_MODES, "multiplicative",
+        "noise_mode": _choice(nn.NOISE_MODES, "multiplicative",
                               tasks=("inpaint",)),
-        "noise_resample": _choice(layers.NOISE_RESAMPLE, "step",
+        "noise_resample": _choice(nn.NOISE_RESAMPLE, "step",
                                   tasks=("inpaint",)),
-        "order": _choice(layers.ORDERS, "fold", tasks=IMAGE_NETS),
+        "order": _choice(nn.ORDERS, "fold", tasks=IMAGE_NETS),
         "remat": _bool(False, tasks=("inpaint",)),
         "dtype": _choice(registry.DTYPES, "float32", tasks=IMAGE_NETS),
         "conv_impl": _choice(conv.IMPL_CHOICES, "auto"),
@@ -206,7 +207,7 @@ FIELDS: dict[str, dict[str, Field]] = {
         "prior_iters": _int(24, 0, tasks=("inpaint",), models=PRIOR_NETS),
         # neurons (every spiking task; checked whatever model.neuron is)
         "T": _int(REQUIRED, 1, tasks=SPIKING),
-        "neuron": _choice(layers.NEURONS, "lif", tasks=SPIKING),
+        "neuron": _choice(nn.NEURONS, "lif", tasks=SPIKING),
         "tau": _num(40.0, 0, low_open=True, none_ok=True, tasks=SPIKING),
         "beta": _num(None, 0, 1, low_open=True, none_ok=True, tasks=SPIKING),
         "threshold": _num(REQUIRED, 0, low_open=True, tasks=SPIKING),
@@ -446,7 +447,7 @@ def _neuron(c):
 
 
 def _staircase(c):
-  """The closed form (``scnn_jax.staircase``) is exact only for paper A's
+  """The closed form (``scnn_jax.nn.neurons``) is exact only for paper A's
   SC-NN with a current constant over T, from rest, reset to zero."""
   m = c.model
   if c.task != "inpaint" or m.get("neuron_solver", "scan") == "scan":

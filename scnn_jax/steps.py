@@ -19,11 +19,12 @@ import optax
 from flax import nnx
 from jax.sharding import PartitionSpec as P
 
-from scnn_jax import backend, parallel
+from scnn_jax import parallel
 from scnn_jax import state as state_lib
 from scnn_jax.metrics.spikes import spike_rates
+from scnn_jax.nn.variables import SpikeRate
+from scnn_jax.ops import backend
 from scnn_jax.state import Graphs
-from scnn_jax.variables import SpikeRate
 
 
 def make_train_step(task_loss, graph: nnx.GraphDef, tx, nan_policy: str,

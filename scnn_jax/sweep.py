@@ -36,8 +36,9 @@ import itertools
 import jax
 import jax.numpy as jnp
 
-from scnn_jax import builders, state as state_lib
-from scnn_jax.config_lib import ConfigError
+from scnn_jax import builders
+from scnn_jax import state as state_lib
+from scnn_jax.ops.checks import ConfigError
 from scnn_jax.schema import SWEEPABLE, flatten_grid  # noqa: F401
 
 

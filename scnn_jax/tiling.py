@@ -30,10 +30,10 @@ import jax
 import numpy as np
 from flax import nnx
 
-from scnn_jax import encoders
 from scnn_jax.images import to_uint8
 from scnn_jax.models import resunet
 from scnn_jax.models.scnn import masked_input
+from scnn_jax.nn import encoders
 
 DEFAULT_MEMORY_MB = 1024
 KERNEL_SIZE = 3   # every conv of the stride-1 inpainting models

@@ -318,10 +318,10 @@ def _jitted(loaded, what: str):
   import jax
   import jax.numpy as jnp
   from flax import nnx
-  from scnn_jax import encoders
+  from scnn_jax.nn import encoders
   from scnn_jax.metrics.spikes import spike_rates
   from scnn_jax.models.scnn import masked_input
-  from scnn_jax.variables import SpikeRate
+  from scnn_jax.nn.variables import SpikeRate
   graphdef, state = nnx.split(loaded.model)
   key = (loaded.config.model.to_json(), int(loaded.config.data.channels), what)
   if key not in _COMPILED:
@@ -865,7 +865,8 @@ def _prior_on_trainer_eval(workdir: Path):
   """(hole PSNR, SSIM) of the model's prior alone (= the untrained
   model, whose correction starts at zero) on the run's eval set."""
   import jax.numpy as jnp
-  from scnn_jax import data, inference, metrics, smooth_fill
+  from scnn_jax import data, inference, metrics
+  from scnn_jax.ops import smooth_fill
   config = inference.read_config(workdir)
   acc = metrics.InpaintingAccumulator()
   for b in data.build(config).eval_batches(96, 0, 1):

@@ -1,4 +1,4 @@
-"""scnn_jax.blocks: the PyTorch-style transposed conv and the one BatchNorm
+"""scnn_jax.nn: the PyTorch-style transposed conv and the one BatchNorm
 (tdBN over time, batch and space; PyTorch's and Flax's running-variance
 conventions)."""
 
@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from scnn_jax import blocks
+from scnn_jax import nn
 
 
 def test_transposed_conv_matches_pytorch_definition():
@@ -14,9 +14,9 @@ def test_transposed_conv_matches_pytorch_definition():
   with stride 2, padding 1, output padding 1; W = kernel flipped), in both
   formulations."""
   rngs = nnx.Rngs(0)
-  phase = blocks.ConvTranspose2d(3, 5, strides=2, padding=1, output_padding=1,
+  phase = nn.ConvTranspose2d(3, 5, strides=2, padding=1, output_padding=1,
                               rngs=rngs)
-  dilated = blocks.ConvTranspose2d(3, 5, strides=2, padding=1, output_padding=1,
+  dilated = nn.ConvTranspose2d(3, 5, strides=2, padding=1, output_padding=1,
                                 impl="dilated", rngs=rngs)
   dilated.kernel[...] = phase.kernel[...]
   x = np.random.default_rng(1).normal(size=(2, 3, 4, 3)).astype(np.float32)
@@ -35,7 +35,7 @@ def test_transposed_conv_matches_pytorch_definition():
 
 
 def test_tdbn_normalises_over_time_batch_space_and_tracks_running_stats():
-  bn = blocks.BatchNorm(2, gain=0.4, axis_name=None)
+  bn = nn.BatchNorm(2, gain=0.4, axis_name=None)
   x = np.random.default_rng(0).normal(3.0, 2.0, (4, 5, 3, 3, 2))
   y = np.asarray(bn(jnp.asarray(x, jnp.float32)))
   np.testing.assert_allclose(y.mean((0, 1, 2, 3)), 0.0, atol=1e-5)
@@ -53,8 +53,8 @@ def test_flax_convention_tracks_the_biased_variance():
   batch's biased variance, as nnx.BatchNorm does; training statistics are
   the batch's either way."""
   x = np.random.default_rng(1).normal(-1.0, 3.0, (6, 4, 4, 3))
-  biased = blocks.BatchNorm(3, momentum=0.1, running_var="biased",
-                            axis_name=None)
+  biased = nn.BatchNorm(3, momentum=0.1, running_var="biased",
+                        axis_name=None)
   y = np.asarray(biased(jnp.asarray(x, jnp.float32)))
   np.testing.assert_allclose(np.asarray(biased.var[...]),
                              0.9 + 0.1 * x.var((0, 1, 2)), rtol=1e-5)

@@ -11,9 +11,10 @@ import pytest
 from flax import nnx
 
 from configs import cifar10_alif, mnist5k_alif, mnist_alif
-from scnn_jax import builders, parallel, schema, state as state_lib, steps, tasks
+from scnn_jax import builders, parallel, schema, steps, tasks
+from scnn_jax import state as state_lib
 from scnn_jax.models import classifier
-from scnn_jax.variables import NeuronParam
+from scnn_jax.nn.variables import NeuronParam
 
 
 def tiny_config():

@@ -219,7 +219,7 @@ def test_fad_autoencoder_trains_and_its_workdir_is_reused(tmp_path):
   from configs import fad_mnist5k
   from scnn_jax import data, schema, trainer
   from scnn_jax.cli import fad
-  from scnn_jax.config_lib import ConfigError
+  from scnn_jax.ops.checks import ConfigError
   from scnn_jax.tasks.generate import load_fad_scorer
   config = fad_mnist5k.get_config()
   config.model.update(latent_dim=4, hidden=(4, 8))

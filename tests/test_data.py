@@ -9,8 +9,8 @@ from PIL import Image
 
 from configs import base
 from scnn_jax import data, schema
-from scnn_jax.config_lib import ConfigError
 from scnn_jax.data import sources
+from scnn_jax.ops.checks import ConfigError
 
 
 def make_config(**overrides):

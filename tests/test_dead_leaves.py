@@ -7,9 +7,9 @@ from scipy import ndimage
 
 from configs import base, mnist5k_alif
 from scnn_jax import data, schema
-from scnn_jax.config_lib import ConfigError
-from scnn_jax.data import dead_leaves as dl
 from scnn_jax.data import pipeline, sources
+from scnn_jax.data import dead_leaves as dl
+from scnn_jax.ops.checks import ConfigError
 
 
 def rng(*seed):

@@ -192,7 +192,7 @@ def test_resunet_rate_keys_are_the_trainer_eval_keys():
 
   from scnn_jax import state as state_lib
   from scnn_jax import steps
-  from scnn_jax.collectives import AXIS
+  from scnn_jax.ops.collectives import AXIS
   from scnn_jax.models import registry
   from scnn_jax.tasks.inpaint import InpaintTask
 

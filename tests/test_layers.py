@@ -4,8 +4,10 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from scnn_jax import conv, decoders, encoders, layers, neurons
-from scnn_jax.variables import NeuronParam, SpikeRate
+from scnn_jax import nn
+from scnn_jax.nn import decoders, encoders
+from scnn_jax.nn.variables import NeuronParam, SpikeRate
+from scnn_jax.ops import conv, neurons
 
 
 def _seq(T=4, B=2, H=9, W=7, C=3, seed=0):
@@ -33,12 +35,12 @@ def test_conv_impl_names_and_errors():
   assert conv.resolve_impl("auto") == conv.AUTO_IMPL == "xla"
   for impl in conv.IMPLS:
     assert conv.resolve_impl(impl) == impl
-  assert layers.Conv2d(2, 3, impl="taps", rngs=nnx.Rngs(0)).impl == "taps"
+  assert nn.Conv2d(2, 3, impl="taps", rngs=nnx.Rngs(0)).impl == "taps"
   with pytest.raises(ValueError, match="unknown conv impl 'fft'; allowed: "
                      "auto, xla, matmul, taps"):
     conv.conv2d(jnp.zeros((1, 4, 4, 2)), jnp.zeros((3, 3, 2, 3)), impl="fft")
   with pytest.raises(ValueError, match="unknown conv impl 'fft'"):
-    layers.Conv2d(2, 3, impl="fft", rngs=nnx.Rngs(0))
+    nn.Conv2d(2, 3, impl="fft", rngs=nnx.Rngs(0))
 
 
 def test_taps_conv_vmaps_over_models_and_keeps_bf16():
@@ -54,7 +56,7 @@ def test_taps_conv_vmaps_over_models_and_keeps_bf16():
 
 
 def test_backend_compiler_options_keep_results():
-  from scnn_jax import backend
+  from scnn_jax.ops import backend
   x = jax.random.normal(jax.random.PRNGKey(0), (4, 12, 12, 8))
   k = jax.random.normal(jax.random.PRNGKey(1), (3, 3, 8, 6))
   f = lambda x, k: conv.conv2d(x, k)
@@ -72,7 +74,7 @@ def _reference_spikes(lyr, x):
       x.reshape((T * B,) + x.shape[2:]), lyr.conv.kernel[...], (2, 2), "SAME",
       dimension_numbers=("NHWC", "HWIO", "NHWC")) + lyr.conv.bias[...]
   currents = currents.reshape((T, B) + currents.shape[1:])
-  scan = neurons.alif_scan if isinstance(lyr.neuron, layers.ALIF) else \
+  scan = neurons.alif_scan if isinstance(lyr.neuron, nn.ALIF) else \
       neurons.lif_scan
   out = scan(currents, **lyr.neuron._kwargs())
   return out[0] if isinstance(out, tuple) else out
@@ -83,8 +85,8 @@ def _reference_spikes(lyr, x):
                                         ("step", "matmul"), ("step", "xla")])
 def test_spiking_conv_shapes_and_orders_agree(neuron, order, impl):
   x = 3.0 * _seq()       # currents around the threshold: many neurons fire
-  lyr = layers.SpikingConv2d(3, 6, strides=2, neuron=neuron,
-                             rngs=nnx.Rngs(0), order=order, conv_impl=impl)
+  lyr = nn.SpikingConv2d(3, 6, strides=2, neuron=neuron,
+                         rngs=nnx.Rngs(0), order=order, conv_impl=impl)
   y = lyr(x)
   assert y.shape == (4, 2, 5, 4, 6) and y.dtype == x.dtype
   assert set(np.unique(np.asarray(y))) <= {0.0, 1.0}
@@ -98,7 +100,7 @@ def test_spiking_conv_shapes_and_orders_agree(neuron, order, impl):
 
 def test_step_contract_reproduces_the_sequence_call():
   x = _seq()
-  lyr = layers.SpikingConv2d(3, 4, neuron="alif", rngs=nnx.Rngs(1))
+  lyr = nn.SpikingConv2d(3, 4, neuron="alif", rngs=nnx.Rngs(1))
   state = lyr.init_state(x.shape[1:])
   outs = []
   for t in range(x.shape[0]):
@@ -112,8 +114,8 @@ def test_remat_gives_the_same_gradients(order):
   x = _seq()
 
   def grads(remat):
-    lyr = layers.SpikingConv2d(3, 4, rngs=nnx.Rngs(0), order=order,
-                               remat=remat, neuron_kwargs=dict(threshold=0.5))
+    lyr = nn.SpikingConv2d(3, 4, rngs=nnx.Rngs(0), order=order,
+                           remat=remat, neuron_kwargs=dict(threshold=0.5))
 
     def loss(m):
       return jnp.mean((m(x) - 0.2) ** 2)
@@ -128,8 +130,8 @@ def test_remat_gives_the_same_gradients(order):
 
 def test_noise_is_training_only_and_needs_a_key():
   x = _seq()
-  lyr = layers.SpikingConv2d(3, 4, noise_std=0.5, rngs=nnx.Rngs(0),
-                             neuron_kwargs=dict(threshold=0.3))
+  lyr = nn.SpikingConv2d(3, 4, noise_std=0.5, rngs=nnx.Rngs(0),
+                         neuron_kwargs=dict(threshold=0.3))
   with pytest.raises(ValueError, match=r"rngs=nnx.Rngs\(noise=key\)"):
     lyr(x)
   a = lyr(x, rngs=nnx.Rngs(noise=1))
@@ -138,14 +140,14 @@ def test_noise_is_training_only_and_needs_a_key():
   np.testing.assert_array_equal(a, b)  # deterministic in the key
   assert not np.array_equal(a, c)
   lyr.eval()
-  clean = layers.SpikingConv2d(3, 4, rngs=nnx.Rngs(0),
-                               neuron_kwargs=dict(threshold=0.3))
+  clean = nn.SpikingConv2d(3, 4, rngs=nnx.Rngs(0),
+                           neuron_kwargs=dict(threshold=0.3))
   np.testing.assert_array_equal(lyr(x), clean(x))
 
 
 def test_multiplicative_noise_statistics():
-  lyr = layers.SpikingConv2d(1, 1, kernel_size=1, use_bias=False,
-                             noise_std=0.1, rngs=nnx.Rngs(0))
+  lyr = nn.SpikingConv2d(1, 1, kernel_size=1, use_bias=False,
+                         noise_std=0.1, rngs=nnx.Rngs(0))
   current = jnp.full((64, 64), 2.0)
   noisy = lyr._noisy(current, jax.random.PRNGKey(3))
   np.testing.assert_allclose(float(noisy.mean()), 2.0, atol=0.01)
@@ -153,13 +155,13 @@ def test_multiplicative_noise_statistics():
 
 
 def test_parameter_kinds_and_spike_rates():
-  lif = layers.SpikingConv2d(3, 4, rngs=nnx.Rngs(0), noise_std=0.1)
+  lif = nn.SpikingConv2d(3, 4, rngs=nnx.Rngs(0), noise_std=0.1)
   params = nnx.state(lif, nnx.Param)
   swept = nnx.state(lif, NeuronParam)
   assert set(params["conv"].keys()) == {"kernel", "bias"}
   assert {"beta", "threshold", "surrogate_param"} <= set(swept["neuron"].keys())
   assert "noise_std" in swept
-  alif = layers.SpikingConv2d(3, 4, neuron="alif", rngs=nnx.Rngs(0))
+  alif = nn.SpikingConv2d(3, 4, neuron="alif", rngs=nnx.Rngs(0))
   assert {"w", "threshold"} <= set(nnx.state(alif, nnx.Param)["neuron"].keys())
   np.testing.assert_allclose(alif.neuron.tau, 2.0, rtol=1e-6)  # paper B init
   lif.eval()
@@ -169,17 +171,17 @@ def test_parameter_kinds_and_spike_rates():
 
 def test_layer_errors():
   with pytest.raises(ValueError, match="unknown neuron 'izh'.*lif, alif"):
-    layers.SpikingConv2d(3, 4, neuron="izh", rngs=nnx.Rngs(0))
+    nn.SpikingConv2d(3, 4, neuron="izh", rngs=nnx.Rngs(0))
   with pytest.raises(ValueError, match="unknown order"):
-    layers.SpikingConv2d(3, 4, order="sideways", rngs=nnx.Rngs(0))
+    nn.SpikingConv2d(3, 4, order="sideways", rngs=nnx.Rngs(0))
   with pytest.raises(ValueError, match=r"time-major sequence \[T, B, H, W, C\]"):
-    layers.SpikingConv2d(3, 4, rngs=nnx.Rngs(0))(jnp.zeros((5, 5, 3)))
+    nn.SpikingConv2d(3, 4, rngs=nnx.Rngs(0))(jnp.zeros((5, 5, 3)))
   with pytest.raises(ValueError, match=r"static input \[B, H, W, C\].*T="):
-    layers.SpikingConv2d(3, 4, rngs=nnx.Rngs(0))(jnp.zeros((2, 5, 5, 3)))
+    nn.SpikingConv2d(3, 4, rngs=nnx.Rngs(0))(jnp.zeros((2, 5, 5, 3)))
   with pytest.raises(ValueError, match="unknown noise_resample"):
-    layers.SpikingConv2d(3, 4, noise_resample="often", rngs=nnx.Rngs(0))
+    nn.SpikingConv2d(3, 4, noise_resample="often", rngs=nnx.Rngs(0))
   with pytest.raises(ValueError, match="tau must be > 1"):
-    layers.ALIF(tau=0.5)
+    nn.ALIF(tau=0.5)
 
 
 def test_encoders():
@@ -208,27 +210,27 @@ def test_decoders_match_numpy():
     for c in range(C):
       a = 1 / (1 + np.exp(-(Wm @ xbar[:, n, c])))
       ref[n, :, :, c] = np.tanh(np.tensordot(a, x[:, n, :, :, c], axes=1))
-  taid = layers.TAID(T, rngs=nnx.Rngs(0))
+  taid = nn.TAID(T, rngs=nnx.Rngs(0))
   taid.W[...] = jnp.asarray(Wm)
   np.testing.assert_allclose(taid(x), ref, rtol=1e-5, atol=1e-6)
   fixed = sum(0.8 ** (T - 1 - t) * x[t] for t in range(T))
-  np.testing.assert_allclose(layers.FixedDecayDecoder(0.8)(x), fixed, rtol=1e-5,
+  np.testing.assert_allclose(nn.FixedDecayDecoder(0.8)(x), fixed, rtol=1e-5,
                              atol=1e-6)
-  np.testing.assert_allclose(layers.RateDecoder()(x), x.mean(0), rtol=1e-6,
+  np.testing.assert_allclose(nn.RateDecoder()(x), x.mean(0), rtol=1e-6,
                              atol=1e-7)
   v = np.zeros(x.shape[1:])
   vs = []
   for t in range(T):
     v = 0.7 * v + x[t]
     vs.append(v)
-  np.testing.assert_allclose(layers.MembraneReadout(0.7)(x), v, rtol=1e-5)
-  np.testing.assert_allclose(layers.MembraneReadout(0.7, reduce="mean")(x),
+  np.testing.assert_allclose(nn.MembraneReadout(0.7)(x), v, rtol=1e-5)
+  np.testing.assert_allclose(nn.MembraneReadout(0.7, reduce="mean")(x),
                              np.mean(vs, 0), rtol=1e-5, atol=1e-5)
 
 
 def test_taid_gradients_reach_the_attention_matrix():
   x = _seq(T=6)
-  taid = layers.TAID(6, rngs=nnx.Rngs(0))
+  taid = nn.TAID(6, rngs=nnx.Rngs(0))
   g = nnx.grad(lambda m: jnp.mean((m(x) - 0.1) ** 2))(taid)
   assert g["W"][...].shape == (6, 6)
   assert bool(jnp.all(jnp.isfinite(g["W"][...]))) and float(jnp.abs(g["W"][...]).min()) > 0
@@ -239,10 +241,10 @@ def test_taid_gradients_reach_the_attention_matrix():
 
 
 def test_lif_module_tau_and_trainable_switch():
-  lif = layers.LIF(tau=40.0)
+  lif = nn.LIF(tau=40.0)
   np.testing.assert_allclose(lif.beta[...], np.exp(-1 / 40), rtol=1e-6)
   assert isinstance(lif.beta, NeuronParam)
-  assert isinstance(layers.LIF(trainable=True).beta, nnx.Param)
+  assert isinstance(nn.LIF(trainable=True).beta, nnx.Param)
   I = jnp.asarray(np.random.default_rng(0).normal(0.5, 1, (6, 3)), jnp.float32)
   np.testing.assert_array_equal(lif(I), neurons.lif_scan(I, tau=40.0)[0])
 
@@ -250,8 +252,8 @@ def test_lif_module_tau_and_trainable_switch():
 @pytest.mark.parametrize("order", ["fold", "step"])
 def test_per_example_noise_does_not_depend_on_the_batch_split(order):
   x = _seq(B=4)
-  lyr = layers.SpikingConv2d(3, 4, noise_std=0.5, order=order, rngs=nnx.Rngs(0),
-                             neuron_kwargs=dict(threshold=0.3))
+  lyr = nn.SpikingConv2d(3, 4, noise_std=0.5, order=order, rngs=nnx.Rngs(0),
+                         neuron_kwargs=dict(threshold=0.3))
   ids = jnp.arange(4) + 100
   whole = lyr(x, rngs=nnx.Rngs(noise=7), example_ids=ids)
   halves = [lyr(x[:, sl], rngs=nnx.Rngs(noise=7), example_ids=ids[sl])
@@ -266,9 +268,9 @@ def test_per_example_noise_does_not_depend_on_the_batch_split(order):
 def test_static_input_equals_repeated_sequence(remat, resample):
   x = _seq(T=1)[0]  # [B, H, W, C]
   T, ids = 5, jnp.arange(2)
-  lyr = layers.SpikingConv2d(3, 4, noise_std=0.3, noise_resample=resample,
-                             remat=remat, rngs=nnx.Rngs(0),
-                             neuron_kwargs=dict(threshold=0.3))
+  lyr = nn.SpikingConv2d(3, 4, noise_std=0.3, noise_resample=resample,
+                         remat=remat, rngs=nnx.Rngs(0),
+                         neuron_kwargs=dict(threshold=0.3))
   seq = jnp.broadcast_to(x, (T,) + x.shape)
   want = lyr(seq, rngs=nnx.Rngs(noise=3), example_ids=ids)
   got = lyr(x, T=T, rngs=nnx.Rngs(noise=3), example_ids=ids)
@@ -286,16 +288,16 @@ def test_sequence_noise_is_held_over_time_in_every_order():
   ids = jnp.arange(2)
   out = {}
   for order in ("fold", "step"):
-    lyr = layers.SpikingConv2d(3, 4, noise_std=0.5, noise_resample="sequence",
-                               order=order, rngs=nnx.Rngs(0))
+    lyr = nn.SpikingConv2d(3, 4, noise_std=0.5, noise_resample="sequence",
+                           order=order, rngs=nnx.Rngs(0))
     keys = lyr.step_keys(jax.random.key(1), 6)
     assert bool(jnp.all(jax.random.key_data(keys) ==
                         jax.random.key_data(keys[0])))
     out[order] = lyr(x, rngs=nnx.Rngs(noise=2), example_ids=ids)
   np.testing.assert_array_equal(out["fold"], out["step"])
   # Held noise on a constant current: the current each step is the same.
-  lyr = layers.SpikingConv2d(3, 4, noise_std=0.5, noise_resample="sequence",
-                             rngs=nnx.Rngs(0))
+  lyr = nn.SpikingConv2d(3, 4, noise_std=0.5, noise_resample="sequence",
+                         rngs=nnx.Rngs(0))
   c = jnp.ones((6, 2, 5, 5, 4))
   key = lyr.step_keys(jax.random.key(0), 6)[0]
   noisy = jax.vmap(lambda c: lyr._noisy(c, key, ids))(c)

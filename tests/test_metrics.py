@@ -11,10 +11,10 @@ import pytest
 import scipy.linalg
 from flax import nnx
 
-from scnn_jax import inpaint_losses, layers, metrics
+from scnn_jax import inpaint_losses, metrics, nn
 from scnn_jax.metrics import losses
 from scnn_jax.models.fad_autoencoder import FadAutoencoder
-from scnn_jax.variables import SpikeRate
+from scnn_jax.nn.variables import SpikeRate
 
 
 def _batch(n=3, h=6, w=5, c=3, seed=0):
@@ -179,8 +179,8 @@ def test_spike_rates_from_capture():
   class Net(nnx.Module):  # bare neurons: cheap to build, same capture paths as layers
 
     def __init__(self):
-      self.a = layers.LIF(beta=0.5)
-      self.blocks = nnx.List([layers.LIF(threshold=0.5)])
+      self.a = nn.LIF(beta=0.5)
+      self.blocks = nnx.List([nn.LIF(threshold=0.5)])
 
     def __call__(self, x):
       return self.blocks[0](self.a(x) * 2.0)

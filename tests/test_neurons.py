@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from scnn_jax import neurons, surrogate
+from scnn_jax.ops import neurons, surrogate
 
 jax.config.update("jax_enable_x64", False)
 
@@ -223,8 +223,8 @@ def test_refractory_spike_trains_match_hand_computed(reset, R, expected):
     np.testing.assert_allclose(v[:, 0], [0.6, 0.2, 0.2, 1.2, 1.2, 1.1, 1.1],
                                rtol=1e-6)
   # The per-step contract of the layer gives the same train.
-  from scnn_jax import layers
-  lif = layers.LIF(beta=1.0, threshold=1.0, reset=reset, refractory_steps=R)
+  from scnn_jax import nn
+  lif = nn.LIF(beta=1.0, threshold=1.0, reset=reset, refractory_steps=R)
   state, out = lif.init_state((1,)), []
   for t in range(len(_REFR_INPUT)):
     state, s_t = lif.step(state, I[t])

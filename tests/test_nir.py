@@ -1,4 +1,4 @@
-"""scnn_jax.nir: export to / import from NIR graphs."""
+"""scnn_jax.nn.nir: export to / import from NIR graphs."""
 
 import math
 
@@ -11,8 +11,9 @@ from flax import nnx
 import nir  # noqa: E402  (requirements-dev.txt: a hard requirement of these tests)
 
 from configs import base  # noqa: E402
-from scnn_jax import builders, decoders, layers, sequential  # noqa: E402
-from scnn_jax import nir as snir  # noqa: E402
+from scnn_jax import builders, nn  # noqa: E402
+from scnn_jax.nn import decoders, sequential  # noqa: E402
+from scnn_jax.nn import nir as snir  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -73,12 +74,12 @@ def test_round_trip_reproduces_the_spikes_of_paper_a_spiking_layer(
 
 def test_round_trip_of_a_chain_with_pool_flatten_dense(tmp_path):
   rngs = nnx.Rngs(2)
-  alif = layers.ALIF(tau=3.0, threshold=0.4, shape=(6,))
+  alif = nn.ALIF(tau=3.0, threshold=0.4, shape=(6,))
   alif.threshold[...] = jnp.linspace(0.2, 0.6, 6)  # per channel
-  chain = [layers.SpikingConv2d(2, 6, 3, neuron=alif, rngs=rngs),
+  chain = [nn.SpikingConv2d(2, 6, 3, neuron=alif, rngs=rngs),
            snir.AvgPool2d((2, 2)), snir.Flatten(),
            nnx.Linear(6 * 4 * 4, 5, rngs=rngs),
-           layers.LIF(beta=0.8, threshold=0.3, reset="zero")]
+           nn.LIF(beta=0.8, threshold=0.3, reset="zero")]
   graph = _write_read(snir.export(chain, (8, 8, 2)), tmp_path)
   kinds = {k: type(n).__name__ for k, n in graph.nodes.items()}
   assert kinds == {"input": "Input", "0.conv": "Conv2d", "0.neuron": "LIF",
@@ -104,10 +105,10 @@ def test_round_trip_of_a_chain_with_pool_flatten_dense(tmp_path):
 def test_spiking_sequential_exports_its_layers():
   rngs = nnx.Rngs(4)
   net = sequential.SpikingSequential(
-      [layers.SpikingConv2d(2, 3, 3, neuron_kwargs=dict(reset="zero"),
-                            rngs=rngs),
-       layers.SpikingConv2d(3, 4, 3, strides=2, padding=1,
-                            neuron_kwargs=dict(reset="zero"), rngs=rngs)])
+      [nn.SpikingConv2d(2, 3, 3, neuron_kwargs=dict(reset="zero"),
+                        rngs=rngs),
+       nn.SpikingConv2d(3, 4, 3, strides=2, padding=1,
+                        neuron_kwargs=dict(reset="zero"), rngs=rngs)])
   graph = snir.export(net, (8, 8, 2))
   assert graph.nodes["layers1.conv"].output_type["output"].tolist() == [
       4, 4, 4]
@@ -156,7 +157,7 @@ def test_what_nir_cannot_express_is_named(paper_a):
       "SpikingConv2d: training noise (noise_std = 0.1) has no NIR node; call "
       "model.eval() first to export the noise-free inference network")
   assert _message(lambda: snir.export(
-      [layers.LIF(reset="subtract")], (4,))) == (
+      [nn.LIF(reset="subtract")], (4,))) == (
       "[0] (LIF): reset='subtract'; NIR's LIF resets the membrane to v_reset, "
       "a subtraction cannot be expressed (use reset='zero')")
   assert _message(lambda: snir.export(
@@ -164,7 +165,7 @@ def test_what_nir_cannot_express_is_named(paper_a):
       "[0] (TAID): TAID (learned temporal attention over all T steps) has no "
       "NIR node: NIR graphs run step by step")
   assert _message(lambda: snir.export(
-      [layers.ALIF(adaptation=(4.0, 0.2))], (4,))) == (
+      [nn.ALIF(adaptation=(4.0, 0.2))], (4,))) == (
       "[0] (ALIF): the spike-triggered threshold adaptation (a second state "
       "variable) has no NIR node")
 

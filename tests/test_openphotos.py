@@ -12,9 +12,9 @@ from PIL import Image
 
 from configs import base
 from scnn_jax import data, schema
-from scnn_jax.config_lib import ConfigError
-from scnn_jax.data import openphotos as op
 from scnn_jax.data import sources
+from scnn_jax.data import openphotos as op
+from scnn_jax.ops.checks import ConfigError
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 # Kept for evaluation outside the project: never in any split.

@@ -17,7 +17,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from scnn_jax import backend, conv, layers, sequential
+from scnn_jax import nn
+from scnn_jax.nn import sequential
+from scnn_jax.ops import backend, conv
 
 
 def _net(neuron="lif", noise_std=None, chunk=None, remat=False, order="fold",
@@ -28,11 +30,11 @@ def _net(neuron="lif", noise_std=None, chunk=None, remat=False, order="fold",
   rngs = nnx.Rngs(0)
   kw = dict(neuron=neuron, noise_std=noise_std, order=order, dtype=dtype,
             neuron_kwargs=dict(threshold=0.3) if neuron == "lif" else None)
-  stack = [layers.SpikingConv2d(2, 4, rngs=rngs, **kw)]
+  stack = [nn.SpikingConv2d(2, 4, rngs=rngs, **kw)]
   if deep:
-    stack += [layers.SpikingConv2d(4, 4, strides=2, rngs=rngs, **kw),
+    stack += [nn.SpikingConv2d(4, 4, strides=2, rngs=rngs, **kw),
               sequential.Upsample2d(2)]
-  stack.append(layers.Conv2d(4, 1, rngs=rngs, dtype=dtype))
+  stack.append(nn.Conv2d(4, 1, rngs=rngs, dtype=dtype))
   return sequential.SpikingSequential(stack, chunk=chunk, remat=remat,
                                       scan_chunks=scan_chunks)
 
@@ -90,11 +92,11 @@ def test_spikes_of_chunks_equal_the_whole_sequence():
 
 def test_fold_and_step_orders_draw_the_same_noise():
   x = _x(5)[:, :, :, :, :2]
-  a = layers.SpikingConv2d(2, 3, noise_std=0.3, rngs=nnx.Rngs(0),
-                           neuron_kwargs=dict(threshold=0.2))
-  b = layers.SpikingConv2d(2, 3, noise_std=0.3, rngs=nnx.Rngs(0),
-                           neuron_kwargs=dict(threshold=0.2), order="step",
-                           conv_impl="xla")
+  a = nn.SpikingConv2d(2, 3, noise_std=0.3, rngs=nnx.Rngs(0),
+                       neuron_kwargs=dict(threshold=0.2))
+  b = nn.SpikingConv2d(2, 3, noise_std=0.3, rngs=nnx.Rngs(0),
+                       neuron_kwargs=dict(threshold=0.2), order="step",
+                       conv_impl="xla")
   call = lambda m: jax.jit(lambda x: m(x, rngs=nnx.Rngs(noise=3)))(x)
   ya, yb = call(a), call(b)
   assert 0 < float(ya.mean()) < 1
@@ -107,7 +109,7 @@ def test_layer_remat_and_neuron_remat_keep_gradients():
   # whole stack checkpointed, and each layer and neuron scan inside it
   m = _net("alif", remat=True)
   for l in m.layers:
-    if isinstance(l, layers.SpikingConv2d):
+    if isinstance(l, nn.SpikingConv2d):
       l.remat = True
       l.neuron.remat = True
   _, g1 = _loss_and_grads(m, x)
@@ -245,9 +247,9 @@ def _step_temp_bytes(T, chunk, remat, scan_chunks=True):
   rngs = nnx.Rngs(0)
   kw = dict(neuron_kwargs=dict(threshold=0.3))
   net = sequential.SpikingSequential(
-      [layers.SpikingConv2d(2, 8, rngs=rngs, **kw),
-       layers.SpikingConv2d(8, 8, strides=2, rngs=rngs, **kw),
-       sequential.Upsample2d(2), layers.Conv2d(8, 1, rngs=rngs)],
+      [nn.SpikingConv2d(2, 8, rngs=rngs, **kw),
+       nn.SpikingConv2d(8, 8, strides=2, rngs=rngs, **kw),
+       sequential.Upsample2d(2), nn.Conv2d(8, 1, rngs=rngs)],
       chunk=chunk, remat=remat, scan_chunks=scan_chunks)
   graphdef, params, rest = nnx.split(net, nnx.Param, ...)
   x = jnp.ones((T, 4, 16, 16, 2))
@@ -271,7 +273,7 @@ def test_chunked_remat_keeps_step_memory_flat_in_T():
 
 def test_final_state_continues_the_sequence():
   x = _x(4)[..., :2]
-  lyr = layers.SpikingConv2d(2, 3, neuron="alif", rngs=nnx.Rngs(0))
+  lyr = nn.SpikingConv2d(2, 3, neuron="alif", rngs=nnx.Rngs(0))
   run = jax.jit(lambda x, st: lyr.run(x, st))
   whole, _ = run(x, None)
   a, st = run(x[:3], None)
@@ -328,12 +330,12 @@ def test_sequential_static_input_equals_copies_over_time(chunk, remat, scan):
     rngs = nnx.Rngs(0)
     return sequential.SpikingSequential(
         [sequential.Upsample2d(2),
-         layers.SpikingConv2d(2, 4, noise_std=0.2, rngs=rngs,
-                              neuron_kwargs=dict(threshold=0.3)),
+         nn.SpikingConv2d(2, 4, noise_std=0.2, rngs=rngs,
+                          neuron_kwargs=dict(threshold=0.3)),
          lambda h: h * 2.0,
-         layers.SpikingConv2d(4, 4, strides=2, rngs=rngs,
-                              neuron_kwargs=dict(threshold=0.3)),
-         layers.Conv2d(4, 1, rngs=rngs)],
+         nn.SpikingConv2d(4, 4, strides=2, rngs=rngs,
+                          neuron_kwargs=dict(threshold=0.3)),
+         nn.Conv2d(4, 1, rngs=rngs)],
         chunk=chunk, remat=remat, scan_chunks=scan)
 
   x = _x(1)[0]
@@ -366,7 +368,7 @@ def test_sequential_static_input_equals_copies_over_time(chunk, remat, scan):
 
 def test_sequential_static_input_errors():
   net = sequential.SpikingSequential(
-      [layers.SpikingConv2d(2, 4, rngs=nnx.Rngs(0))])
+      [nn.SpikingConv2d(2, 4, rngs=nnx.Rngs(0))])
   with pytest.raises(ValueError, match="T must be an int >= 1"):
     net(_x(1)[0], T=0)
   with pytest.raises(ValueError, match=r"static image batch \[B, H, W, C\]"):
@@ -388,10 +390,10 @@ def test_sequential_records_whole_sequence_spike_rates(chunk):
   # T = 6 whole, in chunks of 2 or of 4 + 2: each layer records the mean over all steps,
   # the same value a lone layer's own call records.
   from scnn_jax import metrics
-  from scnn_jax.variables import SpikeRate
+  from scnn_jax.nn.variables import SpikeRate
   x = jax.random.uniform(jax.random.PRNGKey(0), (6, 2, 8, 8, 2)) * 3
-  make = lambda: [layers.SpikingConv2d(2, 4, rngs=nnx.Rngs(0)),
-                  layers.SpikingConv2d(4, 4, rngs=nnx.Rngs(1))]
+  make = lambda: [nn.SpikingConv2d(2, 4, rngs=nnx.Rngs(0)),
+                  nn.SpikingConv2d(4, 4, rngs=nnx.Rngs(1))]
   a, b = make()
   _, cap_a = nnx.capture(a, SpikeRate)(x)
   _, cap_b = nnx.capture(b, SpikeRate)(a(x))
@@ -452,18 +454,18 @@ def test_upsample_conv_equals_upsample_then_conv(impl, hw):
 
 def test_spiking_conv_with_upsample():
   x = _x()[..., :2]
-  a = layers.SpikingConv2d(2, 3, upsample=2, rngs=nnx.Rngs(0),
-                           neuron_kwargs=dict(threshold=0.3))
+  a = nn.SpikingConv2d(2, 3, upsample=2, rngs=nnx.Rngs(0),
+                       neuron_kwargs=dict(threshold=0.3))
   b = sequential.SpikingSequential([
       sequential.Upsample2d(2),
-      layers.SpikingConv2d(2, 3, rngs=nnx.Rngs(0),
-                           neuron_kwargs=dict(threshold=0.3))])
+      nn.SpikingConv2d(2, 3, rngs=nnx.Rngs(0),
+                       neuron_kwargs=dict(threshold=0.3))])
   ya, yb = jax.jit(lambda x: a(x))(x), jax.jit(lambda x: b(x))(x)
   assert ya.shape == (4, 2, 16, 16, 3) and 0 < float(ya.mean()) < 1
   np.testing.assert_array_equal(ya, yb)
   assert a.init_state(x.shape[1:]).shape == (2, 16, 16, 3)
   with pytest.raises(ValueError, match="upsample needs strides=1"):
-    layers.Conv2d(2, 3, strides=2, upsample=2, rngs=nnx.Rngs(0))
+    nn.Conv2d(2, 3, strides=2, upsample=2, rngs=nnx.Rngs(0))
 
 
 def test_process_flag_decisions(monkeypatch):
@@ -501,7 +503,7 @@ def test_plain_jit_warns_once_where_the_flag_is_missing(monkeypatch):
       "scnn_jax: this conv is compiled without the XLA CPU option "
       "xla_cpu_experimental_ynn_fusion_type (JAX's backends started before "
       "scnn_jax was imported)")
-  assert "scnn_jax.backend.jit(fn)" in str(seen[0].message)
+  assert "scnn_jax.ops.backend.jit(fn)" in str(seen[0].message)
 
 
 def test_import_sets_the_flag_so_plain_jit_compiles_like_backend_jit():
@@ -542,7 +544,7 @@ def test_import_sets_the_flag_so_plain_jit_compiles_like_backend_jit():
 _MMAPPED_BLOCKS = r"""
 import ctypes, sys
 import numpy as np
-import scnn_jax.backend as b
+import scnn_jax.ops.backend as b
 
 class MallInfo2(ctypes.Structure):
   _fields_ = [(n, ctypes.c_size_t) for n in (

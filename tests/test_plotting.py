@@ -7,7 +7,8 @@ import matplotlib
 import numpy as np
 import pytest
 
-from scnn_jax import neurons, plotting
+from scnn_jax import plotting
+from scnn_jax.ops import neurons
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402

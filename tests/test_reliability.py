@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from scnn_jax import data, inference, metrics, schema, trainer, watchdog
 from scnn_jax.checkpoint import CheckpointError
-from scnn_jax.config_lib import ConfigError
+from scnn_jax.ops.checks import ConfigError
 from tests.workdirs import REPO, tiny_config
 
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from scnn_jax import smooth_fill
 from scnn_jax.models import resunet
+from scnn_jax.ops import smooth_fill
 
 ALIF = dict(tau=2.0, threshold=0.5, surrogate="atan", surrogate_param=2.0)
 
@@ -166,7 +166,7 @@ def _tiny_resunet_config(name):
 
 def test_a_spiking_run_starts_from_its_twins_weights(tmp_path):
   from scnn_jax import builders, schema, trainer
-  from scnn_jax.config_lib import ConfigError
+  from scnn_jax.ops.checks import ConfigError
   from tests import workdirs
   twin_dir, twin_state = workdirs.make_workdir(
       tmp_path / "twin", _tiny_resunet_config("relu_resunet"))

@@ -14,7 +14,7 @@ import pytest
 
 from configs import base, mnist5k_alif, vae_mnist5k
 from scnn_jax import schema
-from scnn_jax.config_lib import ConfigError
+from scnn_jax.ops.checks import ConfigError
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CONFIGS = sorted(p.stem for p in (REPO / "configs").glob("*.py"))

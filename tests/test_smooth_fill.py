@@ -1,4 +1,4 @@
-"""scnn_jax.smooth_fill: harmonic / biharmonic hole filling in JAX."""
+"""scnn_jax.ops.smooth_fill: harmonic / biharmonic hole filling in JAX."""
 
 import jax
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 import scipy.sparse
 import scipy.sparse.linalg
 
-from scnn_jax import smooth_fill
+from scnn_jax.ops import smooth_fill
 
 # Jitted once per shape and setting (op by op the CG loops compile slowly).
 fill_jit = jax.jit(smooth_fill.smooth_fill,

@@ -8,8 +8,9 @@ import pytest
 from flax import nnx
 
 from configs import taid_inpaint
-from scnn_jax import builders, decoders, inference, trainer
+from scnn_jax import builders, inference, trainer
 from scnn_jax.models.spiking_decoder import SpikingDecoderSCNN
+from scnn_jax.nn import decoders
 
 T, B, H, W = 4, 3, 8, 8
 

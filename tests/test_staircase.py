@@ -1,5 +1,5 @@
-"""The closed-form LIF staircase against the simulated LIF (scnn_jax.neurons,
-scnn_jax.staircase) and its use as paper A's spiking layer."""
+"""The closed-form LIF staircase (scnn_jax.nn.neurons) against the simulated
+LIF (scnn_jax.ops.neurons) and its use as paper A's spiking layer."""
 
 import jax
 import jax.numpy as jnp
@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from scnn_jax import neurons, staircase, surrogate
+from scnn_jax import nn
 from scnn_jax.models import scnn
+from scnn_jax.ops import neurons, surrogate
 
 BETA = float(np.exp(-1 / 40))   # configs/base.py: tau 40 steps
 
@@ -67,7 +68,7 @@ def test_scnn_with_the_staircase_computes_the_same_images():
   # larger currents, so that neurons fire at many rates
   a.spiking.conv.kernel[...] = 4.0 * a.spiking.conv.kernel[...]
   b = nnx.clone(a)
-  b.spiking.neuron = staircase.LIFStaircase(**kw)
+  b.spiking.neuron = nn.LIFStaircase(**kw)
   x = jax.random.uniform(jax.random.key(1), (2, 8, 8, 4))
   # Training noise on (one draw held over T): same images, same spikes.
   run = nnx.jit(lambda m: m(x, rngs=nnx.Rngs(noise=3)))

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from scnn_jax import surrogate
+from scnn_jax.ops import surrogate
 
 # The derivatives of the issue, written independently of the library.
 ANALYTIC = {

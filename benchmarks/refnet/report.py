@@ -233,7 +233,7 @@ How each implementation runs it (benchmarks/refnet/):
 - **scnn_jax** (`scnn.py`): `SpikingSequential` of `SpikingConv2d` layers with
   the library defaults: time chunks of 4 steps on CPU (`chunk="auto"`),
   fold order (each conv once over a chunk's 4*B images, YNNPACK through the
-  XLA option that importing scnn_jax sets, `scnn_jax.backend`), neuron
+  XLA option that importing scnn_jax sets, `scnn_jax.ops.backend`), neuron
   `lax.scan` with `unroll="auto"`, bias gradients as matmuls, `backend.jit`
   (row "plain jax.jit": `jax.jit`), donated train state,
   `backend.tune_host_allocator()`. The 2->32 input conv runs as im2col

@@ -15,7 +15,7 @@ import argparse
 import os
 import time
 
-from scnn_jax import backend
+from scnn_jax.ops import backend
 
 if os.environ.get("SCNN_BENCH_DEFAULT_MALLOC") != "1":
   backend.tune_host_allocator()  # before JAX starts its threads
@@ -26,7 +26,8 @@ import optax  # noqa: E402
 from flax import nnx  # noqa: E402
 
 from benchmarks.refnet import common, jax_common  # noqa: E402
-from scnn_jax import layers, sequential  # noqa: E402
+from scnn_jax import nn  # noqa: E402
+from scnn_jax.nn import sequential  # noqa: E402
 
 
 class RefNet(nnx.Module):
@@ -77,11 +78,11 @@ def build(args):
   readout_impl = "taps" if small else args.conv_impl
 
   def sc(cin, cout, strides=1, upsample=1):
-    return layers.SpikingConv2d(cin, cout, strides=strides, order=args.order,
-                                conv_impl=c1_impl if cin == 2 else
-                                args.conv_impl, dtype=dtype,
-                                upsample=upsample, neuron_kwargs=neuron,
-                                rngs=rngs)
+    return nn.SpikingConv2d(cin, cout, strides=strides, order=args.order,
+                            conv_impl=c1_impl if cin == 2 else
+                            args.conv_impl, dtype=dtype,
+                            upsample=upsample, neuron_kwargs=neuron,
+                            rngs=rngs)
 
   if args.upsample == "fused":  # same function, 2.25x fewer FLOPs in c4
     up_c4 = [sc(64, 32, upsample=2)]
@@ -91,9 +92,9 @@ def build(args):
       [sc(2, 32), sc(32, 64, 2), sc(64, 64)] + up_c4,
       chunk=args.chunk, remat=args.remat,
       scan_chunks=args.scan_chunks == "on")
-  readout = layers.Conv2d(32, 1, impl=readout_impl, dtype=dtype, rngs=rngs)
+  readout = nn.Conv2d(32, 1, impl=readout_impl, dtype=dtype, rngs=rngs)
   convs = [l.conv for l in body.layers
-           if isinstance(l, layers.SpikingConv2d)] + [readout]
+           if isinstance(l, nn.SpikingConv2d)] + [readout]
   for conv, (k, b) in zip(convs, common.weights().values()):
     conv.kernel[...] = jnp.asarray(k)
     conv.bias[...] = jnp.asarray(b)
@@ -114,7 +115,7 @@ def spike_rates(net, x, T):
   h = jnp.broadcast_to(x, (T,) + x.shape)
   rates = []
   for layer in net.body.layers:
-    if isinstance(layer, layers.SpikingConv2d):
+    if isinstance(layer, nn.SpikingConv2d):
       h, _ = layer.run(h)
       rates.append(float(jnp.mean(h.astype(jnp.float32))))
     else:
@@ -187,7 +188,7 @@ def main():
                   "as im2col ('matmul') and the 32->1 readout as 'taps' "
                   "(per-shape), or every conv through lax.conv (xla)")
   ap.add_argument("--jit", default="backend", choices=("backend", "plain"),
-                  help="backend: scnn_jax.backend.jit; plain: jax.jit with "
+                  help="backend: scnn_jax.ops.backend.jit; plain: jax.jit with "
                   "XLA's defaults (what a user's own step gets; importing "
                   "scnn_jax sets the fast-conv flag process-wide)")
   ap.add_argument("--same-flops", action="store_true",

@@ -51,11 +51,10 @@ import optax
 from flax import nnx
 
 from scnn_jax import layers, neurons, plotting, surrogate, sweep
-from scnn_jax import nir as snir
 from scnn_jax.data import sources
 from scnn_jax.metrics.spikes import spike_rates
-from scnn_jax.sequential import SpikingSequential
-from scnn_jax.variables import SpikeRate
+from scnn_jax.nn import SpikeRate, SpikingSequential
+from scnn_jax.nn import nir as snir
 
 TRAIN_STEPS = 40 if TINY else 300
 T = 4 if TINY else 8                      # time steps per image
@@ -343,7 +342,7 @@ plt.show()
 #
 # NIR (the Neuromorphic Intermediate Representation) is a graph of
 # continuous-time neuron and synapse nodes that snnTorch, norse, spyx, Lava
-# and neuromorphic hardware toolchains read. `scnn_jax.nir.export` writes
+# and neuromorphic hardware toolchains read. `scnn_jax.nn.nir.export` writes
 # the spiking part (conv, LIF, flatten, linear); the mean over time is the
 # readout outside the graph. Importing it back gives a module that computes
 # the same outputs.

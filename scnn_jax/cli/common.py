@@ -38,11 +38,12 @@ from absl import app, flags, logging
 from etils import epath
 from ml_collections import config_flags
 
-from scnn_jax import backend, distributed, schema
+from scnn_jax import distributed, schema
 from scnn_jax.checkpoint import CheckpointError
 from scnn_jax.cli import usage
-from scnn_jax.config_lib import ConfigError
 from scnn_jax.data import DataError
+from scnn_jax.ops import backend
+from scnn_jax.ops.checks import ConfigError
 from scnn_jax.stopping import NonFiniteLossError, Preempted, WriteFailed
 from scnn_jax.workdir_lock import WorkdirBusy
 
@@ -241,7 +242,7 @@ def start(argv, *, absolute_workdir: bool = False) -> str:
   setup_compilation_cache(FLAGS.compilation_cache)
   # XLA CPU mallocs every step's buffers; keep freed pages mapped for reuse
   # instead of page-faulting them in again each step (process-wide, so it is
-  # done here in the entry point; see scnn_jax.backend).
+  # done here in the entry point; see scnn_jax.ops.backend).
   backend.tune_host_allocator()
   workdir = FLAGS.workdir or \
       f"runs/{epath.Path(FLAGS['config'].config_filename).stem}"

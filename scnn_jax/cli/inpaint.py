@@ -60,11 +60,11 @@ from PIL import Image
 # Light imports only: the files are checked before the model machinery
 # (inference: the schema, the data sources, Orbax) is imported.
 from scnn_jax import __version__, masks, pretrained
-from scnn_jax.config_lib import ConfigError
 from scnn_jax.images import (IMAGE_EXTENSIONS, ImageError, first_line,
                              mask_to_holes, read_image_file, save_png,
                              to_model_pixels)
 from scnn_jax.masks import MASK_KINDS
+from scnn_jax.ops.checks import ConfigError
 from scnn_jax.tiling import (DEFAULT_MEMORY_MB, Inpainter, TilingError,
                              WindowPlan)
 

@@ -39,10 +39,10 @@ from absl import logging
 from etils import epath
 from PIL import Image
 
-from scnn_jax.config_lib import ConfigError
-from scnn_jax.data.sources import (EVAL_CROP_STREAM, MIN_PATCH_STD, DataError,
+from scnn_jax.data.sources import (DataError, EVAL_CROP_STREAM, MIN_PATCH_STD,
                                    crop, decode_image, patch_std,
                                    resize_short_side)
+from scnn_jax.ops.checks import ConfigError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 BAD_IMAGE_POLICIES = ("skip", "error")

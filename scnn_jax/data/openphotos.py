@@ -46,8 +46,8 @@ import functools
 import numpy as np
 from PIL import Image
 
-from scnn_jax.config_lib import ConfigError
 from scnn_jax.data import sources
+from scnn_jax.ops.checks import ConfigError
 
 OPENPHOTOS_TRAIN = (
     # openphotos.npz

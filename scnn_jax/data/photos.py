@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from scnn_jax.config_lib import ConfigError
 from scnn_jax.data import sources
+from scnn_jax.ops.checks import ConfigError
 
 PHOTOS_TRAIN = ("astronaut", "rocket", "motorcycle_left", "motorcycle_right",
                 "retina", "immunohistochemistry", "cell", "text", "clock")

@@ -49,7 +49,7 @@ from typing import Iterator
 import grain
 import numpy as np
 
-from scnn_jax.config_lib import ConfigError, check_int
+from scnn_jax.ops.checks import ConfigError, check_int
 
 TRAIN_CROP_STREAM = 0x7472636B   # "trck": training crops
 SHUFFLE_STREAM = 0x73687566      # "shuf": the order of the source

@@ -58,7 +58,7 @@ import numpy as np
 from etils import epath
 from PIL import Image, ImageOps
 
-from scnn_jax.config_lib import ConfigError
+from scnn_jax.ops.checks import ConfigError
 
 # photos: data/photos.py; openphotos: data/openphotos.py
 EMBEDDED_NAMES = ("natural", "mnist5k", "photos", "openphotos")

@@ -22,7 +22,7 @@ flatten). The first conv and its BatchNorm see the same image at every step,
 so they run once on ``[B, H, W, C]`` and their output is repeated T times
 (exactly what paper B's ``static_conv`` does).
 
-BatchNorm (``blocks.BatchNorm`` with Flax's convention: biased running
+BatchNorm (``nn.BatchNorm`` with Flax's convention: biased running
 variance) reduces over every axis but channels: on a ``[T, B, H, W, C]``
 sequence that folds T into the batch for the statistics, as SpikingJelly's
 multi-step BatchNorm does (paper B's step-by-step PyTorch loop instead
@@ -41,9 +41,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from scnn_jax import layers
-from scnn_jax.blocks import BatchNorm
-from scnn_jax.collectives import AXIS
+from scnn_jax import nn
+from scnn_jax.nn.norms import BatchNorm
+from scnn_jax.ops.collectives import AXIS
 
 # Layer layouts after the first (static) conv: "c" = conv-BN-neuron,
 # "p" = 2x2 pool. The first entry of each layout is the static conv.
@@ -149,8 +149,8 @@ class ConvBNBlock(nnx.Module):
 
   def __init__(self, in_features, out_features, *, conv_impl="auto",
                dtype=None, bn_axis_name=AXIS, rngs: nnx.Rngs):
-    self.conv = layers.Conv2d(in_features, out_features, 3, use_bias=False,
-                              impl=conv_impl, dtype=dtype, rngs=rngs)
+    self.conv = nn.Conv2d(in_features, out_features, 3, use_bias=False,
+                          impl=conv_impl, dtype=dtype, rngs=rngs)
     self.bn = BatchNorm(out_features, momentum=BN_MOMENTUM, eps=BN_EPSILON,
                         running_var="biased", axis_name=bn_axis_name)
 
@@ -172,7 +172,7 @@ class SpikingClassifier(nnx.Module):
     width: conv channels (paper B: 128 MNIST, 256 CIFAR-10).
     fc_width: hidden FC neurons (paper B: 2048 = 128 * 4 * 4).
     T: time steps.
-    neuron, neuron_kwargs: ``layers.make_neuron`` kind and arguments for
+    neuron, neuron_kwargs: ``nn.make_neuron`` kind and arguments for
       every spiking layer (each layer has its own neuron parameters).
     pool: "max" or "avg"; dropout: rate before each FC layer.
     bn_axis_name: mesh axis BatchNorm averages statistics over (None
@@ -193,7 +193,7 @@ class SpikingClassifier(nnx.Module):
     h, w, c = image_shape
     layout = ARCHITECTURES[arch]
     neuron_kwargs = dict(neuron_kwargs or {})
-    make = lambda: layers.make_neuron(neuron, **neuron_kwargs)  # noqa: E731
+    make = lambda: nn.make_neuron(neuron, **neuron_kwargs)  # noqa: E731
     self.T, self.vote_group, self.pool = T, vote_group, pool
     self.input_mean = tuple(float(v) for v in input_mean)
     self.input_std = tuple(float(v) for v in input_std)

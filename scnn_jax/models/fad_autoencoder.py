@@ -19,9 +19,11 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from scnn_jax import layers
-from scnn_jax.blocks import (BatchNorm, ConvTranspose2d, check_image_size,
-                             dense, lecun_normal_np)
+from scnn_jax import nn
+from scnn_jax.models.blocks import check_image_size
+from scnn_jax.nn.conv import ConvTranspose2d
+from scnn_jax.nn.init import dense, lecun_normal_np
+from scnn_jax.nn.norms import BatchNorm
 
 
 def default_hidden(image_size: int) -> tuple[int, ...]:
@@ -54,9 +56,9 @@ class FadAutoencoder(nnx.Module):
     self.negative_slope = negative_slope
     convs, norms, cin = [], [], c
     for width in hidden:
-      convs.append(layers.Conv2d(cin, width, 3, strides=2,
-                                 padding=((1, 1), (1, 1)), impl=conv_impl,
-                                 kernel_init=lecun_normal_np, rngs=rngs))
+      convs.append(nn.Conv2d(cin, width, 3, strides=2,
+                             padding=((1, 1), (1, 1)), impl=conv_impl,
+                             kernel_init=lecun_normal_np, rngs=rngs))
       norms.append(BatchNorm(width))
       cin = width
     self.enc_convs, self.enc_norms = nnx.List(convs), nnx.List(norms)

@@ -21,17 +21,18 @@ from typing import Callable
 import jax.numpy as jnp
 from flax import nnx
 
-from scnn_jax import neurons, staircase
-from scnn_jax.collectives import AXIS
-from scnn_jax.config_lib import ConfigError
+from scnn_jax import nn
 from scnn_jax.models import (classifier, fad_autoencoder, resunet, scnn,
                              spiking_decoder, spiking_unet, vae)
+from scnn_jax.ops import neurons
+from scnn_jax.ops.checks import ConfigError
+from scnn_jax.ops.collectives import AXIS
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
 def neuron_kwargs(m) -> dict:
-  """``config.model`` -> keyword arguments of ``layers.LIF`` / ``layers.ALIF``."""
+  """``config.model`` -> keyword arguments of ``nn.LIF`` / ``nn.ALIF``."""
   common = dict(threshold=m.threshold, surrogate=m.surrogate,
                 surrogate_param=m.surrogate_param)
   if m.neuron == "lif":
@@ -63,7 +64,7 @@ def _scnn(config, image_shape, num_classes, rngs):
   cin, cout, common = _inpaint_common(m, image_shape, rngs)
   neuron = m.neuron
   if m.neuron_solver == "staircase":
-    neuron = staircase.LIFStaircase(**neuron_kwargs(m))
+    neuron = nn.LIFStaircase(**neuron_kwargs(m))
   return scnn.SCNN(cin, cout, T=m.T, neuron=neuron,
                    neuron_kwargs=neuron_kwargs(m), encoder=m.encoder,
                    decoder=m.decoder, order=m.order, remat=m.remat,

@@ -70,8 +70,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from scnn_jax import blocks, layers, smooth_fill
+from scnn_jax import nn
 from scnn_jax.metrics import spikes
+from scnn_jax.ops import smooth_fill
 
 ACTIVATIONS = ("spiking", "relu")
 NORMS = ("layer", "batch")
@@ -146,10 +147,10 @@ class _Act(nnx.Module):
   def __init__(self, features, activation, neuron, neuron_kwargs, *, norm,
                rngs):
     self.norm = (nnx.LayerNorm(features, rngs=rngs) if norm == "layer"
-                 else blocks.BatchNorm(features, running_var="biased"))
+                 else nn.BatchNorm(features, running_var="biased"))
     self.spiking = activation == "spiking"
-    self.neuron = (layers.make_neuron(neuron, shape=(features,),
-                                      **(neuron_kwargs or {}))
+    self.neuron = (nn.make_neuron(neuron, shape=(features,),
+                                  **(neuron_kwargs or {}))
                    if self.spiking else None)
 
   def __call__(self, z, T: int):
@@ -173,7 +174,7 @@ class PriorResUNet(nnx.Module):
     depth: stride-2 blocks (the net works down to ``H / 2^depth``).
     blocks: residual blocks per scale.
     T: time steps of the spiking encoder (ignored by the twin).
-    neuron, neuron_kwargs: ``layers.make_neuron`` (one value per channel).
+    neuron, neuron_kwargs: ``nn.make_neuron`` (one value per channel).
     norm: the norm before each activation, "layer" or "batch" (module
       docstring).
     prior_order, prior_iters: ``smooth_fill`` order and CG steps per level.
@@ -201,8 +202,8 @@ class PriorResUNet(nnx.Module):
 
     def conv(cin, cout, **kw):
       kw.setdefault("kernel_init", he)
-      return layers.Conv2d(cin, cout, 3, impl=conv_impl, dtype=dtype,
-                           rngs=rngs, **kw)
+      return nn.Conv2d(cin, cout, 3, impl=conv_impl, dtype=dtype,
+                       rngs=rngs, **kw)
 
     def act(c):
       return _Act(c, activation, neuron, neuron_kwargs, norm=norm, rngs=rngs)

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from scnn_jax import layers
+from scnn_jax import nn
 
 OUTPUT_ACTIVATIONS = {
     "sigmoid": jax.nn.sigmoid,
@@ -40,10 +40,10 @@ def masked_input(image, mask, mask_channel: bool = True):
 
 
 def _conv_stack(width, out_channels, n, impl, dtype, rngs):
-  convs = [layers.Conv2d(width, width, 3, impl=impl, dtype=dtype, rngs=rngs)
+  convs = [nn.Conv2d(width, width, 3, impl=impl, dtype=dtype, rngs=rngs)
            for _ in range(n - 1)]
-  convs.append(layers.Conv2d(width, out_channels, 3, impl=impl, dtype=dtype,
-                             rngs=rngs))
+  convs.append(nn.Conv2d(width, out_channels, 3, impl=impl, dtype=dtype,
+                         rngs=rngs))
   return nnx.List(convs)
 
 
@@ -73,19 +73,19 @@ class SCNN(nnx.Module):
                noise_resample="sequence", encoder="direct",
                decoder="rate", output_activation="sigmoid", order="fold",
                conv_impl="auto", remat=False, dtype=None, rngs: nnx.Rngs):
-    self.encoder = layers.make_encoder(encoder, T)
-    self.spiking = layers.SpikingConv2d(
+    self.encoder = nn.make_encoder(encoder, T)
+    self.spiking = nn.SpikingConv2d(
         in_channels, width, 3, neuron=neuron, neuron_kwargs=neuron_kwargs,
         noise_std=noise_std, noise_mode=noise_mode,
         noise_resample=noise_resample, order=order,
         conv_impl=conv_impl, remat=remat, dtype=dtype, rngs=rngs)
-    self.decoder = layers.make_decoder(decoder, T, rngs=rngs)
+    self.decoder = nn.make_decoder(decoder, T, rngs=rngs)
     self.convs = _conv_stack(width, out_channels, num_layers - 1, conv_impl,
                              dtype, rngs)
     self.output_activation = output_activation
 
   def __call__(self, x, *, rngs: nnx.Rngs | None = None, example_ids=None):
-    if isinstance(self.encoder, layers.DirectEncoder):
+    if isinstance(self.encoder, nn.DirectEncoder):
       # The same image at every step: the spiking layer convolves it once.
       with jax.named_scope("spiking"):
         spikes = self.spiking(x, T=self.encoder.T, rngs=rngs,
@@ -107,8 +107,8 @@ class CNN(nnx.Module):
                output_activation="sigmoid", conv_impl="auto", dtype=None,
                rngs: nnx.Rngs, **unused_spiking_options):
     del unused_spiking_options  # same config as SCNN; the rest is spiking-only
-    self.first = layers.Conv2d(in_channels, width, 3, impl=conv_impl,
-                               dtype=dtype, rngs=rngs)
+    self.first = nn.Conv2d(in_channels, width, 3, impl=conv_impl,
+                           dtype=dtype, rngs=rngs)
     self.convs = _conv_stack(width, out_channels, num_layers - 1,
                              conv_impl, dtype, rngs)
     self.output_activation = output_activation

@@ -13,7 +13,7 @@ end so that the decoder choice matters:
       -> the remaining hidden layers: 3x3 Conv2d + ReLU at every step
       -> last 3x3 Conv2d at every step: a REAL-VALUED sequence
                                                             [T, B, H, W, C_out]
-      -> decoder (``scnn_jax.decoders``: rate | fixed_decay | taid | membrane)
+      -> decoder (``nn.decoders``: rate | fixed_decay | taid | membrane)
       -> output activation (sigmoid: [0, 1] images)         [B, H, W, C_out]
 
 TIME-MAJOR inside: every sequence is ``[T, B, H, W, C]``. All layers are 3x3,
@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from scnn_jax import layers
+from scnn_jax import nn
 from scnn_jax.models.scnn import OUTPUT_ACTIVATIONS
 
 
@@ -48,7 +48,7 @@ class SpikingDecoderSCNN(nnx.Module):
       encoder, order, conv_impl, remat, dtype: as ``models.scnn.SCNN``
       (each spiking layer has its own neuron parameters and training noise;
       ``noise_resample=None`` keeps ``SpikingConv2d``'s default).
-    decoder: ``scnn_jax.decoders.DECODERS`` name (TAID's T x T matrix is a
+    decoder: ``scnn_jax.nn.decoders.DECODERS`` name (TAID's T x T matrix is a
       trained ``nnx.Param``).
   """
 
@@ -66,7 +66,7 @@ class SpikingDecoderSCNN(nnx.Module):
     if not 1 <= spiking_layers <= num_layers - 1:
       raise ValueError(f"spiking_layers must be in [1, {num_layers - 1}], "
                        f"got {spiking_layers}")
-    self.encoder = layers.make_encoder(encoder, T)
+    self.encoder = nn.make_encoder(encoder, T)
     noise = dict(noise_std=noise_std, noise_mode=noise_mode)
     if noise_resample is not None:   # SpikingConv2d's default otherwise
       noise["noise_resample"] = noise_resample
@@ -74,18 +74,18 @@ class SpikingDecoderSCNN(nnx.Module):
     for i in range(num_layers - 1):
       cin = in_channels if i == 0 else width
       if i < spiking_layers:
-        spiking.append(layers.SpikingConv2d(
+        spiking.append(nn.SpikingConv2d(
             cin, width, 3, neuron=neuron, neuron_kwargs=neuron_kwargs,
             order=order, conv_impl=conv_impl, remat=remat, dtype=dtype,
             rngs=rngs, **noise))
       else:
-        convs.append(layers.Conv2d(cin, width, 3, impl=conv_impl, dtype=dtype,
-                                   rngs=rngs))
+        convs.append(nn.Conv2d(cin, width, 3, impl=conv_impl, dtype=dtype,
+                               rngs=rngs))
     self.spiking = nnx.List(spiking)
     self.convs = nnx.List(convs)
-    self.last = layers.Conv2d(width, out_channels, 3, impl=conv_impl,
-                              dtype=dtype, rngs=rngs)
-    self.decoder = layers.make_decoder(decoder, T, rngs=rngs)
+    self.last = nn.Conv2d(width, out_channels, 3, impl=conv_impl,
+                          dtype=dtype, rngs=rngs)
+    self.decoder = nn.make_decoder(decoder, T, rngs=rngs)
     self.output_activation = output_activation
 
   def sequence(self, x, *, rngs: nnx.Rngs | None = None, example_ids=None):

@@ -19,7 +19,7 @@
       -> last 3x3 Conv2d (zero-initialised): a correction
       -> output = clip(prior + correction, 0, 1)
 
-The prior (``scnn_jax.smooth_fill``: biharmonic, coarse-to-fine conjugate
+The prior (``scnn_jax.ops.smooth_fill``: biharmonic, coarse-to-fine conjugate
 gradients, a fixed number of steps so it jits once per shape) supplies the
 smooth long-range interpolation that a small net cannot learn from a few
 photos; the net learns what the prior misses (edges, texture, shading
@@ -40,7 +40,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from scnn_jax import layers, smooth_fill
+from scnn_jax import nn
+from scnn_jax.ops import smooth_fill
 
 
 def widths(width: int, depth: int) -> list[int]:
@@ -58,7 +59,7 @@ class PriorSpikingUNet(nnx.Module):
     depth: stride-2 spiking layers (the net works at ``H / 2^depth``).
     bottleneck_layers: extra stride-1 spiking layers at the coarsest scale.
     T: time steps of the spiking encoder.
-    neuron, neuron_kwargs: ``layers.make_neuron`` (each layer its own).
+    neuron, neuron_kwargs: ``nn.make_neuron`` (each layer its own).
     prior_order, prior_iters: ``smooth_fill`` order and CG steps per level.
     conv_impl, dtype: as the other models.
   """
@@ -74,9 +75,9 @@ class PriorSpikingUNet(nnx.Module):
                        f"(in_channels = out_channels + 1), got {in_channels} "
                        f"and {out_channels}")
     ws = widths(width, depth)
-    conv = lambda cin, cout, **kw: layers.Conv2d(  # noqa: E731
+    conv = lambda cin, cout, **kw: nn.Conv2d(  # noqa: E731
         cin, cout, 3, impl=conv_impl, dtype=dtype, rngs=rngs, **kw)
-    spiking = lambda cin, cout, **kw: layers.SpikingConv2d(  # noqa: E731
+    spiking = lambda cin, cout, **kw: nn.SpikingConv2d(  # noqa: E731
         cin, cout, 3, neuron=neuron, neuron_kwargs=neuron_kwargs,
         conv_impl=conv_impl, dtype=dtype, rngs=rngs, **kw)
     self.stem = nnx.List([conv(in_channels, ws[0]), conv(ws[0], ws[0])])
@@ -89,9 +90,9 @@ class PriorSpikingUNet(nnx.Module):
                         for i in reversed(range(depth))])
     self.merge = nnx.List([conv(2 * ws[i], ws[i])
                            for i in reversed(range(depth))])
-    self.last = layers.Conv2d(ws[0], out_channels, 3, impl=conv_impl,
-                              dtype=dtype, kernel_init=nnx.initializers.zeros,
-                              rngs=rngs)
+    self.last = nn.Conv2d(ws[0], out_channels, 3, impl=conv_impl,
+                          dtype=dtype, kernel_init=nnx.initializers.zeros,
+                          rngs=rngs)
     self.T = T
     self.depth = depth
     self.out_channels = out_channels

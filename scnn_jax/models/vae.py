@@ -34,13 +34,13 @@ keeps it and swaps the image decoder), for ``hidden = (32, 64, 128, 256)`` and
   channels (no BN, no spike): a real-valued sequence ``X [T, B, H, W, C]``.
 * image decoder: ``"fixed_decay"`` (FSVAE: ``tanh(sum_t 0.8^(T-1-t) X_t)``) or
   ``"taid"`` (paper B: ``tanh(sum_t a_t X_t)`` with learned temporal
-  attention, ``layers.TAID``).
+  attention, ``nn.TAID``).
 
 Neurons default to FSVAE's LIF (``u_t = 0.25 u_{t-1} (1 - o_{t-1}) + I_t``,
-``o_t = [u_t > 0.2]``, rectangular surrogate of width 1); any ``layers.LIF``
-/ ``layers.ALIF`` keyword arguments can be passed instead.
+``o_t = [u_t > 0.2]``, rectangular surrogate of width 1); any ``nn.LIF``
+/ ``nn.ALIF`` keyword arguments can be passed instead.
 
-tdBN (``blocks.BatchNorm``) normalises each channel over time, batch and space
+tdBN (``nn.BatchNorm``) normalises each channel over time, batch and space
 and scales by ``alpha * V_th``. Inside ``jax.shard_map`` over the ``"data"``
 axis its statistics are those of the global batch (``psum``), so training
 does not depend on how the batch is split over devices.
@@ -59,11 +59,13 @@ import jax.numpy as jnp
 from flax import nnx
 from jax import lax
 
-from scnn_jax import layers
-from scnn_jax import surrogate as surrogate_lib
-from scnn_jax.blocks import (ConvTranspose2d, SpikingBlock, SpikingMLP, assign,
-                             check_image_size, dense, lecun_normal_np)
-from scnn_jax.collectives import all_gather_if_bound
+from scnn_jax import nn
+from scnn_jax.models.blocks import SpikingBlock, SpikingMLP, check_image_size
+from scnn_jax.nn.conv import ConvTranspose2d
+from scnn_jax.nn.init import dense, lecun_normal_np
+from scnn_jax.nn.variables import assign
+from scnn_jax.ops import surrogate as surrogate_lib
+from scnn_jax.ops.collectives import all_gather_if_bound
 
 LATENTS = ("fsvae", "esvae")
 IMAGE_DECODERS = ("fixed_decay", "taid")
@@ -131,7 +133,7 @@ class SpikingVAE(nnx.Module):
     latent: ``"fsvae"`` or ``"esvae"``.
     k: spiking neurons per latent channel in the FSVAE prior / posterior.
     image_decoder: ``"taid"`` or ``"fixed_decay"``; ``decay`` for the latter.
-    neuron, neuron_kwargs: ``layers.make_neuron`` arguments (FSVAE's LIF by
+    neuron, neuron_kwargs: ``nn.make_neuron`` arguments (FSVAE's LIF by
       default).
     scheduled_sampling: FSVAE's scheduled sampling of the prior's inputs, with
       probability rising from 0.1 to 0.3 over ``total_steps`` training steps.
@@ -166,9 +168,9 @@ class SpikingVAE(nnx.Module):
 
     enc, cin = [], c
     for width in hidden:
-      conv = layers.Conv2d(cin, width, 3, strides=2, padding=((1, 1), (1, 1)),
-                           impl=conv_impl, kernel_init=lecun_normal_np,
-                           rngs=rngs)
+      conv = nn.Conv2d(cin, width, 3, strides=2, padding=((1, 1), (1, 1)),
+                       impl=conv_impl, kernel_init=lecun_normal_np,
+                       rngs=rngs)
       enc.append(SpikingBlock(conv, width, **nk))
       cin = width
     self.encoder = nnx.List(enc)
@@ -195,9 +197,9 @@ class SpikingVAE(nnx.Module):
     self.decoder = nnx.List(dec)
     self.final = ConvTranspose2d(rev[-1], c, strides=1, padding=1, rngs=rngs)
     if image_decoder == "taid":
-      self.image_decoder = layers.TAID(T, activation="tanh", rngs=rngs)
+      self.image_decoder = nn.TAID(T, activation="tanh", rngs=rngs)
     else:
-      self.image_decoder = layers.FixedDecayDecoder(decay, activation="tanh")
+      self.image_decoder = nn.FixedDecayDecoder(decay, activation="tanh")
     self.use_running_average = False
 
   # -- encoder / decoder ---------------------------------------------------

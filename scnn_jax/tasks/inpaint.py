@@ -17,11 +17,12 @@ the baselines') also hold ``loss``: that same loss over the whole eval set
 
 from __future__ import annotations
 
+from scnn_jax import inpaint_losses, metrics
 from scnn_jax import baselines as baselines_lib
-from scnn_jax import encoders, inpaint_losses, metrics
 from scnn_jax.metrics import spikes
 from scnn_jax.models import registry
 from scnn_jax.models.scnn import masked_input
+from scnn_jax.nn import encoders
 from scnn_jax.tasks.base import Task
 
 # train.loss -> the eval metric that is that loss over the eval set: pooled

@@ -51,8 +51,8 @@ _CPU_OPTIONS = {
 # jaxlib (major, minor) versions whose XLA knows the option.
 _TESTED_JAXLIB = ((0, 10),)
 OPT_OUT_ENV = "SCNN_JAX_XLA_FLAGS"
-FIX = ("compile the step with scnn_jax.backend.jit(fn) (or jax.jit(fn, "
-       "compiler_options=scnn_jax.backend.compiler_options())), or import "
+FIX = ("compile the step with scnn_jax.ops.backend.jit(fn) (or jax.jit(fn, "
+       "compiler_options=scnn_jax.ops.backend.compiler_options())), or import "
        "scnn_jax before the first JAX computation")
 
 _in_backend_jit = contextvars.ContextVar("scnn_jax_in_backend_jit",

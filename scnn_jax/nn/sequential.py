@@ -4,7 +4,7 @@ SEQUENCES ARE TIME-MAJOR: ``[T, B, H, W, C]``.
 
 ``SpikingSequential([...])`` holds spiking layers (anything with
 ``run(x, state, keys, example_ids) -> (y, state)``, e.g.
-``layers.SpikingConv2d``) and stateless ones (``layers.Conv2d``,
+``nn.SpikingConv2d``) and stateless ones (``nn.Conv2d``,
 ``Upsample2d``, any callable on ``[T, B, ...]``). Two ways to run it, with the
 same outputs and gradients (tests/test_perf_features.py):
 
@@ -61,9 +61,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from scnn_jax import layers as layers_lib
-from scnn_jax.conv import upsample_nearest
-from scnn_jax.layers import checkpointed
+from scnn_jax.nn.conv import Conv2d, SpikingConv2d, StaticInput
+from scnn_jax.nn.remat import captures_hidden, checkpointed
+from scnn_jax.ops.conv import upsample_nearest
 
 
 class Upsample2d(nnx.Module):
@@ -111,8 +111,8 @@ def _takes_static(layer) -> bool:
   # Layers that map a static [B, ...] input to what copies over T would
   # give: per-image stateless ones keep it static, SpikingConv2d turns it
   # into a sequence after its (single) conv.
-  return isinstance(layer, (layers_lib.Conv2d, Upsample2d,
-                            layers_lib.SpikingConv2d))
+  return isinstance(layer, (Conv2d, Upsample2d,
+                            SpikingConv2d))
 
 
 def _record_rate(layer, rate):
@@ -183,7 +183,7 @@ class SpikingSequential(nnx.Module):
 
     def chunk_x(start, stop):
       if static:
-        return layers_lib.StaticInput(x, stop - start)
+        return StaticInput(x, stop - start)
       return x[start:stop]
 
     start = 0
@@ -197,13 +197,13 @@ class SpikingSequential(nnx.Module):
       n = T // C - 1
       # nnx.split fails while nnx.capture's stores are attached (a list of
       # layers); rates are recorded below, outside the split module.
-      with layers_lib.captures_hidden(self):
+      with captures_hidden(self):
         graphdef, mstate = nnx.split(self)
 
       def body(states, xs):
         xc, kc = xs
         if static:  # the same input in every chunk: not scanned over
-          xc = layers_lib.StaticInput(x, C)
+          xc = StaticInput(x, C)
         m = nnx.merge(graphdef, mstate)
         y, states, rates = type(m)._chunk(m, xc, states, kc, example_ids)
         return states, (y, rates)
@@ -232,13 +232,13 @@ class SpikingSequential(nnx.Module):
   def _chunk(self, x, states, keys, example_ids):
     """(output, new states, per-layer mean spike rate or None) of a chunk.
 
-    ``x`` is the chunk ``[C, B, ...]`` or a ``layers.StaticInput`` (direct
+    ``x`` is the chunk ``[C, B, ...]`` or a ``nn.StaticInput`` (direct
     encoding: one ``[B, ...]`` input for all C steps).
     """
     new_states, rates = [], []
     for layer, state, k in zip(self.layers, states, keys):
       rate = None
-      static = isinstance(x, layers_lib.StaticInput)
+      static = isinstance(x, StaticInput)
       if static and not _takes_static(layer):
         x, static = jnp.broadcast_to(x.x, (x.T,) + x.x.shape), False
       if _is_spiking(layer):
@@ -248,12 +248,12 @@ class SpikingSequential(nnx.Module):
           x, state = layer.run(x, state, k, example_ids)
         rate = jnp.mean(x.astype(jnp.float32))
       elif static:
-        x = layers_lib.StaticInput(layer(x.x), x.T)
+        x = StaticInput(layer(x.x), x.T)
       else:
         x = layer(x)
       new_states.append(state)
       rates.append(rate)
-    if isinstance(x, layers_lib.StaticInput):  # no layer consumed the time axis
+    if isinstance(x, StaticInput):  # no layer consumed the time axis
       x = jnp.broadcast_to(x.x, (x.T,) + x.x.shape)
     return x, new_states, rates
 

@@ -2,7 +2,7 @@
 Intermediate Representation (https://neuroir.org; snnTorch, norse, spyx, Lava,
 SpiNNaker tools read and write it).
 
-    from scnn_jax import nir as snir
+    from scnn_jax.nn import nir as snir
     graph = snir.export(model.spiking, input_shape=(32, 32, 4))   # [H, W, C]
     import nir; nir.write("scnn.nir", graph)
     net = snir.import_(nir.read("scnn.nir"))    # an nnx.Module
@@ -10,10 +10,10 @@ SpiNNaker tools read and write it).
 
 Needs the ``nir`` package (``pip install 'scnn_jax[nir]'``).
 
-What NIR can express, and so what ``export`` writes: ``layers.Conv2d``
-(-> ``nir.Conv2d``), ``layers.LIF`` with reset to zero (-> ``nir.LIF``, or
-``nir.IF`` when beta = 1), paper B's ``layers.ALIF`` without threshold
-adaptation (-> ``nir.LIF`` with ``v_leak = v_reset``), ``layers.SpikingConv2d``
+What NIR can express, and so what ``export`` writes: ``nn.Conv2d``
+(-> ``nir.Conv2d``), ``nn.LIF`` with reset to zero (-> ``nir.LIF``, or
+``nir.IF`` when beta = 1), paper B's ``nn.ALIF`` without threshold
+adaptation (-> ``nir.LIF`` with ``v_leak = v_reset``), ``nn.SpikingConv2d``
 (conv + neuron), ``nnx.Linear`` (-> ``nir.Affine`` / ``nir.Linear``),
 ``Flatten`` and ``AvgPool2d`` (this module's), chained in a
 ``SpikingSequential``, a list, or a ``NIRNetwork``. Anything else raises
@@ -44,12 +44,15 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from scnn_jax import __version__, decoders, layers, sequential
+from scnn_jax import __version__
+from scnn_jax.nn import decoders, sequential
+from scnn_jax.nn.conv import Conv2d, SpikingConv2d
+from scnn_jax.nn.neurons import ALIF, LIF
 
 try:
   import nir
 except ImportError as e:  # pragma: no cover - the message is the point
-  raise ImportError("scnn_jax.nir needs the nir package: "
+  raise ImportError("scnn_jax.nn.nir needs the nir package: "
                     "pip install 'scnn_jax[nir]'") from e
 
 DEFAULT_DT = 1e-4
@@ -127,7 +130,7 @@ def _flatten_modules(module, path=""):
   if isinstance(module, (NIRNetwork, sequential.SpikingSequential)):
     return _flatten_modules(list(module.layers), f"{path}.layers" if path
                             else "layers")
-  if isinstance(module, layers.SpikingConv2d):
+  if isinstance(module, SpikingConv2d):
     if module.noise_std is not None and not module.deterministic:
       raise NIRExportError(
           f"{_name(path, module)}: training noise (noise_std = "
@@ -136,7 +139,7 @@ def _flatten_modules(module, path=""):
     return ([(f"{path}.conv" if path else "conv", module.conv)] +
             _flatten_modules(module.neuron, f"{path}.neuron" if path
                              else "neuron"))
-  if isinstance(module, (layers.Conv2d, layers.LIF, layers.ALIF, nnx.Linear,
+  if isinstance(module, (Conv2d, LIF, ALIF, nnx.Linear,
                          Flatten, AvgPool2d)):
     return [(path or type(module).__name__.lower(), module)]
   raise NIRExportError(f"{_name(path, module)}: {_why_not(module)}")
@@ -195,7 +198,7 @@ def _neuron_node(neuron, shape, dt, path):
   path = _name(path, neuron)
   if getattr(neuron, "refractory_steps", 0):
     raise NIRExportError(f"{path}: a refractory period has no NIR parameter")
-  if isinstance(neuron, layers.LIF):
+  if isinstance(neuron, LIF):
     if neuron.reset != "zero":
       raise NIRExportError(
           f"{path}: reset={neuron.reset!r}; NIR's LIF resets the membrane to "
@@ -212,7 +215,7 @@ def _neuron_node(neuron, shape, dt, path):
     tau = dt / (1.0 - beta)
     return nir.LIF(tau=tau, r=tau / dt, v_leak=np.zeros_like(thr),
                    v_threshold=thr, v_reset=np.zeros_like(thr))
-  if isinstance(neuron, layers.ALIF):
+  if isinstance(neuron, ALIF):
     if neuron.adaptive:
       raise NIRExportError(f"{path}: the spike-triggered threshold adaptation "
                            "(a second state variable) has no NIR node")
@@ -288,7 +291,7 @@ def _to_nir_shape(shape_hwc):
 
 def _node(m, shape, dt, path):
   """(NIR node, output shape channel-last) of one leaf module."""
-  if isinstance(m, layers.Conv2d):
+  if isinstance(m, Conv2d):
     if len(shape) != 3:
       raise NIRExportError(f"{path}: Conv2d needs an [H, W, C] input, got "
                            f"{shape}")
@@ -304,7 +307,7 @@ def _node(m, shape, dt, path):
                       padding=pads, dilation=1, groups=1, bias=bias)
     c, h, w = node.output_type["output"]
     return node, (int(h), int(w), int(c))
-  if isinstance(m, (layers.LIF, layers.ALIF)):
+  if isinstance(m, (LIF, ALIF)):
     return _neuron_node(m, shape, dt, path), shape
   if isinstance(m, nnx.Linear):
     if shape != (m.in_features,):
@@ -383,7 +386,7 @@ def _lif_from(node, key, dt):
 def _lif(beta, threshold):
   beta, threshold = _hwc(beta), _hwc(threshold)
   shape = np.shape(beta) if np.ndim(beta) else np.shape(threshold)
-  lif = layers.LIF(beta=0.5, threshold=1.0, reset="zero", shape=shape)
+  lif = LIF(beta=0.5, threshold=1.0, reset="zero", shape=shape)
   lif.beta[...] = jnp.broadcast_to(jnp.asarray(beta, jnp.float32), shape)
   lif.threshold[...] = jnp.broadcast_to(jnp.asarray(threshold, jnp.float32),
                                          shape)
@@ -397,7 +400,7 @@ def _conv_from(node, key):
   pad = node.padding
   padding = (pad.upper() if isinstance(pad, str) else
              tuple((int(p), int(p)) for p in _pair(pad)))
-  conv = layers.Conv2d(w.shape[1], w.shape[0], w.shape[2:],
+  conv = Conv2d(w.shape[1], w.shape[0], w.shape[2:],
                        strides=tuple(int(s) for s in _pair(node.stride)),
                        padding=padding, rngs=nnx.Rngs(0))
   conv.kernel[...] = jnp.asarray(w.transpose(2, 3, 1, 0))

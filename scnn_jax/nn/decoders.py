@@ -22,8 +22,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from scnn_jax import neurons
-from scnn_jax.variables import NeuronParam
+from scnn_jax.ops import neurons
+from scnn_jax.nn.variables import NeuronParam
 
 DECODERS = ("rate", "fixed_decay", "taid", "membrane")
 ACTIVATIONS = {

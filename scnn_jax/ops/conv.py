@@ -1,9 +1,9 @@
 """2-D convolution in three formulations with identical results.
 
 * ``"xla"``: ``lax.conv_general_dilated``. Fast on GPU/TPU, and on CPU when the
-  step is compiled with ``scnn_jax.backend.compiler_options()`` (XLA CPU then
-  routes convs through YNNPACK; without those options its conv runs at ~15
-  GFLOP/s here). On CPU its gradients are written as ordinary forward convs
+  step is compiled with ``scnn_jax.ops.backend.compiler_options()`` (XLA CPU
+  then routes convs through YNNPACK; without those options its conv runs at
+  ~15 GFLOP/s here). On CPU its gradients are written as ordinary forward convs
   of explicitly transposed operands (``input_grad``, ``kernel_grad``): with
   JAX's own transpose rules the backward of a conv inside a rolled
   ``lax.scan`` fell off XLA CPU's fast path (~1-2.4 GFLOP/s, the trap of
@@ -39,7 +39,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from scnn_jax import backend
+from scnn_jax.ops import backend
 
 IMPLS = ("xla", "matmul", "taps")
 IMPL_CHOICES = ("auto",) + IMPLS  # what a config or layer may name

@@ -48,7 +48,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from scnn_jax import surrogate as surrogate_lib
+from scnn_jax.ops import surrogate as surrogate_lib
 
 RESETS = ("subtract", "zero")
 
@@ -183,7 +183,7 @@ def lif_scan(currents, *, beta=None, tau=None, dt=1.0, threshold=1.0,
     threshold: firing threshold (array, broadcast like ``beta``).
     reset: "subtract" (v -= threshold on a spike) or "zero" (v = 0).
     surrogate, surrogate_param: spike surrogate kind and its width / slope
-      (see ``scnn_jax.surrogate``).
+      (see ``scnn_jax.ops.surrogate``).
     detach_reset: stop the gradient through the reset.
     refractory_steps: absolute refractory period in steps (a Python int;
       see ``lif_step``). 0: none.
@@ -196,7 +196,7 @@ def lif_scan(currents, *, beta=None, tau=None, dt=1.0, threshold=1.0,
     return_final_state: return ``(spikes, state_T)`` instead of the
       membrane trace (``state_T`` as ``v0``): the scan then writes no
       ``[T, ...]`` membrane output (chunked execution,
-      ``scnn_jax.sequential``).
+      ``scnn_jax.nn.sequential``).
 
   Returns:
     ``(spikes, membrane)``, both ``[T, ...]``. ``membrane`` is the state after
@@ -338,7 +338,7 @@ def alif_scan(currents, *, tau, threshold, v_reset=0.0, adaptation=None,
   Args:
     currents: ``X`` of shape ``[T, ...]``, TIME ON AXIS 0.
     tau: membrane time constant (> 1 for a leak in (0, 1)); paper B learns it
-      as ``tau = 1 / sigmoid(w)``, which ``layers.ALIF`` does. Array,
+      as ``tau = 1 / sigmoid(w)``, which ``nn.ALIF`` does. Array,
       broadcast against ``currents.shape[1:]``.
     threshold: firing threshold (paper B: learnable, init 0.5).
     v_reset: reset potential; also the default initial membrane.
