@@ -1,4 +1,5 @@
-"""Trust check of FID / IS: pytorch-fid's FID Inception vs scnn_jax.inception.
+"""Trust check of FID / IS: pytorch-fid's FID Inception vs scnn_jax's
+(scnn_jax.models.inception, scnn_jax.metrics.inception).
 
     python benchmarks/fid_inception_check.py [--peer-python .venv-fid/bin/python] \
         [--out benchmarks/results/fid_inception_check.json]
@@ -14,8 +15,9 @@ randomised too, so that every tensor of the file matters), saves the state
 dict as a ``.pth`` and computes on the same images the 2048-d pool features
 and the 1008 logits (``fc`` of the pool). This side converts the ``.pth`` with
 ``scripts/convert_inception_weights.py`` (torch-free reader), loads it with
-``scnn_jax.inception`` and computes the same two outputs. Printed and written:
-max |difference| and the relative error ``max|a - b| / max|b|`` of each.
+``scnn_jax.metrics.inception`` and computes the same two outputs. Printed and
+written: max |difference| and the relative error ``max|a - b| / max|b|`` of
+each.
 """
 
 from __future__ import annotations
@@ -114,7 +116,7 @@ def main():
   import jax
 
   import convert_inception_weights
-  from scnn_jax import inception
+  from scnn_jax.metrics import inception
   with tempfile.TemporaryDirectory() as d:
     tmp = pathlib.Path(d)
     x = images()

@@ -48,9 +48,10 @@ from flax import nnx
 from safetensors import SafetensorError
 from safetensors.numpy import load as load_safetensors, save as save_safetensors
 
-from scnn_jax import __version__, builders, schema, state as state_lib
+from scnn_jax import __version__, builders, schema
+from scnn_jax import state as state_lib
 from scnn_jax.builders import data_spec  # noqa: F401  (what a model needs)
-from scnn_jax.images import first_line
+from scnn_jax.data.images import first_line
 
 
 class PointError(ValueError):

@@ -40,8 +40,8 @@ from typing import Any, Callable
 import ml_collections
 from etils import epath
 
-from scnn_jax import inpaint_losses, masks, nn
-from scnn_jax.data import augment, folder, sources
+from scnn_jax import nn
+from scnn_jax.data import augment, folder, masks, sources
 from scnn_jax.metrics import losses
 from scnn_jax.models import classifier, registry, resunet, scnn, vae
 from scnn_jax.nn import decoders, encoders
@@ -289,7 +289,7 @@ FIELDS: dict[str, dict[str, Field]] = {
         "warmup_steps": _int(0, 0),
         "grad_clip": _num(0.0, 0),
         "weight_decay": _num(0.0, 0),
-        "loss": _choice(inpaint_losses.LOSSES, "mse", tasks=("inpaint",)),
+        "loss": _choice(losses.INPAINT_LOSSES, "mse", tasks=("inpaint",)),
         "ema_decay": _num(0.0, 0, 1, high_open=True),  # 0 = off; scnn_jax.state
         "init_from": _str(None, none_ok=True),  # a workdir: its weights start a fresh run
         "log_every": _int(100, 1),

@@ -30,7 +30,7 @@ import jax
 import numpy as np
 from flax import nnx
 
-from scnn_jax.images import to_uint8
+from scnn_jax.data.images import to_uint8
 from scnn_jax.models import resunet
 from scnn_jax.models.scnn import masked_input
 from scnn_jax.nn import encoders

@@ -29,10 +29,12 @@ from absl import logging
 from etils import epath
 from flax import nnx
 
-from scnn_jax import (builders, images, parallel, profiling, reports, schema,
-                      state as state_lib, steps, stopping, storage_errors,
-                      sweep, tasks, watchdog, workdir_lock)
+from scnn_jax import (builders, parallel, profiling, reports, schema, steps,
+                      stopping, storage_errors, sweep, tasks, watchdog,
+                      workdir_lock)
+from scnn_jax import state as state_lib
 from scnn_jax.checkpoint import Checkpointer, abstract_like, last_complete_step
+from scnn_jax.data import images
 from scnn_jax.state import Graphs
 from scnn_jax.stopping import (NonFiniteLossError, Preempted,  # noqa: F401
                                WriteFailed)

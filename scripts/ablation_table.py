@@ -48,7 +48,7 @@ def table(runs) -> str:
   lines = ["| tau | threshold | hole PSNR (dB) | per seed | masked MSE "
            "| SSIM | spike rate | SynOps / image | energy / image (µJ) |",
            "|---" * 9 + "|"]
-  from scnn_jax.energy import E_AC, E_MAC, inpainting_energy
+  from scnn_jax.metrics.energy import E_AC, E_MAC, inpainting_energy
   record = next(iter(runs.values()))
   cfg = record["config"]
   shape = (cfg["data"]["image_size"],) * 2 + (cfg["data"]["channels"],)
@@ -80,8 +80,8 @@ def table(runs) -> str:
     lines.append(f"* best mean cell (tau {best[0]:g}, threshold {best[1]:g})"
                  f" − paper A's (tau 40, threshold 1): "
                  f"{fmt_paired(paired(hole[best], hole[(40.0, 1.0)]))}")
-  lines += ["", f"Energy: `scnn_jax/energy.py` ({E_MAC * 1e12:.1f} pJ per "
-            f"MAC, {E_AC * 1e12:.1f} pJ per spike-driven AC). "
+  lines += ["", f"Energy: `scnn_jax/metrics/energy.py` ({E_MAC * 1e12:.1f} "
+            f"pJ per MAC, {E_AC * 1e12:.1f} pJ per spike-driven AC). "
             + machine_line(runs.values())]
   return "\n".join(lines)
 

@@ -20,10 +20,10 @@ the older "legacy" one):
 
 The output is an ``.npz`` of the state dict (PyTorch names and layouts; the
 auxiliary classifier and ``num_batches_tracked`` dropped) plus a
-``__variant__`` entry. ``scnn_jax.inception.load`` reads it; pass it to a
+``__variant__`` entry. ``scnn_jax.models.inception.load`` reads it; pass it to a
 generation run with ``--config.metrics.inception_weights=PATH``. The
-conversion is checked by loading the result into ``scnn_jax.inception`` (every
-weight present with the right shape).
+conversion is checked by loading the result into
+``scnn_jax.models.inception`` (every weight present with the right shape).
 """
 
 from __future__ import annotations
@@ -191,7 +191,7 @@ def read_state_dict(path) -> dict[str, np.ndarray]:
 def convert(src, dst, variant: str | None = None) -> str:
   """Writes the weights file; returns the variant."""
   sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-  from scnn_jax import inception
+  from scnn_jax.models import inception
   sd = read_state_dict(src)
   sd = {k: v for k, v in sd.items()
         if not k.startswith("AuxLogits.") and

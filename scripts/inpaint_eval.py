@@ -51,7 +51,7 @@ error (over channels), so MSE = sse / (pixels * C) per bin and run.
 
 Also per trained run: spike rate per spiking layer (spikes per neuron per
 step, pooled over the eval set: each batch's rate weighted by its pixels),
-the energy estimate of ``scnn_jax.energy`` where it describes the model,
+the energy estimate of ``scnn_jax.metrics.energy`` where it describes the model,
 wall time per image (after a warm-up call per size, so compile excluded),
 and the training budget of the workdir (``results.json`` / ``config.json``).
 """
@@ -165,7 +165,7 @@ def eval_set(photos=None):
   """``{(size, kind): cell}`` with ``cell = dict(image float32 [n, s, s, C],
   mask [n, s, s, 1], photos [n names], dist_bin int8 [n, s, s])``, images
   ordered by photo; and ``{"photo_source": note, "photo_shapes": ...}``."""
-  from scnn_jax import masks
+  from scnn_jax.data import masks
   from scnn_jax.data import sources
   note = None
   if photos is None:
@@ -367,9 +367,10 @@ def budget(loaded, workdir: Path | None) -> dict:
 
 
 def energy_entry(config, rate_sums) -> dict:
-  """Energy per image by size and over the eval set (``scnn_jax.energy``),
-  or a note where that module does not describe the model."""
-  from scnn_jax import energy
+  """Energy per image by size and over the eval set
+  (``scnn_jax.metrics.energy``), or a note where that module does not
+  describe the model."""
+  from scnn_jax.metrics import energy
   name = config.model.name
   if name not in energy.MODELS:
     return {"supported": False,
@@ -522,7 +523,7 @@ def cmd_run(args, parser):
                         platform.python_version()}
   _log(f"eval set: {ev['num_images']} images of {', '.join(ev['photos'])} "
        f"({time.time() - t0:.1f} s)")
-  from scnn_jax import baselines
+  from scnn_jax.models import baselines
   for name in BASELINES:
     if name in results["methods"]:
       continue

@@ -34,7 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
 import seed_runs  # noqa: E402
-from scnn_jax.energy import energy_uj  # noqa: E402
+from scnn_jax.metrics.energy import energy_uj  # noqa: E402
 from seed_runs import (Row, fmt_mean_sd, fmt_paired, machine_line,  # noqa: E402
                        paired)
 
@@ -154,7 +154,7 @@ def taid_table(runs) -> str:
   records = [r for done in runs.values() for r in done.values()]
   lines += ["", "Mean ± sd over the seeds; metrics on the fixed eval set "
             "(256 patches of the two held-out photos, fixed masks); energy: "
-            "`scnn_jax/energy.py` (arithmetic only, 45 nm figures, see "
+            "`scnn_jax/metrics/energy.py` (arithmetic only, 45 nm figures, see "
             "docs/studies/quantiser.md). " + machine_line(records)]
   lines += _commands(TAID_ROWS)
   return "\n".join(lines)

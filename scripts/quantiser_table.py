@@ -89,7 +89,7 @@ def input_rate() -> float:
 
 
 def _energies(runs, rate_in):
-  from scnn_jax.energy import energy_uj
+  from scnn_jax.metrics.energy import energy_uj
   return {name: {s: energy_uj(r, rate_in) for s, r in done.items()}
           for name, done in runs.items()}
 
@@ -242,7 +242,7 @@ def plot(runs, energy, path=FIGURE) -> None:
                 yerr=None if sy != sy else sy, fmt=marker, capsize=3,
                 label=row.label, color=color)
   ax.set_xlabel("estimated arithmetic energy per 32x32 image (µJ, 45 nm; "
-                "scnn_jax/energy.py)")
+                "scnn_jax/metrics/energy.py)")
   ax.set_ylabel("hole PSNR (dB), 256 held-out patches")
   ax.set_title("configs/base.py variants: mean ± sd over seeds (dots: seeds)")
   ax.legend(fontsize=6.5, loc="lower right")

@@ -100,7 +100,8 @@ def _jit(fn):
 def grids(workdir, out_dir, prefix, num_samples=64, num_recon=16, seed=0):
   """Writes ``<prefix>_samples.png`` and ``<prefix>_recon.png``."""
   import jax
-  from scnn_jax import data, images, inference
+  from scnn_jax import data, inference
+  from scnn_jax.data import images
   loaded = inference.load(workdir)
   model, config = loaded.model, loaded.config
   key = jax.random.key(seed)

@@ -140,7 +140,7 @@ def fixed_contrast(pixels: np.ndarray, holes: np.ndarray):
 def compare(model, config, pixels, holes, exact) -> dict:
   """Whole-image and windowed fill of ``holes``: differences and errors."""
   from scnn_jax import tiling
-  from scnn_jax.images import to_uint8
+  from scnn_jax.data.images import to_uint8
   whole = tiling.Inpainter(model, config, memory_mb=1e4)
   memory_mb = WINDOW_PIXELS * whole.bytes_per_pixel / 2**20
   win = tiling.Inpainter(model, config, memory_mb=memory_mb)

@@ -1,10 +1,11 @@
-"""scnn_jax.baselines: mean fill and biharmonic inpainting keep the known
+"""scnn_jax.models.baselines: mean fill and biharmonic inpainting keep the known
 pixels, biharmonic wins on smooth images, edge masks."""
 
 import numpy as np
 import pytest
 
-from scnn_jax import baselines, metrics
+from scnn_jax import metrics
+from scnn_jax.models import baselines
 
 
 def _smooth_images():

@@ -1,10 +1,11 @@
-"""Energy estimate per image (scnn_jax.energy) against hand-counted ops."""
+"""Energy estimate per image (scnn_jax.metrics.energy) against hand-counted
+ops."""
 
 import math
 
 import pytest
 
-from scnn_jax import energy
+from scnn_jax.metrics import energy
 
 SHAPE = (4, 4, 3)     # 4x4 RGB; with the mask channel the input has 4
 

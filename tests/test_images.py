@@ -1,9 +1,9 @@
-"""scnn_jax.images: a user's image and mask files in the model's format."""
+"""scnn_jax.data.images: a user's image and mask files in the model's format."""
 
 import numpy as np
 from PIL import Image
 
-from scnn_jax import images
+from scnn_jax.data import images
 from tests.test_cli_inpaint import rand_image
 
 

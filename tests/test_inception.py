@@ -1,6 +1,7 @@
-"""scnn_jax.inception: the Inception score's limits, the Inception-v3
-weights file, and the torch-free checkpoint converter
-(scripts/convert_inception_weights.py), with randomly initialised weights."""
+"""The Inception score's limits (scnn_jax.metrics.inception), the
+Inception-v3 weights file (scnn_jax.models.inception), and the torch-free
+checkpoint converter (scripts/convert_inception_weights.py), with randomly
+initialised weights."""
 
 import importlib.util
 import io
@@ -15,7 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scnn_jax import inception
+from scnn_jax.metrics.inception import (InceptionMetrics, fid,
+                                       inception_score)
+from scnn_jax.models import inception
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -24,15 +27,15 @@ def test_inception_score_limits():
   k = 7
   confident = np.full((70, k), -30.0)
   confident[np.arange(70), np.arange(70) % k] = 30.0   # one-hot, all classes
-  mean, std = inception.inception_score(confident, splits=10)
+  mean, std = inception_score(confident, splits=10)
   assert mean == pytest.approx(k, rel=1e-6) and std < 1e-6
-  assert inception.inception_score(np.zeros((20, k)), splits=2)[0] == \
+  assert inception_score(np.zeros((20, k)), splits=2)[0] == \
       pytest.approx(1.0)
   # Two classes, p(y|x) = (0.9, 0.1) for half the images and (0.1, 0.9) for
   # the rest: p(y) = (0.5, 0.5), KL = 0.9 ln 1.8 + 0.1 ln 0.2 for every image.
   half = np.log(np.array([[0.9, 0.1]] * 5 + [[0.1, 0.9]] * 5))
   want = np.exp(0.9 * np.log(1.8) + 0.1 * np.log(0.2))
-  assert inception.inception_score(half, splits=1) == pytest.approx(
+  assert inception_score(half, splits=1) == pytest.approx(
       (want, 0.0), rel=1e-9)
 
 
@@ -43,7 +46,7 @@ def random_inception(tmp_path_factory):
   model = inception.InceptionV3("fid", resize=75, seed=1)
   path = tmp_path_factory.mktemp("inception") / "random.npz"
   inception.save_weights(model, path)
-  return model, path, inception.InceptionMetrics.load(path, batch_size=4,
+  return model, path, InceptionMetrics.load(path, batch_size=4,
                                                       resize=75)
 
 
@@ -68,9 +71,9 @@ def test_inception_weights_file_layout_and_roundtrip(random_inception):
   # FID is the Frechet distance of the pool features (on 64 of the 2048:
   # two 2048-d eigh take ~5 s); of a set against itself 0.
   from scnn_jax.metrics import frechet
-  assert abs(inception.fid(pool[:, :64], pool[:, :64])) < 1e-6
+  assert abs(fid(pool[:, :64], pool[:, :64])) < 1e-6
   other = net.features(images[::-1] * 0.5)[0]
-  assert inception.fid(pool[:, :64], other[:, :64]) == pytest.approx(
+  assert fid(pool[:, :64], other[:, :64]) == pytest.approx(
       frechet.distance_of_features(pool[:, :64], other[:, :64]), rel=1e-12)
   with pytest.raises(FileNotFoundError, match="convert_inception_weights"):
     inception.read_weights(path.parent / "missing.npz")

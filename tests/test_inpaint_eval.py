@@ -15,7 +15,9 @@ import pytest
 from flax import nnx
 
 from configs import spiking_unet as unet_config
-from scnn_jax import baselines, energy, inference, schema
+from scnn_jax import inference, schema
+from scnn_jax.metrics import energy
+from scnn_jax.models import baselines
 from scnn_jax.ops import smooth_fill
 from tests.workdirs import REPO, make_workdir, tiny_config
 

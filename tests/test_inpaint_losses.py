@@ -1,11 +1,12 @@
-"""scnn_jax.inpaint_losses: the per-image hole losses (log MSE, MSE), and
+"""scnn_jax.metrics.losses: the per-image hole losses (log MSE, MSE), and
 the eval loss that matches them."""
 
 import numpy as np
 import pytest
 
 from configs import base
-from scnn_jax import inpaint_losses, metrics, schema, tasks
+from scnn_jax import metrics, schema, tasks
+from scnn_jax.metrics import losses
 
 
 def test_log_mse_sums_by_hand():
@@ -18,14 +19,14 @@ def test_log_mse_sums_by_hand():
   pred[1] = 0.5                # image 1: whole image hole, error 0.5
   mask[1] = 1
   pred[2] = 0.9                # image 2: no hole: does not count
-  num, den = inpaint_losses.log_mse_sums(pred, target, mask, eps=0.0)
+  num, den = losses.log_mse_sums(pred, target, mask, eps=0.0)
   expected = np.log((0.01 + 0.09) / 2) + np.log(0.25)
   np.testing.assert_allclose(float(num), expected, rtol=1e-6)
   assert float(den) == 2.0
   # valid = 0 drops an image (eval padding), even one full of NaN.
   pred[1] = np.nan
-  num, den = inpaint_losses.log_mse_sums(pred, target, mask,
-                                         valid=np.array([1, 0, 1]), eps=0.0)
+  num, den = losses.log_mse_sums(pred, target, mask,
+                                 valid=np.array([1, 0, 1]), eps=0.0)
   np.testing.assert_allclose(float(num), np.log(0.05), rtol=1e-6)
   assert float(den) == 1.0
 
@@ -38,15 +39,15 @@ def test_image_mse_sums_by_hand():
   pred[0, 0, 0], pred[0, 1, 1] = 0.1, 0.3    # image 0: 2-px hole, MSE 0.05
   mask[0, 0, 0] = mask[0, 1, 1] = 1
   pred[1], mask[1] = 0.5, 1                  # image 1: 4-px hole, MSE 0.25
-  num, den = inpaint_losses.image_mse_sums(pred, target, mask)
+  num, den = losses.image_mse_sums(pred, target, mask)
   assert float(den) == 2.0
   np.testing.assert_allclose(float(num) / float(den), (0.05 + 0.25) / 2,
                              rtol=1e-6)
   se, count = metrics.masked_se_sums(pred, target, mask)
   np.testing.assert_allclose(float(se) / float(count),
                              (0.01 + 0.09 + 4 * 0.25) / 6, rtol=1e-6)
-  num, den = inpaint_losses.image_mse_sums(pred, target, mask,
-                                           valid=np.array([0.0, 1.0]))
+  num, den = losses.image_mse_sums(pred, target, mask,
+                                   valid=np.array([0.0, 1.0]))
   np.testing.assert_allclose([float(num), float(den)], [0.25, 1.0], rtol=1e-6)
 
 
@@ -62,7 +63,7 @@ def _eval_batches():
                size=image.shape).astype(np.float32)
 
 
-@pytest.mark.parametrize("kind", inpaint_losses.LOSSES)
+@pytest.mark.parametrize("kind", losses.INPAINT_LOSSES)
 def test_eval_loss_is_the_train_loss_over_the_eval_set(kind):
   """The eval results' ``loss`` is ``train.loss`` as the train step computes
   it, over the whole set: per-image values averaged over all images (mse:
@@ -77,7 +78,7 @@ def test_eval_loss_is_the_train_loss_over_the_eval_set(kind):
     preds.append(pred), images.append(batch["image"]), masks.append(
         batch["mask"])
   whole = [np.concatenate(x) for x in (preds, images, masks)]
-  fn = inpaint_losses.PER_IMAGE.get(kind, metrics.masked_se_sums)
+  fn = losses.PER_IMAGE.get(kind, metrics.masked_se_sums)
   num, den = fn(*whole)
   result = acc.result()
   np.testing.assert_allclose(result["loss"], float(num) / float(den),

@@ -31,9 +31,8 @@ LAYERS = {
     "plotting": 1,
     # 2: NNX modules; the package itself re-exports the layer API.
     "": 2, "nn": 2,
-    # 3: models, metrics, data, and what reads or scores images.
-    "models": 3, "metrics": 3, "data": 3, "masks": 3, "baselines": 3,
-    "inception": 3, "energy": 3, "images": 3, "inpaint_losses": 3,
+    # 3: models, metrics, data.
+    "models": 3, "metrics": 3, "data": 3,
     # 4: the config schema and the builders (config -> model, optimizer,
     # dataset).
     "schema": 4, "builders": 4, "optim": 4,

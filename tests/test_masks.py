@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from scnn_jax import masks
+from scnn_jax.data import masks
 
 # How far a mask's hole ratio may land from its drawn target (module docstring
-# of scnn_jax.masks), at the sizes tested here.
+# of scnn_jax.data.masks), at the sizes tested here.
 TOLERANCE = {"box": 0.03, "center": 0.035, "stroke": 0.002, "pixels": 0.002,
              "mixed": 0.03}
 

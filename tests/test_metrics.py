@@ -11,7 +11,7 @@ import pytest
 import scipy.linalg
 from flax import nnx
 
-from scnn_jax import inpaint_losses, metrics, nn
+from scnn_jax import metrics, nn
 from scnn_jax.metrics import losses
 from scnn_jax.models.fad_autoencoder import FadAutoencoder
 from scnn_jax.nn.variables import SpikeRate
@@ -165,8 +165,8 @@ def test_accumulator_equals_concatenation():
   np.testing.assert_allclose(whole["psnr"], metrics.psnr(comp[v], image[v]), rtol=1e-5)
   np.testing.assert_allclose(whole["hole_psnr"], metrics.hole_psnr(pred[v], image[v], mask[v]), rtol=1e-5)
   np.testing.assert_allclose(whole["ssim"], metrics.ssim(comp[v], image[v]), rtol=1e-5)
-  for key, sums in (("image_mse", inpaint_losses.image_mse_sums),
-                    ("image_log_mse", inpaint_losses.log_mse_sums)):
+  for key, sums in (("image_mse", losses.image_mse_sums),
+                    ("image_log_mse", losses.log_mse_sums)):
     num, den = sums(pred, image, mask, valid)   # the image without a hole: out
     np.testing.assert_allclose(whole[key], num / den, rtol=1e-5, err_msg=key)
   assert acc.num_images == 3 and acc.num_hole_images == 2

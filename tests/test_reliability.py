@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from scnn_jax import data, inference, metrics, schema, trainer, watchdog
 from scnn_jax.checkpoint import CheckpointError
+from scnn_jax.models import baselines
 from scnn_jax.ops.checks import ConfigError
 from tests.workdirs import REPO, tiny_config
 
@@ -376,7 +377,7 @@ def test_extreme_masks_and_constant_images_give_finite_numbers():
     for name in ("masked_mse", "full_mse", "psnr", "ssim"):
       assert np.isfinite(result[name]), (name, result)
     for name in ("mean_fill", "biharmonic"):
-      filled = metrics.baseline_predictions(name, images, m)
+      filled = baselines.baseline_predictions(name, images, m)
       assert np.isfinite(filled).all()
   assert int(run.state["nonfinite"]) == 0
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from scnn_jax import data, inception, inference, tasks, trainer
+from scnn_jax import data, inference, tasks, trainer
+from scnn_jax.metrics import inception
 from scnn_jax.metrics import frechet
 from scnn_jax.models.fad_autoencoder import FadAutoencoder
 from scnn_jax.tasks.generate import GenerationAccumulator

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from scnn_jax import inference, tiling
-from scnn_jax.images import to_uint8
+from scnn_jax.data.images import to_uint8
 from tests.test_cli_inpaint import check_composite, workdir  # noqa: F401
 
 

@@ -13,7 +13,8 @@ import sys
 import jax
 import pytest
 
-from scnn_jax import images, inference, storage_errors, trainer, workdir_lock
+from scnn_jax import inference, storage_errors, trainer, workdir_lock
+from scnn_jax.data import images
 from scnn_jax.stopping import WriteFailed
 from tests.workdirs import REPO, tiny_config
 

@@ -45,8 +45,9 @@ from flax import nnx
 from scipy import ndimage
 from skimage import data, draw
 
-from scnn_jax import baselines, plotting, pretrained
+from scnn_jax import plotting, pretrained
 from scnn_jax.metrics.image import hole_psnr
+from scnn_jax.models import baselines
 from scnn_jax.models.scnn import masked_input
 from scnn_jax.tiling import Inpainter
 
@@ -108,7 +109,7 @@ assert np.array_equal(filled[~holes], photo[~holes])   # known pixels kept
 # %% [markdown]
 # ## 3. Compare with biharmonic and OpenCV Telea
 #
-# `scnn_jax.baselines` wraps `skimage.restoration.inpaint_biharmonic` and
+# `scnn_jax.models.baselines` wraps `skimage.restoration.inpaint_biharmonic` and
 # `cv2.inpaint(..., cv2.INPAINT_TELEA)`, on float images in [0, 1]. We score
 # every fill by the PSNR over the hole pixels only (higher is better): PSNR
 # over the whole image would mostly measure the pixels nobody changed.

@@ -13,7 +13,7 @@ Without ``--workdir`` the model shipped in the package is used
 (``scnn_jax.pretrained``: the spiking U-Net of ``configs/spiking_unet.py``);
 with it, the model is rebuilt from the workdir's ``config.json`` and latest
 checkpoint (``inference.load``). Masks: white = missing. Any image size
-works (``scnn_jax.tiling.Inpainter``; image files: ``scnn_jax.images``). Models whose output at a pixel depends only on a bounded
+works (``scnn_jax.tiling.Inpainter``; image files: ``scnn_jax.data.images``). Models whose output at a pixel depends only on a bounded
 neighbourhood (paper A's SC-NN and CNN: a 6-px radius) tile images larger
 than the memory budget with an overlap of that radius, so the tiled result
 equals the untiled one. Models with a GLOBAL receptive field (TAID decoders
@@ -59,11 +59,12 @@ from PIL import Image
 
 # Light imports only: the files are checked before the model machinery
 # (inference: the schema, the data sources, Orbax) is imported.
-from scnn_jax import __version__, masks, pretrained
-from scnn_jax.images import (IMAGE_EXTENSIONS, ImageError, first_line,
-                             mask_to_holes, read_image_file, save_png,
-                             to_model_pixels)
-from scnn_jax.masks import MASK_KINDS
+from scnn_jax import __version__, pretrained
+from scnn_jax.data import masks
+from scnn_jax.data.images import (IMAGE_EXTENSIONS, ImageError, first_line,
+                                  mask_to_holes, read_image_file, save_png,
+                                  to_model_pixels)
+from scnn_jax.data.masks import MASK_KINDS
 from scnn_jax.ops.checks import ConfigError
 from scnn_jax.tiling import (DEFAULT_MEMORY_MB, Inpainter, TilingError,
                              WindowPlan)

@@ -7,8 +7,8 @@ you paint.
 Open a photo in the page, paint the hole with the brush, press "Fill": the
 page posts the photo file and a PNG mask (white = hole, the size of the photo)
 to ``POST /api/inpaint``, which answers with the model's composite and
-scikit-image's biharmonic fill side by side (``scnn_jax.baselines``), each a
-PNG whose known pixels are byte-identical to the photo's (after the
+scikit-image's biharmonic fill side by side
+(``scnn_jax.models.baselines``), each a PNG whose known pixels are byte-identical to the photo's (after the
 conversion to the model's grayscale / RGB). The model is loaded once, when
 the server starts, by the loader of the file command (``scnn-inpaint``: the
 shipped model, or ``--workdir``), and runs through the same
@@ -42,9 +42,10 @@ import numpy as np
 from etils import epath
 from PIL import ExifTags, Image, ImageOps
 
-from scnn_jax import __version__, baselines
-from scnn_jax.images import (first_line, mask_to_holes, to_model_pixels,
-                             to_uint8)
+from scnn_jax import __version__
+from scnn_jax.data.images import (first_line, mask_to_holes, to_model_pixels,
+                                  to_uint8)
+from scnn_jax.models import baselines
 from scnn_jax.tiling import (DEFAULT_MEMORY_MB, Inpainter, TilingError,
                              WindowPlan)
 

@@ -18,7 +18,7 @@ another source's training examples). ``sources.py`` documents each
 unreadable files, ``photos.py`` and ``openphotos.py`` the embedded photos;
 ``pipeline.py`` documents determinism, resuming and multi-host slicing. A
 task may add fields to every example through a transform: the inpainting
-task's hole masks (``scnn_jax.masks.HoleMasks``); ``augment.py`` is the
+task's hole masks (``scnn_jax.data.masks.HoleMasks``); ``augment.py`` is the
 classifier's on-device augmentation. The fields and their allowed values:
 ``scnn_jax.schema``.
 """
@@ -28,9 +28,9 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from scnn_jax import masks as masks_lib
-from scnn_jax.data import folder as folder_source
 from scnn_jax.data import openphotos, photos, sources
+from scnn_jax.data import folder as folder_source
+from scnn_jax.data import masks as masks_lib
 from scnn_jax.data.sources import (DataError, EMBEDDED_NAMES,  # noqa: F401
                                    NATURAL_TRAIN_PHOTOS, NATURAL_VAL_PHOTOS)
 

@@ -1,12 +1,17 @@
 """Metrics, one module per job (all layer 3: they import no run machinery).
 
-* ``losses``: in-jit inpainting losses (composite, hole / full squared-error
-  sums and MSEs) and their conventions;
+* ``losses``: in-jit losses (composite, hole / full squared-error sums and
+  MSEs, the per-image and log-MSE hole losses, the classifiers') and their
+  conventions;
 * ``image``: host-side PSNR, hole PSNR, SSIM and ``InpaintingAccumulator``;
-* ``spikes``: spike rates from ``nnx.capture``, synaptic operations, energy;
-* ``frechet``: the Frechet distance (FID, FAD) and the FAD scorer.
+* ``spikes``: spike rates from ``nnx.capture``, synaptic operations;
+* ``energy``: the arithmetic energy estimate of a model (imported by name:
+  it reads the models' own layer descriptions);
+* ``frechet``: the Frechet distance (FID, FAD) and the FAD scorer;
+* ``inception``: the Inception Score and FID (imported by name).
 
-Their public names are also available here (``metrics.masked_mse``...).
+The public names of the first four are also available here
+(``metrics.masked_mse``...).
 """
 
 from scnn_jax.metrics.frechet import (REFERENCE_FILE, FadScorer,  # noqa: F401
@@ -25,6 +30,3 @@ from scnn_jax.metrics.losses import (composite, full_mse,  # noqa: F401
 from scnn_jax.metrics.spikes import (E_AC, E_MAC, LAYER_KINDS,  # noqa: F401
                                      LayerSpec, energy_estimate, spike_rates,
                                      synaptic_ops)
-# The classical baselines, scored with these metrics (their home: baselines).
-from scnn_jax.baselines import (BASELINES, baseline_predictions,  # noqa: F401
-                                biharmonic, mean_fill)

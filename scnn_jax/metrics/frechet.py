@@ -4,7 +4,7 @@ the FAD scorer.
 FAD (paper B / FSVAE) is the Frechet distance between the latent codes that a
 plain conv autoencoder (``scnn_jax.models.fad_autoencoder``), trained with MSE
 on the same dataset, gives to generated and held-out images; FID the same
-with Inception-v3 pool features (``scnn_jax.inception``). Both use
+with Inception-v3 pool features (``scnn_jax.metrics.inception``). Both use
 ``frechet_distance`` here.
 
     scorer = FadScorer(model, reference=read_reference(workdir))

@@ -18,7 +18,7 @@ Definitions (quoted by docs/reference/metrics.md):
 * **image MSE** = the mean over images with a hole of each image's hole MSE
   (the per-image ``train.loss = "image_mse"``; ``masked_mse`` instead pools
   the hole entries of all images, so large holes weigh more); **image log
-  MSE** = the same mean of ``log(MSE_hole_i + inpaint_losses.EPS)`` (the
+  MSE** = the same mean of ``log(MSE_hole_i + losses.LOG_MSE_EPS)`` (the
   ``"log_mse"`` loss). Both are what those losses compute on a batch, here
   over the whole eval set.
 * A mean over zero images (every ``valid`` 0, or no image with a hole for the
@@ -38,8 +38,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from scnn_jax.inpaint_losses import EPS as LOG_MSE_EPS
-from scnn_jax.metrics.losses import check_shapes, composite, valid_weights
+from scnn_jax.metrics.losses import (LOG_MSE_EPS, check_shapes, composite,
+                                     valid_weights)
 
 MSE_FLOOR = 1e-10  # PSNR of a perfect image: 10 log10(1 / 1e-10) = 100 dB
 PSNR_CAP_DB = 100.0

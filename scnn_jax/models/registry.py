@@ -202,7 +202,8 @@ def _resunet_specs(activation):
   return specs
 
 
-# Inpainting models that describe their own arithmetic (``scnn_jax.energy``).
+# Inpainting models that describe their own arithmetic
+# (``scnn_jax.metrics.energy``).
 LAYER_SPECS: dict[str, Callable] = {
     "spiking_resunet": _resunet_specs("spiking"),
     "relu_resunet": _resunet_specs("relu"),

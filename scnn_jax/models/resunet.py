@@ -317,7 +317,7 @@ class PriorResUNet(nnx.Module):
         norm=self.norm_kind, prior_order=self.prior_order, prior_iters=self.prior_iters)
 
 
-# Operation counts (``scnn_jax.energy``). MAC-equivalents per element:
+# Operation counts (``scnn_jax.metrics.energy``). MAC-equivalents per element:
 LAYER_NORM_MACS = 4     # mean, variance, normalise, affine
 BATCH_NORM_MACS = 1     # inference: one per-channel affine map
 NEURON_MACS = 1         # per neuron and step: the membrane update
@@ -351,7 +351,7 @@ def layer_specs(image_shape, *, activation: str = "spiking", widths,
   conv's weights) and, stage "prior", the same for both models: ``prior``
   (``prior_ops``) and ``depth_map`` (``hole_depth``: ``DEPTH_CAP - 1``
   3x3 erosions, a compare priced as an add). Not counted, as in
-  ``scnn_jax.energy``: biases, activations, padding, the clip.
+  ``scnn_jax.metrics.energy``: biases, activations, padding, the clip.
   """
   if norm not in NORMS:
     raise ValueError(f"unknown norm {norm!r}; allowed: {', '.join(NORMS)}")

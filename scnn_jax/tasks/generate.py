@@ -21,7 +21,7 @@ Evaluation (every ``train.eval_every`` steps and at the end, into
   results say so (``fad_status``) instead of failing.
 * ``inception_score`` (+ ``_std``) of the samples and ``fid`` between samples
   and held-out images, with the Inception-v3 weights file
-  ``metrics.inception_weights`` (``scnn_jax.inception``); skipped, with
+  ``metrics.inception_weights`` (``scnn_jax.metrics.inception``); skipped, with
   ``inception_status``, when not given.
 
 The latent sampling at eval is deterministic: row i (eval index) draws from
@@ -37,7 +37,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from scnn_jax import inception, inference
+from scnn_jax import inference
+from scnn_jax.metrics import inception
 from scnn_jax.metrics import frechet
 from scnn_jax.tasks.base import Task
 

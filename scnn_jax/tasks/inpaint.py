@@ -9,7 +9,7 @@ mask as an extra channel (``models.scnn.masked_input``). Models:
 ``spiking_unet``). The loss (``train.loss``) is the MSE over the hole
 pixels of the batch (``"mse"``, ``metrics.masked_se_sums``) or a mean over
 images of a per-image hole loss (``"image_mse"``, ``"log_mse"``:
-``scnn_jax.inpaint_losses``); metrics are computed on the composite (known
+``scnn_jax.metrics.losses``); metrics are computed on the composite (known
 pixels from the input, hole pixels from the model). The eval results (and
 the baselines') also hold ``loss``: that same loss over the whole eval set
 (``EVAL_LOSS_KEYS``), comparable with the train records' ``loss``.
@@ -17,10 +17,10 @@ the baselines') also hold ``loss``: that same loss over the whole eval set
 
 from __future__ import annotations
 
-from scnn_jax import inpaint_losses, metrics
-from scnn_jax import baselines as baselines_lib
-from scnn_jax.metrics import spikes
+from scnn_jax import metrics
+from scnn_jax.metrics import losses, spikes
 from scnn_jax.models import registry
+from scnn_jax.models import baselines as baselines_lib
 from scnn_jax.models.scnn import masked_input
 from scnn_jax.nn import encoders
 from scnn_jax.tasks.base import Task
@@ -36,15 +36,15 @@ class InpaintTask(Task):
 
   def __init__(self, config):
     self.mask_channel = config.model.mask_channel
-    self.loss_kind = config.train.loss   # inpaint_losses.LOSSES
+    self.loss_kind = config.train.loss   # losses.INPAINT_LOSSES
 
   def inputs(self, batch):
     return masked_input(batch["image"], batch["mask"], self.mask_channel)
 
   def loss(self, model, batch, *, rngs, example_ids):
     pred = model(self.inputs(batch), rngs=rngs, example_ids=example_ids)
-    if self.loss_kind in inpaint_losses.PER_IMAGE:
-      num, den = inpaint_losses.PER_IMAGE[self.loss_kind](
+    if self.loss_kind in losses.PER_IMAGE:
+      num, den = losses.PER_IMAGE[self.loss_kind](
           pred, batch["image"], batch["mask"], batch.get("valid"))
       return num, den, {}
     se, count = metrics.masked_se_sums(pred, batch["image"], batch["mask"],
