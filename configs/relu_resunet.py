@@ -26,7 +26,7 @@ def resunet_model(c):
   m.width = 16                    # channels at full resolution (x2 per scale, max x8)
   m.depth = 4                     # stride-2 blocks: the net works down to H/16
   m.blocks = 1                    # residual blocks per scale
-  m.norm = "layer"                # before each activation: layer | batch
+  m.norm = "batch"                # tdBN while training, an affine map at inference
   m.noise_std = 0.0
   m.prior_order = 2               # 2: biharmonic, 1: harmonic
   m.prior_iters = 24              # CG steps per pyramid level
@@ -48,9 +48,9 @@ def resunet_training(c):
   t = c.train
   t.steps = 2000
   t.batch_size = 8
-  t.learning_rate = 3e-4
+  t.learning_rate = 1e-3
   t.schedule = "cosine"
-  t.warmup_steps = 200
+  t.warmup_steps = 100
   t.grad_clip = 1.0
   t.loss = "log_mse"              # per image, from step 0: = -hole PSNR
   t.ema_decay = 0.998
