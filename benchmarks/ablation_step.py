@@ -4,16 +4,15 @@
         [--rounds 4] [--reps 3]
 
 Builds, from the same config and batches, one point's train step and the
-K-point stacked step with each way ``scnn_jax.steps.compile_steps`` can run
-the points (``points_at_once``): a loop over the points (1, the CPU
-default) and one ``jax.vmap`` of all K (the GPU / TPU default). Times them
-in interleaved rounds (so a background load hits every variant alike) and
-prints the median and min ms per step, the ratio K-point step / (K x one
-point) and the load average. A ratio below 1 means the stacked step costs
-less per point than separate runs' steps; start-up, compilation and
-evaluation, which separate runs pay K times, are not counted (whole runs:
-``benchmarks/ablation_vmap.py``). About a minute on 2 CPU cores for
-``configs/ablation.py``.
+K-point stacked step with each way ``scnn_jax.runtime.steps.compile_steps`` can
+run the points (``points_at_once``): a loop over the points (1, the CPU default)
+and one ``jax.vmap`` of all K (the GPU / TPU default). Times them in interleaved
+rounds (so a background load hits every variant alike) and prints the median and
+min ms per step, the ratio K-point step / (K x one point) and the load average.
+A ratio below 1 means the stacked step costs less per point than separate runs'
+steps; start-up, compilation and evaluation, which separate runs pay K times,
+are not counted (whole runs: ``benchmarks/ablation_vmap.py``). About a minute on
+2 CPU cores for ``configs/ablation.py``.
 """
 
 from __future__ import annotations
@@ -31,8 +30,10 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from scnn_jax import builders, config_files, schema, steps, sweep  # noqa: E402
 from scnn_jax import trainer  # noqa: E402
+from scnn_jax.config import builders, schema  # noqa: E402
+from scnn_jax.config import files as config_files  # noqa: E402
+from scnn_jax.runtime import ablation, steps  # noqa: E402
 
 
 def stacked_variant(run, config, points_at_once):
@@ -55,9 +56,9 @@ def main():
   ap.add_argument("--reps", type=int, default=3, help="steps per round")
   args = ap.parse_args()
   config = schema.validate(config_files.load(args.config).get_config())
-  if not sweep.enabled(config):
+  if not ablation.enabled(config):
     raise SystemExit(f"{args.config} has no ablation grid")
-  points = sweep.points(config)
+  points = ablation.points(config)
   k = len(points)
   dataset = builders.dataset(config)
   it = dataset.train_iterator(0, config.train.batch_size, 0, 1)

@@ -26,15 +26,16 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT
 run_ref() {  # $1: tag; rest: reference_net.py arguments
   local tag=$1; shift
   timeout 200 "$PY" benchmarks/reference_net.py --gpu --peer-python "$PY" \
-    --rounds 1 --steps 40 --steps-long 20 --budget 4 --no-extras \
+    --rounds 1 --steps 40 --steps-long 20 --budget 4 --no-extras --no-gate \
     --results-out "$OUT/$tag.json" --log "$OUT/$tag.log" --write '' "$@" \
     2>&1 | tee "$OUT/$tag.txt" | grep -v '^  ' || echo "$tag: failed or timed out"
 }
 
 # 1. Reference network, B = 32 and B = 256 (T = 8).
-run_ref b32 --T 8 --impls scnn_jax pytorch --only main --rows default plain compile
+run_ref b32 --T 8 --impls scnn_jax pytorch --only main \
+  --rows default literal plain compile
 run_ref b256 --T 8 --batch 256 --impls scnn_jax pytorch --only main \
-  --rows default bf16 compile
+  --rows default literal bf16 compile
 # 2. Remat: chunk 8 + remat at T = 8 and 32 (B = 32).
 run_ref remat --T 8 --impls scnn_jax --only remat --remat-T 8 32 --chunk 8 \
   --remat-variants chunk-remat

@@ -54,7 +54,9 @@ def _networks():
   import jax.numpy as jnp
   from flax import nnx
 
-  from scnn_jax import builders, config_files, nn
+  from scnn_jax import nn
+  from scnn_jax.config import builders
+  from scnn_jax.config import files as config_files
   from scnn_jax.nn import nir as snir
 
   base = config_files.load(REPO / "configs" / "base.py")

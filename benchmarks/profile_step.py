@@ -1,6 +1,8 @@
 """Where a train step of the reference network spends its time (CPU).
 
     python benchmarks/profile_step.py --T 8 --same-flops [--out results.json]
+    python benchmarks/profile_step.py --T 8 --user [--unroll full] --save
+        # a user's own jax.jit step; --save: benchmarks/results/, for the report
     XLA_FLAGS=--xla_dump_to=/tmp/dump python benchmarks/profile_step.py ...
 
 Compiles the step exactly as ``benchmarks/refnet/scnn.py`` does (same
@@ -62,14 +64,24 @@ def main():
                                formatter_class=argparse.RawTextHelpFormatter)
   ap.add_argument("--T", type=int, default=8)
   ap.add_argument("--same-flops", action="store_true")
+  ap.add_argument("--user", action="store_true",
+                  help="the headline's 'user' row: --same-flops, every conv "
+                  "through lax.conv (no per-shape formulation), plain "
+                  "jax.jit")
+  ap.add_argument("--unroll", default="auto",
+                  help="neuron scans: auto, full or a number of steps")
   ap.add_argument("--steps", type=int, default=3)
   ap.add_argument("--out", default="")
+  ap.add_argument("--save", action="store_true",
+                  help="write to benchmarks/results/profile_cpu_<network>_T<T>"
+                  "[_unroll].json, where BENCHMARKS.md's report reads it")
   args = ap.parse_args()
   net_args = argparse.Namespace(
       chunk="auto", dtype="float32", order="fold", conv_impl="auto",
-      unroll="auto", scan_chunks="on", remat=False, input="static",
-      upsample="fused", readout="mean-first", small_convs="per-shape")
-  if args.same_flops:
+      unroll=args.unroll, scan_chunks="on", remat=False, input="static",
+      upsample="fused", readout="mean-first",
+      small_convs="xla" if args.user else "per-shape")
+  if args.same_flops or args.user:
     net_args.input, net_args.upsample, net_args.readout = (
         "copies", "separate", "per-step")
   T = args.T
@@ -89,7 +101,8 @@ def main():
     return optax.apply_updates(params, updates), opt_state, loss
 
   carry = (params, tx.init(params), jnp.zeros(()))
-  step = backend.jit(train_step, donate_argnums=0).lower(carry).compile()
+  jit = jax.jit if args.user else backend.jit
+  step = jit(train_step, donate_argnums=0).lower(carry).compile()
   for _ in range(3):
     carry = jax.block_until_ready(step(carry))
   trace_dir = tempfile.mkdtemp(prefix="scnn_profile_")
@@ -116,7 +129,9 @@ def main():
     cat = next(c for c, test in CATEGORIES if test(name, op))
     totals[cat] += ms
   out = {
-      "T": T, "network": "literal" if args.same_flops else "default",
+      "T": T, "B": common.B,
+      "network": ("user" if args.user else "literal" if args.same_flops
+                  else "default"), "unroll": args.unroll,
       "wall_ms_per_step": wall, "load_avg": os.getloadavg(),
       "thunk_ms_per_step": {k: round(v, 1) for k, v in totals.most_common()},
       "largest_thunks": [
@@ -126,7 +141,13 @@ def main():
   print(f"wall {wall:.0f} ms/step; thunk time by kind (ms/step):")
   for k, v in totals.most_common():
     print(f"  {v:7.1f}  {100 * v / sum(totals.values()):4.0f} %  {k}")
+  if args.save and not args.out:
+    unroll = {"auto": "", "full": "_unroll"}.get(args.unroll,
+                                                 f"_unroll{args.unroll}")
+    args.out = os.path.join(ROOT, "benchmarks", "results",
+                            f"profile_cpu_{out['network']}_T{T}{unroll}.json")
   if args.out:
+    print(f"wrote {args.out}")
     with open(args.out, "w") as f:
       json.dump(out, f, indent=1)
 

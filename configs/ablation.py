@@ -11,7 +11,7 @@ with ``python -m scnn_jax.ablation export --workdir runs/ablation --point k
 --out DIR``).
 """
 
-from scnn_jax.config_files import sibling
+from scnn_jax.config.files import sibling
 
 base = sibling(__file__, "base")
 

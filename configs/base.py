@@ -105,7 +105,7 @@ def get_config():
   t.nan_policy = "stop"           # stop | skip
   t.loss = "mse"                  # inpaint: mse (pooled) | image_mse | log_mse (per image)
   # In [0, 1): > 0 evaluates, samples, exports and loads an exponential moving
-  # average of the weights (scnn_jax.state), which averages over about
+  # average of the weights (scnn_jax.runtime.state), which averages over about
   # 1 / (1 - decay) steps; 0 = off (the raw weights).
   t.ema_decay = 0.0
   t.init_from = config_dict.placeholder(str)  # a workdir: its weights start a fresh run

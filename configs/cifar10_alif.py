@@ -12,7 +12,7 @@ Needs the TFDS cifar10 dataset prepared (``tfds build cifar10`` once, or
 epochs (here 64 cosine epochs at batch 16, its ``T_max``: 200k steps).
 """
 
-from scnn_jax.config_files import sibling
+from scnn_jax.config.files import sibling
 
 base = sibling(__file__, "base")
 mnist_alif = sibling(__file__, "mnist_alif")

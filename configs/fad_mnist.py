@@ -5,7 +5,7 @@ ann_ae.AE, latent 64, AdamW 1e-3, batch 250 -> 256, 150 epochs) on
 TFDS mnist at 32x32. Reference statistics: the held-out (test) images.
 """
 
-from scnn_jax.config_files import sibling
+from scnn_jax.config.files import sibling
 
 base = sibling(__file__, "base")
 fad_mnist5k = sibling(__file__, "fad_mnist5k")

@@ -10,7 +10,7 @@ minutes on CPU. Its workdir is reused by every generation run that names it
 
 from ml_collections import config_dict
 
-from scnn_jax.config_files import sibling
+from scnn_jax.config.files import sibling
 
 base = sibling(__file__, "base")
 

@@ -19,7 +19,7 @@ runs this config three times: ``--config.model.neuron=lif --config.model.thresho
 threshold adaptation, tau 4 steps).
 """
 
-from scnn_jax.config_files import sibling
+from scnn_jax.config.files import sibling
 
 base = sibling(__file__, "base")
 mnist_alif = sibling(__file__, "mnist_alif")

@@ -24,7 +24,7 @@ or is silent:
 * held-out set: the first ``num_eval`` (10000: all) test images.
 """
 
-from scnn_jax.config_files import sibling
+from scnn_jax.config.files import sibling
 
 base = sibling(__file__, "base")
 

@@ -10,7 +10,7 @@ images) or any TFDS image dataset, e.g.
 and pass ``--config.data.data_dir``). Masks: free-form strokes over 10-40 %.
 """
 
-from scnn_jax.config_files import sibling
+from scnn_jax.config.files import sibling
 
 base = sibling(__file__, "base")
 

@@ -6,7 +6,7 @@ the spiking net has neurons, no time axis; same data, masks, loss and
 budget. It is the control row of every spiking-inpainting table.
 """
 
-from scnn_jax.config_files import sibling
+from scnn_jax.config.files import sibling
 
 base = sibling(__file__, "base")
 

@@ -16,7 +16,7 @@ and 300 steps (on configs/base.py the SC-NN's first evaluation, step 500,
 was already within 1 dB of its last, step 1,500).
 """
 
-from scnn_jax.config_files import sibling
+from scnn_jax.config.files import sibling
 
 base = sibling(__file__, "base")
 photos_data = sibling(__file__, "spiking_unet").photos_data

@@ -10,7 +10,7 @@ non-spiking twin (``configs/relu_resunet.py``) has the same architecture,
 data and budget with ReLU in place of the neurons: the control row.
 """
 
-from scnn_jax.config_files import sibling
+from scnn_jax.config.files import sibling
 
 base = sibling(__file__, "base")
 twin = sibling(__file__, "relu_resunet")

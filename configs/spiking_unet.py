@@ -27,7 +27,7 @@ same data, masks and batch for the comparison.
 box and stroke holes against biharmonic inpainting (docs/how-to/inpaint.md).
 """
 
-from scnn_jax.config_files import sibling
+from scnn_jax.config.files import sibling
 
 base = sibling(__file__, "base")
 

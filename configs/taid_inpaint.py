@@ -22,7 +22,7 @@ B's ALIF (tau 2 and threshold 0.5 learned, ATan surrogate), no training
 noise (the comparison is about decoders).
 """
 
-from scnn_jax.config_files import sibling
+from scnn_jax.config.files import sibling
 
 base = sibling(__file__, "base")
 

@@ -13,7 +13,7 @@ test images. FAD autoencoder: ``configs/fad_celeb_a.py`` (FSVAE's AELarge,
 latent 128).
 """
 
-from scnn_jax.config_files import sibling
+from scnn_jax.config.files import sibling
 
 base = sibling(__file__, "base")
 vae_mnist = sibling(__file__, "vae_mnist")

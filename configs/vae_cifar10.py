@@ -10,7 +10,7 @@ training transform has one; the data pipeline has no flip). FAD autoencoder:
 ``configs/fad_cifar10.py`` (latent 128).
 """
 
-from scnn_jax.config_files import sibling
+from scnn_jax.config.files import sibling
 
 base = sibling(__file__, "base")
 vae_mnist = sibling(__file__, "vae_mnist")

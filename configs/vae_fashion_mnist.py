@@ -5,7 +5,7 @@ FASHION.yaml: the same network and training). FAD autoencoder:
 ``configs/fad_fashion_mnist.py``.
 """
 
-from scnn_jax.config_files import sibling
+from scnn_jax.config.files import sibling
 
 base = sibling(__file__, "base")
 vae_mnist = sibling(__file__, "vae_mnist")

@@ -19,7 +19,7 @@ autoencoder of ``configs/fad_mnist.py``:
         --config.metrics.inception_weights=weights/pt_inception.npz
 """
 
-from scnn_jax.config_files import sibling
+from scnn_jax.config.files import sibling
 
 base = sibling(__file__, "base")
 vae_mnist5k = sibling(__file__, "vae_mnist5k")

@@ -24,7 +24,7 @@ IS / FID need Inception weights (docs/studies/paper_b_generation.md):
 
 from ml_collections import config_dict
 
-from scnn_jax.config_files import sibling
+from scnn_jax.config.files import sibling
 
 base = sibling(__file__, "base")
 

@@ -26,7 +26,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from scnn_jax import config_files, layers, neurons, trainer
+from scnn_jax import layers, neurons, trainer
+from scnn_jax.config import files as config_files
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 base = config_files.load(REPO / "configs" / "base.py")  # configs/base.py
@@ -106,13 +107,13 @@ def train_demo(workdir):
 def inpaint_demo(workdir):
   from PIL import Image
 
-  from scnn_jax import inference, tiling
+  from scnn_jax.runtime import inference, inpainter
   loaded = inference.load(workdir)
   with np.load(REPO / "scnn_jax" / "data" / "embedded" / "natural.npz") as f:
     pixels = f["astronaut"][100:148, 150:198]                  # uint8 [48, 48, 3]
   holes = np.zeros(pixels.shape[:2], bool)
   holes[18:28, 20:30] = True
-  out = tiling.Inpainter(loaded.model, loaded.config).inpaint(pixels, holes)
+  out = inpainter.Inpainter(loaded.model, loaded.config).inpaint(pixels, holes)
   Image.fromarray(out).save(workdir / "inpainted.png")
   err = lambda a: float(np.mean((a[holes] / 255.0 - pixels[holes] / 255.0)**2))
   mean_fill = pixels.copy()

@@ -24,7 +24,7 @@ class StepTrace:
 
   def __init__(self, profile_steps, workdir):
     """``profile_steps``: ``()`` or ``(start, stop)``, validated by
-    ``scnn_jax.schema`` (``train.profile_steps``)."""
+    ``scnn_jax.config.schema`` (``train.profile_steps``)."""
     steps = tuple(profile_steps or ())
     self.start, self.stop = steps if steps else (None, None)
     self.logdir = str(epath.Path(workdir) / "tensorboard")

@@ -17,7 +17,8 @@ import numpy as np
 from absl import logging
 from etils import epath
 
-from scnn_jax import schema, sweep
+from scnn_jax.config import schema
+from scnn_jax.runtime import ablation
 
 
 # Fields that only say how long / how often: changing them on resume is normal.
@@ -191,8 +192,10 @@ def _plot(path, pts, results, fields, metric="hole_psnr"):
       grid[axes_values[0].index(p.values[fields[0]]),
            axes_values[1].index(p.values[fields[1]])] = v
     im = ax.imshow(grid, origin="lower", cmap="viridis", aspect="auto")
-    ax.set_xticks(range(len(axes_values[1])), [sweep.fmt(v) for v in axes_values[1]])
-    ax.set_yticks(range(len(axes_values[0])), [sweep.fmt(v) for v in axes_values[0]])
+    ax.set_xticks(range(len(axes_values[1])),
+                  [ablation.fmt(v) for v in axes_values[1]])
+    ax.set_yticks(range(len(axes_values[0])),
+                  [ablation.fmt(v) for v in axes_values[0]])
     ax.set_xlabel(fields[1])
     ax.set_ylabel(fields[0])
     for i in range(grid.shape[0]):

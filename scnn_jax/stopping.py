@@ -8,7 +8,7 @@
   ``"skip"`` and for single ablation points).
 * ``WriteFailed``: a checkpoint, metrics, sample or results write hit a full
   disk, a quota, a permission error or a read-only filesystem
-  (``scnn_jax.storage_errors`` recognises them, also inside Orbax's and
+  (``scnn_jax.runtime.storage_errors`` recognises them, also inside Orbax's and
   TensorStore's errors); ``train.py`` exits with status 74 after one line
   naming the path, the error and the last complete checkpoint.
 """
@@ -40,7 +40,7 @@ class Preempted(Exception):
 def check_finite(state, nan_policy: str, ckpt, members) -> None:
   """Raises ``NonFiniteLossError`` if the state froze on a non-finite step
   under ``nan_policy="stop"`` (for an ablation: in every point); warns about
-  frozen or skipped steps otherwise. ``members``: ``sweep.Members``."""
+  frozen or skipped steps otherwise. ``members``: ``ablation.Members``."""
   bad = np.atleast_1d(jax.device_get(state["nonfinite"]))
   if not bad.any():
     return

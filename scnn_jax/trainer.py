@@ -1,19 +1,20 @@
 """``train_and_evaluate(config, workdir)``: the training loop.
 
 One batch, from ``train.py`` to the loss: ``scnn_jax/cli/train.py`` (flags)
--> this loop (``train_and_evaluate``) -> ``scnn_jax/steps.py`` (the jitted
-per-device step) -> the task's loss (``scnn_jax/tasks/<task>.py``).
+-> this loop (``train_and_evaluate``) -> ``scnn_jax/runtime/steps.py`` (the
+jitted per-device step) -> the task's loss (``scnn_jax/tasks/<task>.py``).
 
-The loop validates the config once (``scnn_jax.schema``), builds the task,
-data, model and optimizer (``scnn_jax.builders``), restores the newest
-checkpoint, then runs the compiled steps, logging, evaluating and saving on
-its schedule, under the watchdog (``scnn_jax.watchdog``: hangs, SIGTERM). A
-vmap ablation trains its K points the same way (``scnn_jax.sweep.Members``).
-With ``train.ema_decay > 0`` the evaluations, sample grids and final results
-are those of the weights' moving average (``scnn_jax.state``).
-What it writes besides metrics: ``scnn_jax.reports``. One run at a time
-writes a workdir (``scnn_jax.workdir_lock``); a write the storage refuses
-stops the run with ``stopping.WriteFailed``.
+The loop validates the config once (``scnn_jax.config.schema``), builds the
+task, data, model and optimizer (``scnn_jax.config.builders``), restores the
+newest checkpoint, then runs the compiled steps, logging, evaluating and saving
+on its schedule, under the watchdog (``scnn_jax.watchdog``: hangs, SIGTERM). A
+vmap ablation trains its K points the same way
+(``scnn_jax.runtime.ablation.Members``). With ``train.ema_decay > 0`` the
+evaluations, sample grids and final results are those of the weights' moving
+average (``scnn_jax.runtime.state``). What it writes besides metrics:
+``scnn_jax.reports``. One run at a time writes a workdir
+(``scnn_jax.runtime.workdir_lock``); a write the storage refuses stops the run
+with ``stopping.WriteFailed``.
 """
 
 from __future__ import annotations
@@ -29,16 +30,18 @@ from absl import logging
 from etils import epath
 from flax import nnx
 
-from scnn_jax import (builders, parallel, profiling, reports, schema, steps,
-                      stopping, storage_errors, sweep, tasks, watchdog,
-                      workdir_lock)
-from scnn_jax import state as state_lib
-from scnn_jax.checkpoint import Checkpointer, abstract_like, last_complete_step
+from scnn_jax import profiling, reports, stopping, tasks, watchdog
+from scnn_jax.config import builders, schema
 from scnn_jax.data import images
-from scnn_jax.state import Graphs
+from scnn_jax.runtime import (ablation, parallel, steps, storage_errors,
+                              workdir_lock)
+from scnn_jax.runtime import state as state_lib
+from scnn_jax.runtime.checkpoint import (Checkpointer, abstract_like,
+                                         last_complete_step)
+from scnn_jax.runtime.state import Graphs
+from scnn_jax.runtime.workdir_lock import WorkdirBusy  # noqa: F401
 from scnn_jax.stopping import (NonFiniteLossError, Preempted,  # noqa: F401
                                WriteFailed)
-from scnn_jax.workdir_lock import WorkdirBusy  # noqa: F401
 from scnn_jax.writers import MetricWriter, Progress
 
 # The loop waits for step s - STEPS_IN_FLIGHT after dispatching step s. Unbounded
@@ -65,7 +68,7 @@ def evaluate(task, eval_fn, state, mesh, eval_batches, members,
   """Metrics over the fixed eval set, spike rates, and sample-grid rows.
 
   Returns ``(results, samples)``: lists with one entry per member
-  (``sweep.Members``: one model, or the K points of a stacked state).
+  (``ablation.Members``: one model, or the K points of a stacked state).
   """
   accs = [task.new_accumulator() for _ in range(len(members))]
   rates = [[] for _ in range(len(members))]
@@ -113,7 +116,7 @@ class Run:
   train_fn: object
   eval_fn: object
   key: jax.Array
-  members: sweep.Members
+  members: ablation.Members
 
   def train_step(self, host_batch: dict) -> dict:
     self.state, metrics = self.train_fn(
@@ -132,9 +135,9 @@ def setup(config, spec, devices=None) -> Run:
   task = tasks.get(config)
   mesh = parallel.make_mesh(devices)
   tx = builders.optimizer(config)
-  members = sweep.Members.of(config)
+  members = ablation.Members.of(config)
   if members.stacked:
-    state, graphs = sweep.create_stacked_state(list(members.points), spec, tx)
+    state, graphs = ablation.create_stacked_state(list(members.points), spec, tx)
   else:
     state, graphs = state_lib.create_state(builders.model(config, spec), tx,
                                            state_lib.uses_ema(config))
@@ -188,7 +191,8 @@ def init_from(state: dict, source) -> dict:
   initial tau and threshold. The optimizer starts afresh. A fresh run only
   (``train.init_from``); a resumed run restores its own checkpoint.
   """
-  from scnn_jax import inference   # the reader of workdirs, never a writer
+  # the reader of workdirs, never a writer
+  from scnn_jax.runtime import inference
   loaded = inference.load(source)
   theirs = dict(nnx.to_flat_state(loaded.state["params"]))
   ours = nnx.to_flat_state(state["params"])
@@ -236,10 +240,10 @@ def train_and_evaluate(config, workdir, *,
   """Trains ``config`` in ``workdir`` (resuming if it holds a checkpoint).
 
   With a ``config.ablation`` grid, trains all K points at once (see
-  ``scnn_jax.sweep``). Returns the final results dict (also written to
-  ``results.json``).
+  ``scnn_jax.runtime.ablation``). Returns the final results dict (also written
+  to ``results.json``).
 
-  The run holds the workdir's lock (``scnn_jax.workdir_lock``) from before
+  The run holds the workdir's lock (``scnn_jax.runtime.workdir_lock``) from before
   its first write to its end: another run on the same workdir raises
   ``WorkdirBusy`` (``takeover_lock``: take a live object-store lease). A
   write that the storage refuses (full disk, quota, permissions, read-only)

@@ -21,7 +21,7 @@ import time
 from absl import logging
 from etils import epath
 
-from scnn_jax import storage_errors
+from scnn_jax.runtime import storage_errors
 
 
 def _jsonable(value):

@@ -3,7 +3,7 @@
     python scripts/docs_reference.py            # rewrite docs/reference/{config,cli}.md
     python scripts/docs_reference.py --check    # exit 1 if either is out of date
 
-* ``docs/reference/config.md``: every field of ``scnn_jax.schema.FIELDS``
+* ``docs/reference/config.md``: every field of ``scnn_jax.config.schema.FIELDS``
   with its allowed values, default and the tasks / models that read it; the
   meaning is the comment beside the field in the first config file that
   sets it (``configs/base.py`` first, then by name; a field that file sets
@@ -133,7 +133,7 @@ def _configs() -> list[Path]:
 
 
 def config_page() -> str:
-  from scnn_jax import schema
+  from scnn_jax.config import schema
   from scnn_jax.cli import usage
   meanings: dict[str, tuple[str, str]] = {}
   for path in _configs():
@@ -141,8 +141,8 @@ def config_page() -> str:
       meanings.setdefault(key, (text, path.name))
   out = [HEADER, "# Config reference", "",
          "Every field a scnn_jax config may hold, from the schema "
-         "(`scnn_jax/schema.py`), which checks a whole config once before "
-         "anything is compiled. Override any field on the command line "
+         "(`scnn_jax/config/schema.py`), which checks a whole config once "
+         "before anything is compiled. Override any field on the command line "
          "(`--config.train.steps=500`); `--config FILE --show-config` prints "
          "a config with these values filled in. **Default**: the value a "
          "run uses when the config leaves the field out (*required*: the "

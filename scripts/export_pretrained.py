@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def main(argv=None):
-  from scnn_jax import inference
+  from scnn_jax.runtime import inference
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   source = p.add_mutually_exclusive_group(required=True)
   source.add_argument("--workdir", help="a training workdir (checkpoint)")

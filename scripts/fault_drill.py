@@ -82,7 +82,7 @@ def complete_steps(workdir) -> list[int]:
 
 def final_params(workdir):
   import jax
-  from scnn_jax import inference
+  from scnn_jax.runtime import inference
   return jax.device_get(inference.load(workdir).state["params"])
 
 
@@ -128,7 +128,7 @@ from scnn_jax.cli import train
 hang_at = int(os.environ["FAULT_DRILL_HANG_AT"])
 # Where the loop gets its per-device train step from.
 where = (trainer if hasattr(trainer, "make_train_step") else
-         importlib.import_module("scnn_jax.steps"))
+         importlib.import_module("scnn_jax.runtime.steps"))
 real = where.make_train_step
 
 def make_train_step(*args, **kwargs):
@@ -417,7 +417,7 @@ def drill_gcs(tmp, reference, steps, every, trials):
   with gcs_emulator.running() as url:
     env = {**os.environ, **gcs_emulator.env(url)}
     gcs_emulator.use_in_this_process(url)
-    from scnn_jax import checkpoint
+    from scnn_jax.runtime import checkpoint
 
     def latest():
       gcs_emulator.forget_listings()

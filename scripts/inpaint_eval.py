@@ -7,11 +7,11 @@
         --twin spiking_resunet=relu_resunet --model scnn=... --pretrained
     # add rows to an existing file (same eval set; baselines kept)
     python scripts/inpaint_eval.py run --out ... --keep --model cnn=...
-    # the markdown tables (README / docs/inpaint.md) from the JSON
+    # the markdown tables (docs/studies/inpainting.md) from the JSON
     python scripts/inpaint_eval.py table docs/results/inpaint_eval.json
     # quality against training time from the workdirs' metrics.jsonl
     python scripts/inpaint_eval.py plot --out docs/images/inpaint_quality_vs_time.png \\
-        --model spiking_unet=runs/i18_unet_s0,... --model scnn=... --model cnn=...
+        --model spiking_resunet=runs/spk_s0,... --model relu_resunet=...
 
 Evaluation set (fixed, ``EVAL_SEED``): square crops of held-out photos at
 ``SIZES`` (64, 128, 256 px) with box holes (1-2 boxes, 2-11 % of the crop:
@@ -363,6 +363,11 @@ def budget(loaded, workdir: Path | None) -> dict:
     res = json.loads(path.read_text())
     out.update({k: res.get(k, out[k]) for k in
                 ("steps", "train_time_s", "devices", "platform")})
+  source = t.get("init_from")
+  if source and (Path(source) / "results.json").exists():
+    res = json.loads((Path(source) / "results.json").read_text())
+    out["init_from"] = {"steps": res.get("steps"),
+                        "train_time_s": res.get("train_time_s")}
   return out
 
 
@@ -530,7 +535,7 @@ def cmd_run(args, parser):
     _log(name)
     results["methods"][name] = {"kind": "baseline", "runs": [run_numpy(
         getattr(baselines, name), data, name)]}
-  from scnn_jax import inference
+  from scnn_jax.runtime import inference
   todo = [(name, d) for name, dirs in models.items() for d in dirs]
   if args.pretrained:
     todo.append(("pretrained", None))
@@ -559,6 +564,7 @@ LABELS = {
     "spiking_unet": "`spiking_unet` (spiking U-Net + JAX biharmonic prior)",
     "spiking_unet_logmse": "`spiking_unet` + 200 steps of per-image log-MSE",
     "spiking_resunet": "`spiking_resunet` (spiking residual U-Net + prior)",
+    "spiking_resunet_ft": "`spiking_resunet` fine-tuned from its twin",
     "relu_resunet": "`relu_resunet` (its ReLU twin)",
     "pretrained": "shipped model (`scnn_jax/pretrained/`)",
     "scnn": "`scnn` (paper A's SC-NN)",
@@ -766,11 +772,19 @@ def _energy(runs) -> str:
 
 def _budget(runs) -> tuple[str, str, str]:
   b = [r.get("budget") or {} for r in runs]
+  # A run started from another's weights: its own budget + the source's.
+  first = {f" (+ {x['init_from']['steps']} of the run it started from)"
+           for x in b if x.get("init_from")}
   steps = sorted({f"{x.get('steps')} × {x.get('batch_size')}" for x in b})
   wall = [x["train_time_s"] for x in b if x.get("train_time_s")]
+  before = [x["init_from"]["train_time_s"] for x in b
+            if x.get("init_from", {}).get("train_time_s")]
   dev = sorted({f"{x.get('devices')} {x.get('platform')}" for x in b
                 if x.get("platform")})
-  return (", ".join(steps), f"{np.mean(wall) / 60:.0f} min" if wall else "-",
+  time = f"{np.mean(wall) / 60:.0f} min" if wall else "-"
+  if before:
+    time += f" (+ {np.mean(before) / 60:.0f})"
+  return (", ".join(steps) + "".join(sorted(first)), time,
           ", ".join(dev) or "-")
 
 
@@ -849,13 +863,20 @@ def _curve(workdir: Path):
   """(train seconds, hole PSNR, SSIM) at each of the run's evaluations.
 
   Train seconds at step k: k times the run's mean time per step (the
-  trainer's ``train_time_s`` / steps, evaluation excluded). The logged
+  trainer's ``train_time_s`` / steps, evaluation excluded), plus the whole
+  training time of the run whose weights it started from, if any. The logged
   per-interval rates are no better on a machine whose load swung 3x while
   these runs trained, and the first interval after a resume holds a compile.
   """
   res = json.loads((workdir / "results.json").read_text())
   per_step = res["train_time_s"] / res["steps"]
-  pts = [(rec["step"] * per_step, rec["hole_psnr"], rec["ssim"])
+  # A run started from another's weights (train.init_from) counts that
+  # run's training time too: the time to this quality from nothing.
+  cfg = json.loads((workdir / "config.json").read_text())
+  source = cfg.get("train", {}).get("init_from")
+  start = (json.loads((Path(source) / "results.json").read_text())
+           ["train_time_s"] if source else 0.0)
+  pts = [(start + rec["step"] * per_step, rec["hole_psnr"], rec["ssim"])
          for rec in map(json.loads,
                         (workdir / "metrics.jsonl").read_text().splitlines())
          if rec.get("kind") == "eval"]
@@ -866,7 +887,8 @@ def _prior_on_trainer_eval(workdir: Path):
   """(hole PSNR, SSIM) of the model's prior alone (= the untrained
   model, whose correction starts at zero) on the run's eval set."""
   import jax.numpy as jnp
-  from scnn_jax import data, inference, metrics
+  from scnn_jax import data, metrics
+  from scnn_jax.runtime import inference
   from scnn_jax.ops import smooth_fill
   config = inference.read_config(workdir)
   acc = metrics.InpaintingAccumulator()

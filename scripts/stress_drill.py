@@ -80,7 +80,7 @@ def free_port() -> int:
 def params_digest(workdir) -> str:
   import jax
   import numpy as np
-  from scnn_jax import inference
+  from scnn_jax.runtime import inference
   params = jax.device_get(inference.load(workdir).state["params"])
   h = hashlib.sha256()
   for leaf in jax.tree.leaves(params):

@@ -75,7 +75,8 @@ def train_fad_autoencoder() -> None:
 
 def real_data_fad() -> dict:
   """FAD of as many training images as held-out ones, against the held-out."""
-  from scnn_jax import data, fad, inference
+  from scnn_jax import data, fad
+  from scnn_jax.runtime import inference
   workdir = seed_runs.workdir_of(TABLE, ROWS[0], 0)
   config = inference.read_config(workdir)
   scorer = fad.load_scorer(runs_dir() / "fad_mnist5k")
@@ -100,7 +101,8 @@ def _jit(fn):
 def grids(workdir, out_dir, prefix, num_samples=64, num_recon=16, seed=0):
   """Writes ``<prefix>_samples.png`` and ``<prefix>_recon.png``."""
   import jax
-  from scnn_jax import data, inference
+  from scnn_jax import data
+  from scnn_jax.runtime import inference
   from scnn_jax.data import images
   loaded = inference.load(workdir)
   model, config = loaded.model, loaded.config

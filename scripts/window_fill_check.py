@@ -6,7 +6,7 @@
 
 Table ("Large photos: windows around the holes"): scikit-image's ``chelsea``
 (300 x 451 px, never trained on) with the holes of ``HOLES`` (3 rows) or the
-middle one alone (``ONE_HOLE``), filled by ``tiling.Inpainter`` once with a
+middle one alone (``ONE_HOLE``), filled by ``inpainter.Inpainter`` once with a
 budget that holds the whole image and once with one of ``WINDOW_PIXELS`` px
 per model call, which does not, so ``plan_windows`` fills windows around the
 holes. Per row, on the hole pixels (all channels, values on [0, 1]): max and
@@ -103,7 +103,7 @@ def random_resunet():
   from flax import nnx
 
   from configs import relu_resunet
-  from scnn_jax import builders, schema
+  from scnn_jax.config import builders, schema
   c = relu_resunet.get_config()
   c.model.width, c.model.depth = 4, 2
   c = schema.validate(c)
@@ -139,15 +139,15 @@ def fixed_contrast(pixels: np.ndarray, holes: np.ndarray):
 
 def compare(model, config, pixels, holes, exact) -> dict:
   """Whole-image and windowed fill of ``holes``: differences and errors."""
-  from scnn_jax import tiling
+  from scnn_jax.runtime import inpainter
   from scnn_jax.data.images import to_uint8
-  whole = tiling.Inpainter(model, config, memory_mb=1e4)
+  whole = inpainter.Inpainter(model, config, memory_mb=1e4)
   memory_mb = WINDOW_PIXELS * whole.bytes_per_pixel / 2**20
-  win = tiling.Inpainter(model, config, memory_mb=memory_mb)
+  win = inpainter.Inpainter(model, config, memory_mb=memory_mb)
   h, w = holes.shape
   assert not whole.plan(h, w).tiled
   plan = win.plan(h, w, holes)
-  assert isinstance(plan, tiling.WindowPlan), plan
+  assert isinstance(plan, inpainter.WindowPlan), plan
   got_whole = whole.predict(pixels, holes)
   got_win = win.predict(pixels, holes, plan=plan)
   d = np.abs(got_win - got_whole)[holes]

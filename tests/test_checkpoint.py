@@ -1,4 +1,4 @@
-"""scnn_jax.checkpoint: the version + config stamp of every checkpoint,
+"""scnn_jax.runtime.checkpoint: the version + config stamp of every checkpoint,
 read-only readers (a save in flight stays intact), partial restores."""
 
 import json
@@ -9,7 +9,7 @@ import pytest
 
 import scnn_jax
 from configs import base
-from scnn_jax import checkpoint
+from scnn_jax.runtime import checkpoint
 
 
 def test_config_hash_is_the_digest_of_config_json():

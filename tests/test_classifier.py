@@ -11,10 +11,12 @@ import pytest
 from flax import nnx
 
 from configs import cifar10_alif, mnist5k_alif, mnist_alif
-from scnn_jax import builders, parallel, schema, steps, tasks
-from scnn_jax import state as state_lib
+from scnn_jax import tasks
+from scnn_jax.config import builders, schema
 from scnn_jax.models import classifier
 from scnn_jax.nn.variables import NeuronParam
+from scnn_jax.runtime import parallel, steps
+from scnn_jax.runtime import state as state_lib
 
 
 def tiny_config():

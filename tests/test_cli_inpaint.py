@@ -358,7 +358,7 @@ def test_a_wrong_size_mask_is_refused_without_the_model_machinery(tmp_path):
   code = ("import sys\n"
           "from scnn_jax.cli import inpaint\n"
           "rc = inpaint.main(sys.argv[1:])\n"
-          "heavy = ('scnn_jax.inference', 'scnn_jax.schema', "
+          "heavy = ('scnn_jax.runtime.inference', 'scnn_jax.config.schema', "
           "'orbax.checkpoint', 'grain')\n"
           "print(rc, sorted(m for m in heavy if m in sys.modules))\n")
   r = subprocess.run(

@@ -8,7 +8,8 @@ import pytest
 from PIL import Image
 
 from configs import base
-from scnn_jax import data, schema
+from scnn_jax import data
+from scnn_jax.config import schema
 from scnn_jax.data import sources
 from scnn_jax.ops.checks import ConfigError
 

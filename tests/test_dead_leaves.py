@@ -6,7 +6,8 @@ import pytest
 from scipy import ndimage
 
 from configs import base, mnist5k_alif
-from scnn_jax import data, schema
+from scnn_jax import data
+from scnn_jax.config import schema
 from scnn_jax.data import pipeline, sources
 from scnn_jax.data import dead_leaves as dl
 from scnn_jax.ops.checks import ConfigError

@@ -4,7 +4,7 @@ Every relative link and image of a page resolves to a file, and its
 ``#anchor`` to a heading of the target page (the same slug on GitHub and in
 the MkDocs site); every repository path a page names (``configs/base.py``,
 ``python scripts/x.py``) exists; every ``scnn_jax`` module, function or
-class it names in code (``scnn_jax.inference.load``, ``neurons.lif_scan``,
+class it names in code (``scnn_jax.runtime.inference.load``, ``neurons.lif_scan``,
 ``python -m scnn_jax.inpaint``) imports; every page of the MkDocs nav
 exists. The generated reference pages match the code
 (``scripts/docs_reference.py --check``), the README's library example runs,
@@ -48,10 +48,11 @@ TOP_FILES = re.compile(
     r"|constraints\.txt|requirements(?:-[a-z]+)?\.txt|train\.py)(?![\w.-])")
 # Short module names a page may use for scnn_jax's modules
 # (``neurons.lif_scan``); left out: names that are also config sections or
-# other packages (``data.source``, ``masks.kind``, ``metrics.jsonl``,
-# ``nir.write``), checked only with the ``scnn_jax.`` prefix.
+# other packages or the config itself (``data.source``, ``masks.kind``,
+# ``metrics.jsonl``, ``nir.write``, ``config.model.T``), checked only with
+# the ``scnn_jax.`` prefix.
 AMBIGUOUS = {"data", "masks", "metrics", "nir", "models", "tasks", "cli",
-             "inpaint", "fad", "ablation", "state", "images"}
+             "inpaint", "fad", "ablation", "state", "images", "config"}
 
 
 def _markdown(path: pathlib.Path) -> str:

@@ -177,7 +177,8 @@ def test_resunet_prior_is_apart_the_same_for_both_and_counts_cg_steps():
 
 
 def _resunet_config(name, **model):
-  from scnn_jax import config_files, schema
+  from scnn_jax.config import schema
+  from scnn_jax.config import files as config_files
   c = schema.validate(config_files.load(f"configs/{name}.py").get_config())
   c.model.update(dict(dict(width=2, depth=2, blocks=2, T=2, prior_iters=2),
                       **model))
@@ -191,8 +192,8 @@ def test_resunet_rate_keys_are_the_trainer_eval_keys():
   import jax.numpy as jnp
   from flax import nnx
 
-  from scnn_jax import state as state_lib
-  from scnn_jax import steps
+  from scnn_jax.runtime import state as state_lib
+  from scnn_jax.runtime import steps
   from scnn_jax.ops.collectives import AXIS
   from scnn_jax.models import registry
   from scnn_jax.tasks.inpaint import InpaintTask

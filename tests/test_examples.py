@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import scnn_jax
-from scnn_jax import checkpoint
+from scnn_jax.runtime import checkpoint
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 

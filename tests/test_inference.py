@@ -1,6 +1,6 @@
-"""scnn_jax.inference: a workdir's model without the trainer, its optimizer or
-the task registry: rebuilt from config.json by name, parameters restored
-read-only, ablation points, old config.json files, params-only export
+"""scnn_jax.runtime.inference: a workdir's model without the trainer, its
+optimizer or the task registry: rebuilt from config.json by name, parameters
+restored read-only, ablation points, old config.json files, params-only export
 (safetensors, and the older npz), models built abstractly."""
 
 import json
@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from scnn_jax import builders, data, inference, optim, sweep, tasks, trainer
+from scnn_jax import data, tasks, trainer
+from scnn_jax.config import builders
+from scnn_jax.runtime import ablation, inference
 from tests.workdirs import make_workdir, tiny_config
 
 
@@ -22,7 +24,8 @@ def test_load_restores_the_trained_model(tmp_path, monkeypatch):
   def not_needed(*args, **kwargs):
     raise AssertionError("inference.load needs no optimizer, task or data")
   with monkeypatch.context() as m:
-    for module, name in ((optim, "build"), (tasks, "get"), (data, "build")):
+    for module, name in ((builders, "optimizer"), (tasks, "get"),
+                         (data, "build")):
       m.setattr(module, name, not_needed)
     loaded = inference.load(tmp_path)
   assert loaded.step == 3 and loaded.config.model.T == 4
@@ -74,7 +77,7 @@ def test_point_picks_model_k_of_an_ablation_checkpoint(tmp_path):
     assert loaded.point_name == f"threshold={[1, 0.5][k]:g}"
     assert loaded.config.model.threshold == [1.0, 0.5][k]
     got = jax.tree.leaves(nnx.state(loaded.model, nnx.Param))
-    want = jax.tree.leaves(sweep.unstack(state["params"], k))
+    want = jax.tree.leaves(ablation.unstack(state["params"], k))
     for a, b in zip(got, want, strict=True):
       np.testing.assert_array_equal(a, b)
     np.testing.assert_allclose(loaded.model.spiking.neuron.threshold[...],
@@ -142,7 +145,7 @@ def test_load_and_export_take_the_moving_average(tmp_path, capsys):
   loaded = inference.load(path, point=1)
   assert loaded.ema
   for a, e in zip(jax.tree.leaves(nnx.state(loaded.model, nnx.Param)),
-                  jax.tree.leaves(sweep.unstack(state["ema"], 1)),
+                  jax.tree.leaves(ablation.unstack(state["ema"], 1)),
                   strict=True):
     np.testing.assert_array_equal(a, e)
 
@@ -205,7 +208,7 @@ def test_abstract_build_gives_the_eager_models_outputs(tmp_path, name):
   same parameters."""
   import importlib
 
-  from scnn_jax import schema
+  from scnn_jax.config import schema
   config = importlib.import_module(f"configs.{name}").get_config()
   config.model.update(width=4, T=2)
   if name == "spiking_resunet":

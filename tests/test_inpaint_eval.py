@@ -15,10 +15,11 @@ import pytest
 from flax import nnx
 
 from configs import spiking_unet as unet_config
-from scnn_jax import inference, schema
+from scnn_jax.config import schema
 from scnn_jax.metrics import energy
 from scnn_jax.models import baselines
 from scnn_jax.ops import smooth_fill
+from scnn_jax.runtime import inference
 from tests.workdirs import REPO, make_workdir, tiny_config
 
 

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from configs import base
-from scnn_jax import metrics, schema, tasks
+from scnn_jax import metrics, tasks
+from scnn_jax.config import schema
 from scnn_jax.metrics import losses
 
 

@@ -23,9 +23,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "scnn_jax"
 
 LAYERS = {
     # 1: pure functions (scnn_jax.ops: surrogate, neuron dynamics, convs, the
-    # biharmonic fill, compiler options, collectives, ConfigError), and the
-    # foundations everything may use (loading config files).
-    "ops": 1, "config_files": 1, "storage_errors": 1,
+    # biharmonic fill, compiler options, collectives, ConfigError).
+    "ops": 1,
     # plotting imports no scnn_jax module (numpy, matplotlib): any layer may
     # draw spike rasters and membrane traces with it.
     "plotting": 1,
@@ -33,13 +32,11 @@ LAYERS = {
     "": 2, "nn": 2,
     # 3: models, metrics, data.
     "models": 3, "metrics": 3, "data": 3,
-    # 4: the config schema and the builders (config -> model, optimizer,
-    # dataset).
-    "schema": 4, "builders": 4, "optim": 4,
-    # 5: run machinery.
-    "parallel": 5, "distributed": 5, "checkpoint": 5, "state": 5, "steps": 5,
-    "sweep": 5, "inference": 5, "pretrained": 5, "tiling": 5,
-    "workdir_lock": 5,
+    # 4: the config schema, the builders (config -> model, optimizer,
+    # dataset) and config files.
+    "config": 4,
+    # 5: run machinery; the shipped model is loaded by inference.
+    "runtime": 5, "pretrained": 5,
     # 6: tasks.
     "tasks": 6,
     # 7: the training loop and its reports.
@@ -178,10 +175,10 @@ def test_the_old_cycles_are_gone():
         reach[m] |= {t} | reachable(t)
     return reach[m]
 
-  for low, high in [("scnn_jax.sweep", "scnn_jax.trainer"),
-                    ("scnn_jax.inference", "scnn_jax.trainer"),
-                    ("scnn_jax.inference", "scnn_jax.tasks"),
+  for low, high in [("scnn_jax.runtime.ablation", "scnn_jax.trainer"),
+                    ("scnn_jax.runtime.inference", "scnn_jax.trainer"),
+                    ("scnn_jax.runtime.inference", "scnn_jax.tasks"),
                     ("scnn_jax.tasks.generate", "scnn_jax.trainer"),
                     ("scnn_jax.tasks", "scnn_jax.cli.fad"),
-                    ("scnn_jax.metrics.frechet", "scnn_jax.inference")]:
+                    ("scnn_jax.metrics.frechet", "scnn_jax.runtime.inference")]:
     assert high not in reachable(low), (low, high)

@@ -11,7 +11,8 @@ from flax import nnx
 import nir  # noqa: E402  (requirements-dev.txt: a hard requirement of these tests)
 
 from configs import base  # noqa: E402
-from scnn_jax import builders, nn  # noqa: E402
+from scnn_jax import nn  # noqa: E402
+from scnn_jax.config import builders  # noqa: E402
 from scnn_jax.nn import decoders, sequential  # noqa: E402
 from scnn_jax.nn import nir as snir  # noqa: E402
 

@@ -11,7 +11,8 @@ import skimage.data
 from PIL import Image
 
 from configs import base
-from scnn_jax import data, schema
+from scnn_jax import data
+from scnn_jax.config import schema
 from scnn_jax.data import sources
 from scnn_jax.data import openphotos as op
 from scnn_jax.ops.checks import ConfigError

@@ -123,7 +123,7 @@ def test_every_config_loads_outside_the_clone(tmp_path):
 
 def test_no_config_imports_the_configs_package():
   # The pattern for new configs: sibling(__file__, "base"), see
-  # scnn_jax/config_files.py.
+  # scnn_jax/config/files.py.
   for path in (REPO / "configs").glob("*.py"):
     assert not re.search(r"^\s*(from|import) configs\b", path.read_text(),
                          re.M), path.name

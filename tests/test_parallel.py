@@ -1,5 +1,5 @@
-"""scnn_jax.parallel: the pmap-style step sharded over "data" gives the same
-result on 1 and 8 devices; the device prefetch keeps order and errors."""
+"""scnn_jax.runtime.parallel: the pmap-style step sharded over "data" gives the
+same result on 1 and 8 devices; the device prefetch keeps order and errors."""
 
 import types
 
@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from configs import base
-from scnn_jax import schema, trainer
+from scnn_jax import trainer
+from scnn_jax.config import schema
 from tests.workdirs import hole_batches
 
 
@@ -46,7 +47,7 @@ def test_one_and_eight_devices_agree(model):
 
 
 def test_device_prefetch_keeps_order_shards_and_raises_source_errors():
-  from scnn_jax import parallel
+  from scnn_jax.runtime import parallel
   mesh = parallel.make_mesh()
   host = list(batches(5))
   it = parallel.DevicePrefetch(mesh, iter(host), size=2)

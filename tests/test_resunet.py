@@ -165,7 +165,8 @@ def _tiny_resunet_config(name):
 
 
 def test_a_spiking_run_starts_from_its_twins_weights(tmp_path):
-  from scnn_jax import builders, schema, trainer
+  from scnn_jax import trainer
+  from scnn_jax.config import builders, schema
   from scnn_jax.ops.checks import ConfigError
   from tests import workdirs
   twin_dir, twin_state = workdirs.make_workdir(
@@ -221,7 +222,8 @@ def test_batch_norm_keeps_what_layer_norm_drops_and_is_fixed_at_eval():
 
 
 def test_a_batch_norm_spiking_run_starts_from_its_twins_statistics(tmp_path):
-  from scnn_jax import builders, schema, trainer
+  from scnn_jax import trainer
+  from scnn_jax.config import builders, schema
   from tests import workdirs
   twin = _tiny_resunet_config("relu_resunet")
   twin.model.norm = "batch"
@@ -240,3 +242,23 @@ def test_a_batch_norm_spiking_run_starts_from_its_twins_statistics(tmp_path):
   for path, value in stats.items():
     np.testing.assert_array_equal(value[...], theirs[path][...])
     assert float(np.abs(value[...] - (path[-1] == "var")).min()) == 0.25
+
+
+def test_an_export_carries_the_batch_statistics(tmp_path):
+  from scnn_jax.runtime import inference
+  from tests import workdirs
+  c = _tiny_resunet_config("spiking_resunet")
+  c.model.norm = "batch"
+  path, state = workdirs.make_workdir(tmp_path / "run", c, nudge_rest=True)
+  loaded = inference.load(path)
+  shapes = inference.export_params(loaded, tmp_path / "export")
+  assert shapes["block_acts/0/0/norm/mean"] == (4,)
+  again = inference.load_params(tmp_path / "export")
+  stats = dict(nnx.to_flat_state(nnx.state(again.model, nnx.BatchStat)))
+  want = dict(nnx.to_flat_state(state["rest"]))
+  assert stats
+  for p, v in stats.items():       # the trained statistics, not the init
+    np.testing.assert_array_equal(v[...], want[p][...])
+  x, _, _ = _batch(24, 20)
+  np.testing.assert_array_equal(np.asarray(loaded.model(x)),
+                                np.asarray(again.model(x)))

@@ -1,4 +1,5 @@
-"""scnn_jax.schema: one table of fields, one validation pass, one-line errors.
+"""scnn_jax.config.schema: one table of fields, one validation pass, one-line
+errors.
 
 Every invalid value names its dotted field and what is allowed; unknown
 fields are rejected the same way; every field is checked whatever the task
@@ -13,7 +14,7 @@ import pathlib
 import pytest
 
 from configs import base, mnist5k_alif, vae_mnist5k
-from scnn_jax import schema
+from scnn_jax.config import schema
 from scnn_jax.ops.checks import ConfigError
 
 REPO = pathlib.Path(__file__).resolve().parents[1]

@@ -32,7 +32,7 @@ from scnn_jax.cli import serve
 from scnn_jax.data.images import to_uint8
 from scnn_jax.inpaint import main
 from scnn_jax.models import baselines
-from scnn_jax.tiling import Inpainter, TilingError
+from scnn_jax.runtime.inpainter import Inpainter, TilingError
 from tests.workdirs import REPO
 
 SKIP_BROWSER = "SCNN_SKIP_BROWSER_TESTS"

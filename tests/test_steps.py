@@ -1,14 +1,16 @@
-"""scnn_jax.steps: the per-device train step's arithmetic: the gradient is
-that of the global-batch loss on any device count, a non-finite step is
-not applied, and the weights' moving average (train.ema_decay) is updated
-as documented, evaluated, and restored exactly."""
+"""scnn_jax.runtime.steps: the per-device train step's arithmetic: the gradient
+is that of the global-batch loss on any device count, a non-finite step is not
+applied, and the weights' moving average (train.ema_decay) is updated as
+documented, evaluated, and restored exactly."""
 
 import jax
 import numpy as np
 import pytest
 
-from scnn_jax import parallel, schema, trainer
-from scnn_jax.checkpoint import Checkpointer
+from scnn_jax import trainer
+from scnn_jax.config import schema
+from scnn_jax.runtime import parallel
+from scnn_jax.runtime.checkpoint import Checkpointer
 from tests.test_parallel import SPEC, batches, run_steps, tiny_config
 
 

@@ -1,5 +1,5 @@
-"""scnn_jax.sweep (vmap ablations): K models in one program behave like K
-separate runs; the run's table and plot; ``python -m scnn_jax.ablation
+"""scnn_jax.runtime.ablation (vmap ablations): K models in one program behave
+like K separate runs; the run's table and plot; ``python -m scnn_jax.ablation
 export``."""
 
 import csv
@@ -12,8 +12,10 @@ import jax
 import numpy as np
 import pytest
 
-from scnn_jax import inference, parallel, schema, steps, sweep, trainer
+from scnn_jax import trainer
 from scnn_jax.cli import ablation as ablation_cli
+from scnn_jax.config import schema
+from scnn_jax.runtime import ablation, inference, parallel, steps
 from tests.workdirs import REPO, hole_batches, tiny_config
 
 
@@ -26,7 +28,7 @@ def _grid_config(**grid):
 
 def test_points_grid_zip_and_seeds():
   c = _grid_config()
-  pts = sweep.points(c)
+  pts = ablation.points(c)
   assert [p.values for p in pts] == [
       {"model.tau": 5.0, "model.threshold": 0.5},
       {"model.tau": 5.0, "model.threshold": 1.0},
@@ -34,13 +36,13 @@ def test_points_grid_zip_and_seeds():
       {"model.tau": 20.0, "model.threshold": 1.0}]
   assert [p.config.init_seed for p in pts] == [0, 1, 2, 3]
   assert pts[3].config.model.tau == 20.0 and pts[3].config.model.threshold == 1.0
-  assert not sweep.enabled(pts[0].config)  # a point is a single model
+  assert not ablation.enabled(pts[0].config)  # a point is a single model
   c.ablation.mode = "zip"
-  assert [p.values for p in sweep.points(c)] == [
+  assert [p.values for p in ablation.points(c)] == [
       {"model.tau": 5.0, "model.threshold": 0.5},
       {"model.tau": 20.0, "model.threshold": 1.0}]
   c.ablation.share_init = True
-  assert {p.config.init_seed for p in sweep.points(c)} == {0}
+  assert {p.config.init_seed for p in ablation.points(c)} == {0}
 
 
 def _batches(n, b=8, hw=16, seed=0):
@@ -61,7 +63,7 @@ def test_point_k_equals_a_separate_single_run():
   vmapped = _losses(config)                          # [steps, K]
   assert vmapped.shape == (3, 4)
   assert len({tuple(np.round(vmapped[:, k], 6)) for k in range(4)}) == 4
-  for k, point in enumerate(sweep.points(config)):
+  for k, point in enumerate(ablation.points(config)):
     single = _losses(point.config)
     np.testing.assert_allclose(vmapped[:, k], single, rtol=1e-5, atol=1e-7)
 
@@ -83,12 +85,12 @@ def test_points_looped_in_groups_or_vmapped_train_alike(points_at_once,
   assert losses.shape == (3, 4)
   np.testing.assert_array_equal(np.asarray(run.state["step"]), [3] * 4)
   monkeypatch.undo()
-  for k, point in enumerate(sweep.points(config)):
+  for k, point in enumerate(ablation.points(config)):
     single = trainer.setup(point.config, SPEC, jax.devices()[:2])
     for i, b in enumerate(_batches(3)):
       np.testing.assert_allclose(losses[i, k], single.train_step(b)["loss"],
                                  rtol=1e-5, atol=1e-7)
-    for a, b in zip(jax.tree.leaves(sweep.unstack(run.state["params"], k)),
+    for a, b in zip(jax.tree.leaves(ablation.unstack(run.state["params"], k)),
                     jax.tree.leaves(single.state["params"])):
       np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
@@ -137,7 +139,7 @@ def test_ablation_run_outputs_resume_and_export(tmp_path):
   loaded = inference.load(out)
   assert loaded.step == 6
   assert loaded.config.model.tau == 20.0 and loaded.config.model.threshold == 0.5
-  assert not sweep.enabled(loaded.config)
+  assert not ablation.enabled(loaded.config)
   np.testing.assert_allclose(loaded.model.spiking.neuron.threshold[...], 0.5)
   # The exported point is an ordinary workdir: training it further resumes.
   single = schema.validate(loaded.config)

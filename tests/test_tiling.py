@@ -1,12 +1,12 @@
-"""scnn_jax.tiling: the Inpainter on images of any size: tile plans, tiled
-equal to untiled, one compile per tile shape, padding to the model's size
-multiple, models whose output depends on the whole image."""
+"""scnn_jax.runtime.inpainter: the Inpainter on images of any size: tile
+plans, tiled equal to untiled, one compile per tile shape, padding to the
+model's size multiple, models whose output depends on the whole image."""
 
 import numpy as np
 import pytest
 
-from scnn_jax import inference, tiling
 from scnn_jax.data.images import to_uint8
+from scnn_jax.runtime import inference, inpainter
 from tests.test_cli_inpaint import check_composite, workdir  # noqa: F401
 
 
@@ -18,7 +18,7 @@ def loaded(workdir):  # noqa: F811
 def test_tile_plans_partition_the_image_with_overlap():
   for h, w, budget, r, m in [(70, 90, 900, 6, 1), (37, 200, 1200, 6, 1),
                              (64, 96, 1024, 3, 8), (500, 17, 2000, 6, 1)]:
-    plan = tiling.plan_tiles(h, w, max_pixels=budget, radius=r, multiple=m)
+    plan = inpainter.plan_tiles(h, w, max_pixels=budget, radius=r, multiple=m)
     assert plan.tiled and plan.tile_h * plan.tile_w * plan.batch <= budget
     assert plan.tile_h % m == 0 and plan.tile_w % m == 0
     count = np.zeros((h, w), int)
@@ -33,10 +33,11 @@ def test_tile_plans_partition_the_image_with_overlap():
       assert t.cx0 - t.x0 >= r or t.x0 == 0
       assert t.x0 + plan.tile_w - t.cx1 >= r or t.x0 + plan.tile_w == w
     assert (count == 1).all()
-  whole = tiling.plan_tiles(30, 40, max_pixels=1200, radius=6)
-  assert not whole.tiled and whole.tiles[0] == tiling.Tile(0, 0, 0, 30, 0, 40)
-  with pytest.raises(tiling.TilingError, match="memory budget too small"):
-    tiling.plan_tiles(300, 300, max_pixels=200, radius=6)
+  whole = inpainter.plan_tiles(30, 40, max_pixels=1200, radius=6)
+  assert not whole.tiled
+  assert whole.tiles[0] == inpainter.Tile(0, 0, 0, 30, 0, 40)
+  with pytest.raises(inpainter.TilingError, match="memory budget too small"):
+    inpainter.plan_tiles(300, 300, max_pixels=200, radius=6)
 
 
 def test_tiled_equals_untiled_and_compiles_once_per_tile_shape(loaded):
@@ -44,11 +45,11 @@ def test_tiled_equals_untiled_and_compiles_once_per_tile_shape(loaded):
   pixels = rng.integers(0, 256, (71, 93, 3), dtype=np.uint8)
   holes = np.zeros((71, 93), bool)
   holes[10:30, 20:50] = holes[50:60, 70:90] = True
-  whole = tiling.Inpainter(loaded.model, loaded.config)
+  whole = inpainter.Inpainter(loaded.model, loaded.config)
   assert not whole.plan(71, 93).tiled and whole.radius == 6
   # Budget for ~1000 px per call: 31x31 tiles, one per call.
   tiny_mb = 1000 * whole.bytes_per_pixel / 2**20
-  tiled = tiling.Inpainter(loaded.model, loaded.config, memory_mb=tiny_mb)
+  tiled = inpainter.Inpainter(loaded.model, loaded.config, memory_mb=tiny_mb)
   plan = tiled.plan(71, 93)
   assert plan.tiled and len(plan.tiles) >= 9 and plan.batch == 1
 
@@ -60,8 +61,8 @@ def test_tiled_equals_untiled_and_compiles_once_per_tile_shape(loaded):
   assert tiled._forward._cache_size() == 1
 
   # Batched tiles (several per call, last batch padded) give the same.
-  batched = tiling.Inpainter(loaded.model, loaded.config,
-                             memory_mb=tiny_mb * 4, max_batch=4)
+  batched = inpainter.Inpainter(loaded.model, loaded.config,
+                                memory_mb=tiny_mb * 4, max_batch=4)
   np.testing.assert_allclose(batched.predict(pixels, holes), expected,
                              atol=2e-6)
   assert batched._forward._cache_size() == 1
@@ -77,7 +78,7 @@ def test_sizes_are_padded_to_the_model_multiple(loaded):
   pixels = rng.integers(0, 256, (13, 22, 3), dtype=np.uint8)
   holes = np.zeros((13, 22), bool)
   holes[4:9, 5:15] = True
-  inp = tiling.Inpainter(loaded.model, loaded.config)
+  inp = inpainter.Inpainter(loaded.model, loaded.config)
   inp.multiple = 8  # as a variant with two stride-2 stages would need
   assert inp.padded_size(13, 22) == (16, 24)
   out = inp.inpaint(pixels, holes)
@@ -95,7 +96,7 @@ def test_window_plans_group_near_holes_and_fit_the_budget():
   holes[50:60, 50:70] = True       # A
   holes[52:58, 95:105] = True      # B: 25 px from A, within reach
   holes[300:340, 400:440] = True   # C: far from both
-  plan = tiling.plan_windows(holes, max_pixels=40_000, reach=30, multiple=8)
+  plan = inpainter.plan_windows(holes, max_pixels=40_000, reach=30, multiple=8)
   g = plan.groups
   assert g[55, 60] == g[55, 100] != g[310, 410] and (g[~holes] == 0).all()
   # A + B: 55 px wide, margin max(30, 55), clipped at the top and left:
@@ -114,18 +115,18 @@ def test_window_plans_group_near_holes_and_fit_the_budget():
     assert 0 <= w.y0 <= 400 - shape[0] and 0 <= w.x0 <= 600 - shape[1]
   # Holes closer than the reach are never split: with reach 20, A and B
   # (25 px apart) get their own windows.
-  apart = tiling.plan_windows(holes, max_pixels=40_000, reach=20, multiple=8)
+  apart = inpainter.plan_windows(holes, max_pixels=40_000, reach=20, multiple=8)
   assert apart.count == 3 and apart.groups[55, 60] != apart.groups[55, 100]
   # A long scratch whose square window does not fit gets a rectangle.
   scratch = np.zeros((400, 600), bool)
   scratch[200:204, 20:560] = True
-  (shape, _), = tiling.plan_windows(scratch, max_pixels=80_000, reach=30,
-                                    multiple=8).windows.items()
+  (shape, _), = inpainter.plan_windows(scratch, max_pixels=80_000, reach=30,
+                                       multiple=8).windows.items()
   assert shape == (96, 600)
   # A hole whose window cannot fit: one line naming it and the budget.
-  with pytest.raises(tiling.TilingError) as e:
-    tiling.plan_windows(holes, max_pixels=8_000, reach=30, multiple=8,
-                        memory_mb=2)
+  with pytest.raises(inpainter.TilingError) as e:
+    inpainter.plan_windows(holes, max_pixels=8_000, reach=30, multiple=8,
+                           memory_mb=2)
   assert str(e.value) == (
       "a hole of 55x10 px at x=50, y=50 (with the holes less than 30 px "
       "from it) needs a window of 128x96 px (30 px of context on each side "
@@ -142,7 +143,7 @@ def _resunet(monkeypatch, contrast):
   from flax import nnx
 
   from configs import relu_resunet
-  from scnn_jax import builders, schema
+  from scnn_jax.config import builders, schema
   from scnn_jax.models import resunet
   c = relu_resunet.get_config()
   c.model.width, c.model.depth = 4, 2
@@ -179,12 +180,12 @@ def test_windowed_fill_equals_the_whole_image_fill_within_tolerance(
   pixels = _photo(200, 300)
   holes = np.zeros((200, 300), bool)
   holes[40:52, 50:66] = holes[120:136, 150:166] = holes[60:74, 236:250] = True
-  whole = tiling.Inpainter(model, config, memory_mb=1e4)
+  whole = inpainter.Inpainter(model, config, memory_mb=1e4)
   small_mb = 50_000 * whole.bytes_per_pixel / 2**20   # 60,000 px do not fit
-  win = tiling.Inpainter(model, config, memory_mb=small_mb, max_batch=1)
+  win = inpainter.Inpainter(model, config, memory_mb=small_mb, max_batch=1)
   assert not whole.plan(200, 300).tiled
   plan = win.plan(200, 300, holes)
-  assert isinstance(plan, tiling.WindowPlan) and plan.count == 3
+  assert isinstance(plan, inpainter.WindowPlan) and plan.count == 3
   # Encoder 23 px (radius 11) + 4 * 2^2 + the 32-px hole-depth map.
   assert win.radius == 11 + 16 + 32 and win.grid == 4
 
@@ -214,21 +215,21 @@ def test_windows_for_global_models_or_refusal(workdir, loaded):  # noqa: F811
   # Bounded-field models still tile (exactly); global-field ones refuse
   # with windows=False, as before.
   model, config = loaded.model, loaded.config
-  inp = tiling.Inpainter(model, config, memory_mb=1)
+  inp = inpainter.Inpainter(model, config, memory_mb=1)
   assert inp.plan(300, 300).tiled
   from configs import spiking_unet
-  from scnn_jax import builders, schema
+  from scnn_jax.config import builders, schema
   c = schema.validate(spiking_unet.get_config())
   c.model.width = 4
   unet = builders.model(c)
-  strict = tiling.Inpainter(unet, c, memory_mb=8, windows=False)
-  with pytest.raises(tiling.TilingError, match="cannot be tiled"):
+  strict = inpainter.Inpainter(unet, c, memory_mb=8, windows=False)
+  with pytest.raises(inpainter.TilingError, match="cannot be tiled"):
     strict.plan(2000, 2000)
   holes = np.zeros((2000, 2000), bool)
   holes[100:110, 100:110] = True
-  windowed = tiling.Inpainter(unet, c, memory_mb=8)
+  windowed = inpainter.Inpainter(unet, c, memory_mb=8)
   plan = windowed.plan(2000, 2000, holes)
-  assert isinstance(plan, tiling.WindowPlan) and plan.count == 1
+  assert isinstance(plan, inpainter.WindowPlan) and plan.count == 1
   # The spiking U-Net's net: encoder 35 px (radius 17) + 4 * 2^3.
   assert windowed.radius == 17 + 32 and windowed.grid == 8
   with pytest.raises(ValueError, match="pass holes"):

@@ -7,7 +7,8 @@ import jax
 import numpy as np
 import pytest
 
-from scnn_jax import schema, trainer
+from scnn_jax import trainer
+from scnn_jax.config import schema
 from tests.workdirs import tiny_config
 
 
@@ -94,8 +95,8 @@ def test_resuming_an_older_config_json_keeps_it(tmp_path):
 def test_rate_encoded_model_trains_evaluates_and_inpaints(tmp_path):
   """encoder=rate draws input spikes at evaluation too: the eval step and
   the Inpainter give it the fixed eval key, so both run and repeat exactly."""
-  from scnn_jax import inference
-  from scnn_jax.tiling import Inpainter
+  from scnn_jax.runtime import inference
+  from scnn_jax.runtime.inpainter import Inpainter
 
   config = tiny_config()
   config.model.encoder = "rate"
@@ -123,8 +124,11 @@ def test_ema_follows_its_warm_up_and_is_what_the_results_score(tmp_path):
   (Checkpoints without an average: tests/test_steps.py, test_inference.py.)"""
   from flax import nnx
 
-  from scnn_jax import builders, data, inference, state as state_lib, tasks
-  from scnn_jax.checkpoint import Checkpointer, abstract_like
+  from scnn_jax import data, tasks
+  from scnn_jax.config import builders
+  from scnn_jax.runtime import inference
+  from scnn_jax.runtime import state as state_lib
+  from scnn_jax.runtime.checkpoint import Checkpointer, abstract_like
 
   config = tiny_config()
   config.train.update(steps=3, eval_every=3, checkpoint_every=1, log_every=1,

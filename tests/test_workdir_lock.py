@@ -1,6 +1,6 @@
-"""One writer per workdir (scnn_jax.workdir_lock): a flock on filesystems, a
-lease on object stores; a second run refuses before it writes anything, and
-readers neither take the lock nor write."""
+"""One writer per workdir (scnn_jax.runtime.workdir_lock): a flock on
+filesystems, a lease on object stores; a second run refuses before it writes
+anything, and readers neither take the lock nor write."""
 
 import json
 import os
@@ -12,13 +12,14 @@ import time
 
 import pytest
 
-from scnn_jax import inference, trainer, workdir_lock
-from scnn_jax.workdir_lock import WorkdirBusy, WorkdirTakenOver
+from scnn_jax import trainer
+from scnn_jax.runtime import inference, workdir_lock
+from scnn_jax.runtime.workdir_lock import WorkdirBusy, WorkdirTakenOver
 from tests.workdirs import REPO, make_workdir, tiny_config
 
 HOST = socket.gethostname()
 HOLD = ("import sys, time\n"
-        "from scnn_jax import workdir_lock\n"
+        "from scnn_jax.runtime import workdir_lock\n"
         "lock = workdir_lock.acquire(sys.argv[1])\n"
         "print('held', flush=True)\n"
         "time.sleep(120)\n")

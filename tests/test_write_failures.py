@@ -1,7 +1,7 @@
 """A full disk, a read-only workdir or a refused write is an ordinary error:
 one line naming the path, the error and the last complete checkpoint, the
 completed checkpoints intact, and the same command resumes once there is
-room (scnn_jax.storage_errors, stopping.WriteFailed)."""
+room (scnn_jax.runtime.storage_errors, stopping.WriteFailed)."""
 
 import errno
 import json
@@ -13,8 +13,9 @@ import sys
 import jax
 import pytest
 
-from scnn_jax import inference, storage_errors, trainer, workdir_lock
+from scnn_jax import trainer
 from scnn_jax.data import images
+from scnn_jax.runtime import inference, storage_errors, workdir_lock
 from scnn_jax.stopping import WriteFailed
 from tests.workdirs import REPO, tiny_config
 

@@ -5,10 +5,12 @@ from pathlib import Path
 
 import jax
 import numpy as np
+from flax import nnx
 
 from configs import base
-from scnn_jax import builders, schema, state, sweep
-from scnn_jax.checkpoint import Checkpointer
+from scnn_jax.config import builders, schema
+from scnn_jax.runtime import ablation, state
+from scnn_jax.runtime.checkpoint import Checkpointer
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -38,23 +40,25 @@ def make_workdir(path, config, step=5, nudge_rest=False):
   """A workdir as train.py leaves it (config.json + an Orbax checkpoint of
   the train state), without the cost of training: the weights are the
   initial ones, with biases nudged so every layer matters (an ``ema``, with
-  ``train.ema_decay``, stays at the init; ``nudge_rest``: the other
-  variables too). An ablation config gets its
+  ``train.ema_decay``, stays at the init; ``nudge_rest``: the batch
+  statistics too). An ablation config gets its
   stacked state. Returns ``(path, state)``."""
   path = Path(path)
   path.mkdir(parents=True, exist_ok=True)
   config = schema.validate(config)
   (path / "config.json").write_text(config.to_json_best_effort(indent=2))
   tx = builders.optimizer(config)
-  if sweep.enabled(config):
-    s, _ = sweep.create_stacked_state(sweep.points(config),
-                                      builders.data_spec(config), tx)
+  if ablation.enabled(config):
+    s, _ = ablation.create_stacked_state(ablation.points(config),
+                                         builders.data_spec(config), tx)
   else:
     s, _ = state.create_state(builders.model(config), tx,
                               state.uses_ema(config))
   s["params"] = jax.tree.map(lambda x: x + 0.05, s["params"])
-  if nudge_rest:      # e.g. batch statistics that differ from their init
-    s["rest"] = jax.tree.map(lambda x: x + 0.25, s["rest"])
+  if nudge_rest:      # batch statistics that differ from their init
+    s["rest"] = nnx.from_flat_state([
+        (p, v.replace(v[...] + 0.25) if isinstance(v, nnx.BatchStat) else v)
+        for p, v in nnx.to_flat_state(s["rest"])])
   s["step"] = s["step"] + step
   ckpt = Checkpointer(path / "checkpoints")
   ckpt.save(step, s, force=True)

@@ -12,13 +12,12 @@ alternatives.
 from __future__ import annotations
 
 import argparse
-import os
 import time
 
+# Importing scnn_jax tunes glibc malloc before JAX starts its threads, as it
+# does in a user's process (SCNN_JAX_HOST_ALLOCATOR=0 opts out: the
+# runner's "default malloc" rows).
 from scnn_jax.ops import backend
-
-if os.environ.get("SCNN_BENCH_DEFAULT_MALLOC") != "1":
-  backend.tune_host_allocator()  # before JAX starts its threads
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -239,6 +238,7 @@ def main():
                                 sync=jax.block_until_ready)
   rec.update(impl="scnn_jax", variant=variant_name(args),
              xla_process_flag=backend.PROCESS_FLAG,
+             host_allocator=backend.PROCESS_ALLOCATOR,
              exec_flops=executed_flops(args, T),
              version=f"jax {jax.__version__}", rates=rates,
              infer_img_s=common.B / t_inf, xla_mb=xla_mb,

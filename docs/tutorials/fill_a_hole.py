@@ -49,7 +49,7 @@ from scnn_jax import plotting, pretrained
 from scnn_jax.metrics.image import hole_psnr
 from scnn_jax.models import baselines
 from scnn_jax.models.scnn import masked_input
-from scnn_jax.tiling import Inpainter
+from scnn_jax.runtime.inpainter import Inpainter
 
 # %% [markdown]
 # ## 1. A photo and a hole

@@ -50,11 +50,12 @@ import numpy as np
 import optax
 from flax import nnx
 
-from scnn_jax import layers, neurons, plotting, surrogate, sweep
+from scnn_jax import layers, neurons, plotting, surrogate
 from scnn_jax.data import sources
 from scnn_jax.metrics.spikes import spike_rates
 from scnn_jax.nn import SpikeRate, SpikingSequential
 from scnn_jax.nn import nir as snir
+from scnn_jax.runtime import ablation
 
 TRAIN_STEPS = 40 if TINY else 300
 T = 4 if TINY else 8                      # time steps per image
@@ -297,17 +298,17 @@ plt.show()
 #
 # How does the membrane time constant change what the net learns? Build one
 # net per tau (the same initial weights: only beta differs), stack their
-# states on a new leading axis (`sweep.stack`) and `jax.vmap` the same
+# states on a new leading axis (`ablation.stack`) and `jax.vmap` the same
 # train step over it: K nets, one compiled program, the same batches. This
 # is what `scnn-train` does for `config.ablation.grid = {"model": {"tau":
-# [...]}}` (`scnn_jax/sweep.py`).
+# [...]}}` (`scnn_jax/runtime/ablation.py`).
 
 # %%
 splits = [nnx.split(TinySNN(tau=tau, T=T, rngs=nnx.Rngs(0)), nnx.Param, ...)
           for tau in TAUS]
 assert all(g == graphdef for g, _, _ in splits)     # one structure for all
-k_params = sweep.stack([p for _, p, _ in splits])   # leaves [K, ...]
-k_rest = sweep.stack([r for _, _, r in splits])
+k_params = ablation.stack([p for _, p, _ in splits])   # leaves [K, ...]
+k_rest = ablation.stack([r for _, _, r in splits])
 k_opt = jax.vmap(tx.init)(k_params)
 k_step = jax.jit(jax.vmap(train_step, in_axes=(0, 0, 0, None, None)))
 k_eval = jax.jit(jax.vmap(evaluate, in_axes=(0, 0, None, None)))

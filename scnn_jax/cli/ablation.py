@@ -20,22 +20,23 @@ import jax
 import ml_collections
 from etils import epath
 
-from scnn_jax import builders, inference, sweep
-from scnn_jax.checkpoint import Checkpointer, abstract_like
+from scnn_jax.config import builders
+from scnn_jax.runtime import ablation, inference
+from scnn_jax.runtime.checkpoint import Checkpointer, abstract_like
 
 
 def export_point(workdir, k: int, out_dir) -> int:
   """Writes point ``k`` of an ablation workdir to ``out_dir``; returns the
   exported step."""
   config = inference.read_config(workdir)
-  if not sweep.enabled(config):
+  if not ablation.enabled(config):
     raise ValueError(f"{workdir} holds a single-model run, not an ablation")
-  pts = sweep.points(config)
+  pts = ablation.points(config)
   if not 0 <= k < len(pts):
     raise ValueError(f"--point {k} out of range: the ablation has {len(pts)} "
                      f"points (0..{len(pts) - 1})")
-  stacked, _ = sweep.create_stacked_state(pts, builders.data_spec(config),
-                                          builders.optimizer(config))
+  stacked, _ = ablation.create_stacked_state(pts, builders.data_spec(config),
+                                             builders.optimizer(config))
   src = Checkpointer(epath.Path(workdir) / "checkpoints", read_only=True)
   state, meta = src.restore(abstract_like(stacked))
   src.close()
@@ -45,7 +46,7 @@ def export_point(workdir, k: int, out_dir) -> int:
   (out_dir / "config.json").write_text(point_config.to_json_best_effort(indent=2))
   step = int(jax.device_get(state["step"])[k])
   dst = Checkpointer(out_dir / "checkpoints")
-  dst.save(step, sweep.unstack(state, k),
+  dst.save(step, ablation.unstack(state, k),
            dict(meta, ablation_point=k, ablation_values=pts[k].values),
            force=True)
   dst.wait()

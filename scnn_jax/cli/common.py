@@ -38,14 +38,15 @@ from absl import app, flags, logging
 from etils import epath
 from ml_collections import config_flags
 
-from scnn_jax import distributed, schema
-from scnn_jax.checkpoint import CheckpointError
 from scnn_jax.cli import usage
+from scnn_jax.config import schema
 from scnn_jax.data import DataError
 from scnn_jax.ops import backend
 from scnn_jax.ops.checks import ConfigError
+from scnn_jax.runtime import distributed
+from scnn_jax.runtime.checkpoint import CheckpointError
+from scnn_jax.runtime.workdir_lock import WorkdirBusy
 from scnn_jax.stopping import NonFiniteLossError, Preempted, WriteFailed
-from scnn_jax.workdir_lock import WorkdirBusy
 
 FLAGS = flags.FLAGS
 

@@ -16,9 +16,10 @@ names it (``--config.metrics.fad_workdir``) reuses.
 import numpy as np
 from absl import app, flags, logging
 
-from scnn_jax import data, inference, trainer
+from scnn_jax import data, trainer
 from scnn_jax.cli import common
 from scnn_jax.metrics import frechet
+from scnn_jax.runtime import inference
 
 FLAGS = flags.FLAGS
 

@@ -13,17 +13,18 @@ Without ``--workdir`` the model shipped in the package is used
 (``scnn_jax.pretrained``: the spiking U-Net of ``configs/spiking_unet.py``);
 with it, the model is rebuilt from the workdir's ``config.json`` and latest
 checkpoint (``inference.load``). Masks: white = missing. Any image size
-works (``scnn_jax.tiling.Inpainter``; image files: ``scnn_jax.data.images``). Models whose output at a pixel depends only on a bounded
-neighbourhood (paper A's SC-NN and CNN: a 6-px radius) tile images larger
-than the memory budget with an overlap of that radius, so the tiled result
-equals the untiled one. Models with a GLOBAL receptive field (TAID decoders
-pool the whole image; the spiking U-Net's biharmonic prior solves a PDE over
-the whole hole) are never tiled: they run on the whole image, and over the
-budget on windows around the holes (``tiling.plan_windows``: what that
-changes), with progress lines when it takes more than a few seconds; a hole
-too large for the budget is refused with a message. Known pixels of
-the output are byte-identical to the input's (after the conversion to the
-checkpoint's grayscale / RGB). See ``docs/how-to/inpaint.md``.
+works (``scnn_jax.runtime.inpainter.Inpainter``; image files:
+``scnn_jax.data.images``). Models whose output at a pixel depends only on a
+bounded neighbourhood (paper A's SC-NN and CNN: a 6-px radius) tile images
+larger than the memory budget with an overlap of that radius, so the tiled
+result equals the untiled one. Models with a GLOBAL receptive field (TAID
+decoders pool the whole image; the spiking U-Net's biharmonic prior solves a PDE
+over the whole hole) are never tiled: they run on the whole image, and over the
+budget on windows around the holes (``inpainter.plan_windows``: what that
+changes), with progress lines when it takes more than a few seconds; a hole too
+large for the budget is refused with a message. Known pixels of the output are
+byte-identical to the input's (after the conversion to the checkpoint's
+grayscale / RGB). See ``docs/how-to/inpaint.md``.
 
 User mistakes (missing or unreadable files, size mismatches, a workdir without
 a checkpoint) end the program with one ``error: ...`` line on stderr and exit
@@ -66,8 +67,8 @@ from scnn_jax.data.images import (IMAGE_EXTENSIONS, ImageError, first_line,
                                   to_model_pixels)
 from scnn_jax.data.masks import MASK_KINDS
 from scnn_jax.ops.checks import ConfigError
-from scnn_jax.tiling import (DEFAULT_MEMORY_MB, Inpainter, TilingError,
-                             WindowPlan)
+from scnn_jax.runtime.inpainter import (DEFAULT_MEMORY_MB, Inpainter,
+                                        TilingError, WindowPlan)
 
 
 class UserError(Exception):
@@ -325,7 +326,7 @@ def _load_pretrained():
 
 
 def _load(workdir, point):
-  from scnn_jax import inference
+  from scnn_jax.runtime import inference
   if workdir is None:
     if point is not None:
       raise UserError("--point picks a model of an ablation workdir: give "

@@ -12,7 +12,7 @@ scikit-image's biharmonic fill side by side
 conversion to the model's grayscale / RGB). The model is loaded once, when
 the server starts, by the loader of the file command (``scnn-inpaint``: the
 shipped model, or ``--workdir``), and runs through the same
-``scnn_jax.tiling.Inpainter``.
+``scnn_jax.runtime.inpainter.Inpainter``.
 
 The server is Flask's (Werkzeug's threaded WSGI server, optional extra
 ``pip install 'scnn_jax[serve]'``), bound to 127.0.0.1 only: nothing is sent
@@ -46,8 +46,8 @@ from scnn_jax import __version__
 from scnn_jax.data.images import (first_line, mask_to_holes, to_model_pixels,
                                   to_uint8)
 from scnn_jax.models import baselines
-from scnn_jax.tiling import (DEFAULT_MEMORY_MB, Inpainter, TilingError,
-                             WindowPlan)
+from scnn_jax.runtime.inpainter import (DEFAULT_MEMORY_MB, Inpainter,
+                                        TilingError, WindowPlan)
 
 HOST = "127.0.0.1"
 DEFAULT_PORT = 8765

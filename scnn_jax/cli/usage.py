@@ -200,7 +200,7 @@ def show_config(config) -> str:
   """``config`` completed and checked as a run would (``schema.validate``),
   one line per field: ``model.T = 8  # int >= 1; default 8``. Raises
   ``ConfigError`` for a value the run would refuse."""
-  from scnn_jax import schema   # the config machinery: only for this flag
+  from scnn_jax.config import schema  # the config machinery: only for this flag
   c = schema.validate(config, devices=1, check_files=False)
   rows = []
   for section, fields in schema.FIELDS.items():
@@ -216,7 +216,7 @@ def show_config(config) -> str:
                    f"{_value(node[name])}", f"# {_allowed(field)}; {default}"))
   w = min(48, max(len(a) for a, _ in rows) + 2)
   head = ("# the config as a run completes it (overrides applied, defaults "
-          "filled: scnn_jax/schema.py)\n# field = value" +
+          "filled: scnn_jax/config/schema.py)\n# field = value" +
           " " * max(2, w - 15) + "# allowed values; schema default")
   return "\n".join([head] + [f"{a.ljust(w)}{b}" if len(a) < w else
                              f"{a}  {b}" for a, b in rows])

@@ -1,7 +1,7 @@
 """Data for scnn_jax: image sources and the grain pipeline.
 
     from scnn_jax import data
-    ds = data.build(config)           # config: validated (scnn_jax.schema)
+    ds = data.build(config)           # config: validated (scnn_jax.config.schema)
     ds.image_shape, ds.num_classes    # (H, W, C); int or None
     it = ds.train_iterator(start_step, batch_size, process_index, process_count)
     batch = next(it)                  # image / label / valid / example_id
@@ -20,7 +20,7 @@ unreadable files, ``photos.py`` and ``openphotos.py`` the embedded photos;
 task may add fields to every example through a transform: the inpainting
 task's hole masks (``scnn_jax.data.masks.HoleMasks``); ``augment.py`` is the
 classifier's on-device augmentation. The fields and their allowed values:
-``scnn_jax.schema``.
+``scnn_jax.config.schema``.
 """
 
 from __future__ import annotations
@@ -71,7 +71,8 @@ def _dead_leaves(data, eval_seed: int):
 
 
 def build(config, transform="task") -> Dataset:
-  """The dataset of a validated ``config`` (``scnn_jax.schema.validate``).
+  """The dataset of a validated ``config``
+  (``scnn_jax.config.schema.validate``).
 
   ``transform``: ``"task"`` (default) applies ``config.task``'s transform
   (``task_transform``), ``None`` none, or any object with ``train`` /

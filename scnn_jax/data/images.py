@@ -1,8 +1,8 @@
 """Image files (Pillow, through etils.epath): reading a user's images and
 masks in the format a model expects, writing PNGs and sample grids.
 
-Reading is for the inpainting command and API (``scnn_jax.tiling``): any
-Pillow mode is converted to the checkpoint's grayscale / RGB uint8 pixels
+Reading is for the inpainting command and API (``scnn_jax.runtime.inpainter``):
+any Pillow mode is converted to the checkpoint's grayscale / RGB uint8 pixels
 (``to_model_pixels``), and a mask image to holes (``mask_to_holes``: white =
 missing). Files that cannot be read raise ``ImageError`` naming the file.
 """

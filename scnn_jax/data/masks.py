@@ -389,7 +389,7 @@ class MaskGenerator:
 
   @classmethod
   def from_config(cls, masks_cfg, height: int, width: int) -> "MaskGenerator":
-    """From a validated ``config.masks`` (``scnn_jax.schema``)."""
+    """From a validated ``config.masks`` (``scnn_jax.config.schema``)."""
     options = {}
     if masks_cfg.kind in ("box", "mixed"):
       options["max_boxes"] = int(masks_cfg.max_boxes)

@@ -11,8 +11,8 @@ with Inception-v3 pool features (``scnn_jax.metrics.inception``). Both use
     scorer.distance(generated, held_out)      # images [N, H, W, C] in [0, 1]
     scorer.distance_to_reference(generated)   # vs fad_reference.npz
 
-(``scnn_jax.inference.load(workdir).model`` is a trained autoencoder; the
-generate task builds its scorer that way.)
+(``scnn_jax.runtime.inference.load(workdir).model`` is a trained autoencoder;
+the generate task builds its scorer that way.)
 """
 
 from __future__ import annotations

@@ -3,12 +3,12 @@
     from scnn_jax.models import registry
     model = registry.build(config, (32, 32, 3), rngs=nnx.Rngs(params=0))
 
-``config`` is a validated config (``scnn_jax.schema.validate``: every field
-present, defaults filled). The model is chosen by ``(config.task,
+``config`` is a validated config (``scnn_jax.config.schema.validate``: every
+field present, defaults filled). The model is chosen by ``(config.task,
 config.model.name)``, as big_vision picks ``models/<name>.py``: the same
-function serves training (``scnn_jax.state``), inference
-(``scnn_jax.inference``) and library users. ``image_shape`` is ``(H, W, C)``
-of the data; ``num_classes`` the dataset's (classification only).
+function serves training (``scnn_jax.runtime.state``), inference
+(``scnn_jax.runtime.inference``) and library users. ``image_shape`` is ``(H, W,
+C)`` of the data; ``num_classes`` the dataset's (classification only).
 
 The model classes take explicit keyword arguments (library use); this module
 is the one place that maps config fields onto them.

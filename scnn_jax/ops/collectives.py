@@ -1,11 +1,11 @@
 """The data-parallel mesh axis and collectives that also work outside it.
 
 ``AXIS`` is THE name of the 1-D device mesh axis (``"data"``): the trainer's
-``shard_map`` (``scnn_jax.parallel``) maps the batch over it, and modules that
-need global-batch statistics (``nn.BatchNorm``, the VAE's ESVAE MMD)
-reduce over it. Inside ``shard_map`` these helpers are the collectives; outside
-(a model called eagerly or under a plain ``jit``) they are the identity, so a
-model works the same in both places.
+``shard_map`` (``scnn_jax.runtime.parallel``) maps the batch over it, and
+modules that need global-batch statistics (``nn.BatchNorm``, the VAE's ESVAE
+MMD) reduce over it. Inside ``shard_map`` these helpers are the collectives;
+outside (a model called eagerly or under a plain ``jit``) they are the identity,
+so a model works the same in both places.
 """
 
 from __future__ import annotations

@@ -26,5 +26,5 @@ def path(name: str = DEFAULT) -> epath.Path:
 
 def load(name: str = DEFAULT):
   """The shipped model ``name`` as an ``inference.Loaded`` (eval mode)."""
-  from scnn_jax import inference  # run machinery: imported when used
+  from scnn_jax.runtime import inference  # run machinery: imported when used
   return inference.load_params(path(name))

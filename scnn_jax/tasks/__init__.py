@@ -14,5 +14,5 @@ TASKS: dict[str, type[Task]] = {
 
 
 def get(config) -> Task:
-  """The task of a validated ``config`` (``scnn_jax.schema``)."""
+  """The task of a validated ``config`` (``scnn_jax.config.schema``)."""
   return TASKS[config.task](config)

@@ -3,10 +3,10 @@ classify, generate, fad_autoencoder).
 
 The loop owns the run, sharding, checkpoints and files; the model comes from
 ``scnn_jax.models.registry`` by name and the config is checked by
-``scnn_jax.schema``. A task owns what is specific to its job: the loss, the
-predictions and the metrics. The model-facing methods (``loss``,
-``predict``) run INSIDE the jitted per-device step (``scnn_jax.steps``) on
-this device's rows of the batch; they must be pure JAX.
+``scnn_jax.config.schema``. A task owns what is specific to its job: the loss,
+the predictions and the metrics. The model-facing methods (``loss``,
+``predict``) run INSIDE the jitted per-device step (``scnn_jax.runtime.steps``)
+on this device's rows of the batch; they must be pure JAX.
 """
 
 from __future__ import annotations

@@ -23,14 +23,14 @@ Training augmentation (``config.model.augment``: none | crop | crop_flip,
 ``scnn_jax.data.augment``) runs on device, drawn per example from
 ``fold_in(key, example_id)`` so it does not depend on the device split.
 
-Config fields (``config.model``; types and defaults in ``scnn_jax.schema``):
-``name`` (mnistnet | cifar10net), ``width``, ``fc_width``, ``num_classes``
-(also lets ``inference.load`` rebuild the model without the dataset),
-``vote_group``, ``pool`` (max | avg), ``dropout``, ``loss`` (mse_count |
-cross_entropy), ``input_mean`` / ``input_std`` (per channel, applied inside
-the model), ``augment``, ``augment_pad``, ``alif_learn_tau`` /
-``alif_learn_threshold`` (ALIF only; both False is a LIF with paper B's
-dynamics, learn_tau alone is PLIF), and the neuron fields.
+Config fields (``config.model``; types and defaults in
+``scnn_jax.config.schema``): ``name`` (mnistnet | cifar10net), ``width``,
+``fc_width``, ``num_classes`` (also lets ``inference.load`` rebuild the model
+without the dataset), ``vote_group``, ``pool`` (max | avg), ``dropout``,
+``loss`` (mse_count | cross_entropy), ``input_mean`` / ``input_std`` (per
+channel, applied inside the model), ``augment``, ``augment_pad``,
+``alif_learn_tau`` / ``alif_learn_threshold`` (ALIF only; both False is a LIF
+with paper B's dynamics, learn_tau alone is PLIF), and the neuron fields.
 """
 
 from __future__ import annotations

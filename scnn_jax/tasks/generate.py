@@ -37,9 +37,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from scnn_jax import inference
-from scnn_jax.metrics import inception
-from scnn_jax.metrics import frechet
+from scnn_jax.metrics import frechet, inception
+from scnn_jax.runtime import inference
 from scnn_jax.tasks.base import Task
 
 

@@ -13,14 +13,14 @@ points see the same batches, masks and noise keys (``seed``).
 
 The K model / optimizer states are stacked on a new leading axis and the
 per-device train step runs over it inside the usual ``jit(shard_map(...))``
-(``scnn_jax.steps``): K models, one compilation, one data pipeline, the
+(``scnn_jax.runtime.steps``): K models, one compilation, one data pipeline, the
 training noise drawn once for all. How the points run is a per-backend
 choice with the same numbers (``steps.points_per_pass``): a loop over them
 on XLA CPU, where one model already fills the cores and stacked activations
 fall out of cache; ``jax.vmap`` over all of them on GPU/TPU. This works
 for every field that only changes the VALUES in the model state (neuron
 parameters are arrays: ``NeuronParam`` / ``nnx.Param``):
-``scnn_jax.schema.SWEEPABLE``. A field that changes shapes or static
+``scnn_jax.config.schema.SWEEPABLE``. A field that changes shapes or static
 settings (width, T, neuron kind, surrogate kind...) or the optimizer (one
 optimizer serves all points) is rejected by the schema before compilation;
 a value that changes the structure anyway (a 0 that removes a layer's
@@ -36,10 +36,10 @@ import itertools
 import jax
 import jax.numpy as jnp
 
-from scnn_jax import builders
-from scnn_jax import state as state_lib
+from scnn_jax.config import builders
+from scnn_jax.config.schema import SWEEPABLE, flatten_grid  # noqa: F401
 from scnn_jax.ops.checks import ConfigError
-from scnn_jax.schema import SWEEPABLE, flatten_grid  # noqa: F401
+from scnn_jax.runtime import state as state_lib
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,14 +1,14 @@
 """The jitted per-device train and eval steps (the pmap-style step).
 
 The train step is a pure function ``(state, batch, key) -> (state, metrics)``
-of pytrees (the model enters as ``nnx.split`` state, ``scnn_jax.state``, and
-is rebuilt with ``nnx.merge``), so ``jax.jit``, ``jax.shard_map`` and
+of pytrees (the model enters as ``nnx.split`` state, ``scnn_jax.runtime.state``,
+and is rebuilt with ``nnx.merge``), so ``jax.jit``, ``jax.shard_map`` and
 ``jax.vmap`` apply to it directly. It is written per device (see
-``scnn_jax.parallel`` for how that maps to ``jax.pmap``) and compiled once.
-A task supplies what is specific to it: its loss (local sums) and its
-predictions; the steps know nothing else of it. With ``train.ema_decay``
-the train step also updates the weights' moving average and the eval step
-evaluates it (``scnn_jax.state``).
+``scnn_jax.runtime.parallel`` for how that maps to ``jax.pmap``) and compiled
+once. A task supplies what is specific to it: its loss (local sums) and its
+predictions; the steps know nothing else of it. With ``train.ema_decay`` the
+train step also updates the weights' moving average and the eval step evaluates
+it (``scnn_jax.runtime.state``).
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ import optax
 from flax import nnx
 from jax.sharding import PartitionSpec as P
 
-from scnn_jax import parallel
-from scnn_jax import state as state_lib
 from scnn_jax.metrics.spikes import spike_rates
 from scnn_jax.nn.variables import SpikeRate
 from scnn_jax.ops import backend
-from scnn_jax.state import Graphs
+from scnn_jax.runtime import parallel
+from scnn_jax.runtime import state as state_lib
+from scnn_jax.runtime.state import Graphs
 
 
 def make_train_step(task_loss, graph: nnx.GraphDef, tx, nan_policy: str,

@@ -1,7 +1,7 @@
 """Inpainting images of any size: the ``Inpainter``, its tiles and windows.
 
-    from scnn_jax import inference
-    from scnn_jax.tiling import Inpainter
+    from scnn_jax.runtime import inference
+    from scnn_jax.runtime.inpainter import Inpainter
     loaded = inference.load("runs/base")
     out = Inpainter(loaded.model, loaded.config).inpaint(pixels, holes)
 

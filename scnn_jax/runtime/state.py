@@ -15,11 +15,11 @@ The warm-up ``d`` (TensorFlow's ``ExponentialMovingAverage`` with
 ``num_updates``) keeps the average from clinging to the initial weights: d
 is 0.1 at the first update and reaches ``decay`` after about
 ``1 / (1 - decay)`` of them. A non-finite step leaves it as it was.
-Evaluation, sample grids, the final results and ``scnn_jax.inference`` use
-it in place of ``params`` (``eval_params``); ``params`` stays the weights
+Evaluation, sample grids, the final results and ``scnn_jax.runtime.inference``
+use it in place of ``params`` (``eval_params``); ``params`` stays the weights
 the optimizer trains, and ``rest`` (batch statistics, non-``Param`` neuron
-variables) is not averaged. A state without ``ema`` (EMA off, or a
-checkpoint from before the field) evaluates ``params``.
+variables) is not averaged. A state without ``ema`` (EMA off, or a checkpoint
+from before the field) evaluates ``params``.
 
 The model itself enters the jitted steps as ``nnx.split`` state and is
 rebuilt with ``nnx.merge(graph, params, rest)``; ``Graphs`` holds its static
@@ -105,7 +105,7 @@ def create_state(model: nnx.Module, tx: optax.GradientTransformation,
 
 def model_state(model: nnx.Module, ema: bool = False) -> tuple[Graphs, dict]:
   """The graphdefs and ``MODEL_KEYS`` part of a state, for restoring a
-  model without its optimizer (``scnn_jax.inference``); ``ema``: the
+  model without its optimizer (``scnn_jax.runtime.inference``); ``ema``: the
   average in place of ``params`` (same tree, float32)."""
   graphs, params, rest = split_model(model)
   weights = {EMA_KEY: ema_init(params)} if ema else {"params": params}

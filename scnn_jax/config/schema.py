@@ -5,7 +5,7 @@ by section, with its type, its allowed values or range (numbers must be
 finite), its default and the tasks (and model names) that read it. One call
 checks a whole config before anything is built or compiled:
 
-    from scnn_jax import schema
+    from scnn_jax.config import schema
     config = schema.validate(config)      # a completed copy; ConfigError
 
 ``validate`` (one pass per run; the trainer and the commands call it once)
@@ -55,7 +55,7 @@ SPIKING = ("inpaint", "classify", "generate")
 IMAGE_NETS = ("inpaint", "classify")
 
 # Fields whose change only alters values in the model state: a vmap ablation
-# (scnn_jax.sweep) may sweep them in one compiled program.
+# (scnn_jax.runtime.ablation) may sweep them in one compiled program.
 SWEEPABLE = (
     "init_seed", "model.tau", "model.beta", "model.threshold",
     "model.surrogate_param", "model.noise_std", "model.alif_tau",
@@ -290,7 +290,8 @@ FIELDS: dict[str, dict[str, Field]] = {
         "grad_clip": _num(0.0, 0),
         "weight_decay": _num(0.0, 0),
         "loss": _choice(losses.INPAINT_LOSSES, "mse", tasks=("inpaint",)),
-        "ema_decay": _num(0.0, 0, 1, high_open=True),  # 0 = off; scnn_jax.state
+        # 0 = off; scnn_jax.runtime.state
+        "ema_decay": _num(0.0, 0, 1, high_open=True),
         "init_from": _str(None, none_ok=True),  # a workdir: its weights start a fresh run
         "log_every": _int(100, 1),
         "eval_every": _int(500, 1),

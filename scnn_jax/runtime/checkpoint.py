@@ -11,12 +11,12 @@ wrote it and, when the Checkpointer knows the run's config, its
 ``config.json``), so a checkpoint can be matched to the code and the config
 that produced it.
 
-Readers (``scnn_jax.inference``, the ablation export) open a workdir with
-``read_only=True``: Orbax then neither creates nor cleans anything, so a
-reader started while the training run is writing a checkpoint (Orbax writes
-into a temporary directory first) leaves that save intact, and
-``restore(..., partial=True)`` reads only the parts of the state it asks for
-(the model's parameters, not the optimizer state).
+Readers (``scnn_jax.runtime.inference``, the ablation export) open a workdir
+with ``read_only=True``: Orbax then neither creates nor cleans anything, so a
+reader started while the training run is writing a checkpoint (Orbax writes into
+a temporary directory first) leaves that save intact, and ``restore(...,
+partial=True)`` reads only the parts of the state it asks for (the model's
+parameters, not the optimizer state).
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ import orbax.checkpoint as ocp
 from absl import logging
 from etils import epath
 
-from scnn_jax import __version__, storage_errors
+from scnn_jax import __version__
+from scnn_jax.runtime import storage_errors
 
 
 def config_hash(config) -> str:
@@ -122,7 +123,8 @@ def _barrier(name: str):
 
 
 class Checkpointer:
-  """Keeps the last ``keep`` checkpoints of a train-state pytree in ``directory``.
+  """Keeps the last ``keep`` checkpoints of a train-state pytree in
+  ``directory``.
 
   ``config``: the run's config; its ``config_hash`` goes into every save's
   meta (with the scnn_jax version, which is always stamped).
@@ -167,7 +169,7 @@ class Checkpointer:
     """The top-level keys of the state saved at ``step`` (default: the
     latest), read from its metadata alone; None when there is no such
     checkpoint or its metadata is unreadable. Tells what a checkpoint holds
-    before restoring it (an ``ema`` or not: ``scnn_jax.state``)."""
+    before restoring it (an ``ema`` or not: ``scnn_jax.runtime.state``)."""
     step = self.latest_step() if step is None else step
     if step is None:
       return None

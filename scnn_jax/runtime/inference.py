@@ -1,6 +1,6 @@
 """Load a trained model from a workdir: its config.json and latest checkpoint.
 
-    from scnn_jax import inference
+    from scnn_jax.runtime import inference
     loaded = inference.load("runs/base")
     restored = loaded.model(inputs)       # eval mode (no training noise)
 
@@ -12,8 +12,8 @@ model's part of the checkpoint (``state.MODEL_KEYS``: parameters and other
 model variables) is restored, with Orbax opened READ-ONLY: a workdir that is
 still training, even in the middle of a checkpoint save, is left untouched.
 A checkpoint that holds a moving average of the weights (``train.ema_decay``,
-``scnn_jax.state``) loads the average, as the run evaluated it; one without
-(EMA off, or older) loads its params.
+``scnn_jax.runtime.state``) loads the average, as the run evaluated it; one
+without (EMA off, or older) loads its params.
 
 A model can also be shipped as its trained parameters alone (no optimizer
 state, no Orbax): ``export_params(loaded, folder)`` writes ``config.json``
@@ -48,10 +48,12 @@ from flax import nnx
 from safetensors import SafetensorError
 from safetensors.numpy import load as load_safetensors, save as save_safetensors
 
-from scnn_jax import __version__, builders, schema
-from scnn_jax import state as state_lib
-from scnn_jax.builders import data_spec  # noqa: F401  (what a model needs)
+from scnn_jax import __version__
+from scnn_jax.config import builders, schema
+# What building a model needs to know of the data, for readers of workdirs.
+from scnn_jax.config.builders import data_spec  # noqa: F401
 from scnn_jax.data.images import first_line
+from scnn_jax.runtime import state as state_lib
 
 
 class PointError(ValueError):
@@ -94,8 +96,8 @@ def load(workdir, step: int | None = None, point: int | None = None) -> Loaded:
   """
   # Orbax and the sweep machinery: imported here, so that loading a shipped
   # model (load_params) does not pay for them.
-  from scnn_jax import sweep
-  from scnn_jax.checkpoint import Checkpointer
+  from scnn_jax.runtime import ablation
+  from scnn_jax.runtime.checkpoint import Checkpointer
   config = _checked(read_config(workdir))
   ckpt_dir = epath.Path(workdir) / "checkpoints"
   if not ckpt_dir.exists():
@@ -114,8 +116,8 @@ def load(workdir, step: int | None = None, point: int | None = None) -> Loaded:
   ema = (state_lib.EMA_KEY in keys) if keys is not None else (
       state_lib.uses_ema(config))
   points = None
-  if sweep.enabled(config):
-    points = sweep.points(config)
+  if ablation.enabled(config):
+    points = ablation.points(config)
     K = len(points)
     if point is None:
       raise PointError(f"{workdir} holds an ablation of {K} models: pick one "
@@ -123,7 +125,7 @@ def load(workdir, step: int | None = None, point: int | None = None) -> Loaded:
     if not 0 <= point < K:
       raise PointError(f"point {point}: this ablation has {K} points "
                        f"(0..{K - 1})")
-    build = lambda: sweep.stacked_model_state(points, spec, ema)  # noqa: E731
+    build = lambda: ablation.stacked_model_state(points, spec, ema)  # noqa: E731
   else:
     if point is not None:
       raise PointError(f"{workdir} holds a single model (its config has no "
@@ -138,7 +140,7 @@ def load(workdir, step: int | None = None, point: int | None = None) -> Loaded:
              "rest": state["rest"]}
   name = None
   if points is not None:
-    state, config, name = (sweep.unstack(state, point),
+    state, config, name = (ablation.unstack(state, point),
                            points[point].config, points[point].name)
   model = nnx.merge(graphs.eval, state["params"], state["rest"])
   return Loaded(model=model, config=config,
@@ -193,13 +195,19 @@ def abstract_model(config, spec=None):
   return static["graphdef"], static["params"], rest
 
 
+# What an export holds: the weights, and the running statistics of batch
+# norms (at inference a batch norm is the affine map they define).
+EXPORTED = (nnx.Param, nnx.BatchStat)
+
+
 def export_params(loaded: Loaded, folder) -> dict:
   """Writes ``config.json`` and ``params.safetensors`` (float32
-  ``nnx.Param``s only) of a loaded model to ``folder``, replacing an older
-  export's ``params.npz``; returns ``{key: shape}``."""
+  ``nnx.Param``s and ``nnx.BatchStat``s, keyed by their path in the model)
+  of a loaded model to ``folder``, replacing an older export's
+  ``params.npz``; returns ``{key: shape}``."""
   folder = epath.Path(folder)
   folder.mkdir(parents=True, exist_ok=True)
-  params = nnx.state(loaded.model, nnx.Param)
+  params = nnx.state(loaded.model, nnx.Any(*EXPORTED))
   arrays = {_param_key(path): np.ascontiguousarray(v[...], np.float32)
             for path, v in nnx.to_flat_state(params)}
   (folder / PARAMS_FILE).write_bytes(save_safetensors(arrays, metadata={
@@ -247,19 +255,25 @@ def load_params(folder, *, step: int = 0) -> Loaded:
   path, arrays = read_params(folder)
   graphdef, abstract, rest = abstract_model(_checked(config))
   flat = list(nnx.to_flat_state(abstract))
-  want = {_param_key(p) for p, _ in flat}
+  rest_flat = list(nnx.to_flat_state(rest))
+  stats = [(p, v) for p, v in rest_flat if isinstance(v, nnx.BatchStat)]
+  want = {_param_key(p) for p, _ in flat + stats}
   if want != set(arrays):
     missing, extra = sorted(want - set(arrays)), sorted(set(arrays) - want)
     raise ValueError(f"{path} does not fit the model of its config.json: "
                      f"missing {missing[:3]}, unexpected {extra[:3]}")
-  filled = []
-  for p, var in flat:
+  def filled(p, var):
     a, need = arrays[_param_key(p)], var.get_value()
     if a.shape != need.shape:
       raise ValueError(f"{path}: {_param_key(p)} has shape {a.shape}, the "
                        f"model needs {need.shape}")
-    filled.append((p, var.replace(jax.numpy.asarray(a, need.dtype))))
-  params = nnx.from_flat_state(filled)
+    return var.replace(jax.numpy.asarray(a, need.dtype))
+
+  params = nnx.from_flat_state([(p, filled(p, v)) for p, v in flat])
+  if stats:
+    rest = nnx.from_flat_state([
+        (p, filled(p, v) if isinstance(v, nnx.BatchStat) else v)
+        for p, v in rest_flat])
   model = nnx.merge(graphdef, params, rest)
   return Loaded(model=model, config=config, step=step,
                 state={"params": params})

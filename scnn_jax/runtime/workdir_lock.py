@@ -30,8 +30,8 @@ random token, as JSON.
 
 Several processes (a TPU pod): process 0 takes the lock; the others wait for
 its answer, and all raise if it could not be taken. Readers
-(``scnn_jax.inference``, the inpainting command, the ablation export, the
-table scripts) never take it and never write to the workdir.
+(``scnn_jax.runtime.inference``, the inpainting command, the ablation export,
+the table scripts) never take it and never write to the workdir.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ import base`` works only when the repository root happens to be on
 ``scnn-train`` command run from any other directory. A config that extends
 another loads it from its own folder instead:
 
-    from scnn_jax.config_files import sibling
+    from scnn_jax.config.files import sibling
 
     base = sibling(__file__, "base")          # configs/base.py beside this file
 
@@ -48,5 +48,6 @@ def load(path) -> types.ModuleType:
 
 
 def sibling(file, name: str) -> types.ModuleType:
-  """Config ``name`` (``"base"``, ``"mnist_alif"``...) from ``file``'s folder."""
+  """Config ``name`` (``"base"``, ``"mnist_alif"``...) from ``file``'s
+  folder."""
   return load(pathlib.Path(file).resolve().parent / f"{name}.py")

@@ -1,7 +1,7 @@
 """Config -> the objects a run is made of: data spec, model, optimizer, dataset.
 
-Every function takes a validated config (``scnn_jax.schema.validate``) and
-reads its fields directly. Models come from ``scnn_jax.models.registry`` by
+Every function takes a validated config (``scnn_jax.config.schema.validate``)
+and reads its fields directly. Models come from ``scnn_jax.models.registry`` by
 name, so building one needs no trainer, task or dataset:
 
     spec = builders.data_spec(config)          # image shape, classes: no I/O
@@ -17,7 +17,7 @@ import dataclasses
 import optax
 from flax import nnx
 
-from scnn_jax import data, optim
+from scnn_jax import data
 from scnn_jax.models import registry
 
 
@@ -50,9 +50,36 @@ def model(config, spec=None, *, seed: int | None = None) -> nnx.Module:
                         rngs=nnx.Rngs(params=seed))
 
 
+def learning_rate(train):
+  """The schedule: linear warmup, then constant or cosine decay to 0."""
+  lr, warmup = train.learning_rate, train.warmup_steps
+  if train.schedule == "cosine":
+    return optax.warmup_cosine_decay_schedule(
+        0.0, lr, warmup_steps=warmup,
+        decay_steps=max(train.steps, warmup + 1))
+  if warmup:
+    return optax.join_schedules(
+        [optax.linear_schedule(0.0, lr, warmup), optax.constant_schedule(lr)],
+        [warmup])
+  return lr
+
+
 def optimizer(config) -> optax.GradientTransformation:
-  """``config.train``'s optax optimizer (``scnn_jax.optim``)."""
-  return optim.build(config.train)
+  """``config.train``'s optax optimizer: ``train.optimizer`` (adam | adamw |
+  sgd; paper A: Adam at a constant 1e-3) with the schedule
+  (``learning_rate``: constant or cosine, after a linear warmup), preceded
+  by global-norm clipping if ``train.grad_clip`` > 0."""
+  train = config.train
+  lr = learning_rate(train)
+  if train.optimizer == "adam":
+    tx = optax.adam(lr)
+  elif train.optimizer == "adamw":
+    tx = optax.adamw(lr, weight_decay=train.weight_decay)
+  else:
+    tx = optax.sgd(lr, momentum=0.9)
+  if train.grad_clip > 0:
+    tx = optax.chain(optax.clip_by_global_norm(train.grad_clip), tx)
+  return tx
 
 
 def dataset(config) -> data.Dataset:
