@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import statistics
 
 from benchmarks.refnet import common, quiet
