@@ -30,10 +30,10 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from scnn_jax import trainer  # noqa: E402
 from scnn_jax.config import builders, schema  # noqa: E402
 from scnn_jax.config import files as config_files  # noqa: E402
 from scnn_jax.runtime import ablation, steps  # noqa: E402
+from scnn_jax.training import trainer  # noqa: E402
 
 
 def stacked_variant(run, config, points_at_once):

@@ -26,7 +26,8 @@ CHILD = r"""
 import json, resource, sys, time
 sys.path.insert(0, {repo!r})
 from configs import base
-from scnn_jax import ablation, trainer
+from scnn_jax.runtime import ablation
+from scnn_jax.training import trainer
 c = base.get_config()
 c.model.width = {width}
 c.train.update(steps={steps}, log_every={steps}, eval_every={steps},

@@ -26,8 +26,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from scnn_jax import layers, neurons, trainer
+from scnn_jax import layers, neurons
 from scnn_jax.config import files as config_files
+from scnn_jax.training import trainer
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 base = config_files.load(REPO / "configs" / "base.py")  # configs/base.py

@@ -260,7 +260,7 @@ def _argparse_rows(parser) -> list[str]:
 
 def cli_page() -> str:
   from scnn_jax.cli import ablation, common, inpaint, serve
-  from scnn_jax import watchdog
+  from scnn_jax.training import watchdog
   out = [HEADER, "# Command reference", "",
          "The four console commands of `pip install .`; from a clone, each "
          "is also a `python` command (`python train.py`, `python -m "

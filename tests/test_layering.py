@@ -40,8 +40,7 @@ LAYERS = {
     # 6: tasks.
     "tasks": 6,
     # 7: the training loop and its reports.
-    "trainer": 7, "reports": 7, "stopping": 7, "watchdog": 7, "writers": 7,
-    "profiling": 7,
+    "training": 7,
     # 8: command-line tools; inpaint, fad and ablation are the old
     # ``python -m scnn_jax.<name>`` paths, re-exporting scnn_jax.cli.
     "cli": 8, "inpaint": 8, "fad": 8, "ablation": 8,
@@ -152,13 +151,13 @@ def test_the_checks_catch_what_they_look_for(tmp_path):
   """The walker sees imports inside functions and relative ones; an upward
   import and a cycle are reported."""
   lazy = tmp_path / "x.py"
-  lazy.write_text("import os\n\ndef f():\n  from scnn_jax import trainer\n"
+  lazy.write_text("import os\n\ndef f():\n  from scnn_jax import training\n"
                   "  from . import tasks\n  import scnn_jax.metrics.image\n")
   assert _imports("scnn_jax.x", lazy) == {
-      "scnn_jax.trainer", "scnn_jax.tasks", "scnn_jax.metrics.image"}
+      "scnn_jax.training", "scnn_jax.tasks", "scnn_jax.metrics.image"}
   fake = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
   assert _cycles(fake) == [["a", "b", "c"]]
-  assert layer("scnn_jax.trainer") > layer("scnn_jax.tasks.inpaint")
+  assert layer("scnn_jax.training.trainer") > layer("scnn_jax.tasks.inpaint")
   with pytest.raises(KeyError, match="not placed in a layer"):
     layer("scnn_jax.newthing")
 
@@ -175,10 +174,11 @@ def test_the_old_cycles_are_gone():
         reach[m] |= {t} | reachable(t)
     return reach[m]
 
-  for low, high in [("scnn_jax.runtime.ablation", "scnn_jax.trainer"),
-                    ("scnn_jax.runtime.inference", "scnn_jax.trainer"),
+  trainer = "scnn_jax.training.trainer"
+  for low, high in [("scnn_jax.runtime.ablation", trainer),
+                    ("scnn_jax.runtime.inference", trainer),
                     ("scnn_jax.runtime.inference", "scnn_jax.tasks"),
-                    ("scnn_jax.tasks.generate", "scnn_jax.trainer"),
+                    ("scnn_jax.tasks.generate", trainer),
                     ("scnn_jax.tasks", "scnn_jax.cli.fad"),
                     ("scnn_jax.metrics.frechet", "scnn_jax.runtime.inference")]:
     assert high not in reachable(low), (low, high)

@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 
-from scnn_jax import trainer
+from scnn_jax.training import trainer
 from tests.workdirs import REPO, tiny_config
 
 CHILD = r"""
@@ -20,7 +20,8 @@ jax.distributed.initialize(f"localhost:{{port}}", num_processes=2, process_id=pi
 from absl import logging
 logging.set_verbosity(logging.INFO)
 sys.path.insert(0, {repo!r})
-from scnn_jax import images, trainer, writers
+from scnn_jax.data import images
+from scnn_jax.training import trainer, writers
 from tests.workdirs import tiny_config
 
 writes = {{"metrics": 0, "images": 0, "results": 0}}

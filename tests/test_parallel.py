@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from configs import base
-from scnn_jax import trainer
 from scnn_jax.config import schema
+from scnn_jax.training import trainer
 from tests.workdirs import hole_batches
 
 

@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from scnn_jax import profiling
+from scnn_jax.training import profiling
 
 
 def test_trace_covers_the_step_range_with_named_scopes(tmp_path):

@@ -17,12 +17,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from scnn_jax import data, metrics, trainer, watchdog
+from scnn_jax import data, metrics
 from scnn_jax.config import schema
 from scnn_jax.models import baselines
 from scnn_jax.ops.checks import ConfigError
 from scnn_jax.runtime import inference
 from scnn_jax.runtime.checkpoint import CheckpointError
+from scnn_jax.training import trainer, watchdog
 from tests.workdirs import REPO, tiny_config
 
 

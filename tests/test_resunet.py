@@ -165,7 +165,7 @@ def _tiny_resunet_config(name):
 
 
 def test_a_spiking_run_starts_from_its_twins_weights(tmp_path):
-  from scnn_jax import trainer
+  from scnn_jax.training import trainer
   from scnn_jax.config import builders, schema
   from scnn_jax.ops.checks import ConfigError
   from tests import workdirs
@@ -222,7 +222,7 @@ def test_batch_norm_keeps_what_layer_norm_drops_and_is_fixed_at_eval():
 
 
 def test_a_batch_norm_spiking_run_starts_from_its_twins_statistics(tmp_path):
-  from scnn_jax import trainer
+  from scnn_jax.training import trainer
   from scnn_jax.config import builders, schema
   from tests import workdirs
   twin = _tiny_resunet_config("relu_resunet")

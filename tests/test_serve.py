@@ -30,7 +30,7 @@ from PIL import Image
 from scnn_jax import pretrained
 from scnn_jax.cli import serve
 from scnn_jax.data.images import to_uint8
-from scnn_jax.inpaint import main
+from scnn_jax.cli.inpaint import main
 from scnn_jax.models import baselines
 from scnn_jax.runtime.inpainter import Inpainter, TilingError
 from tests.workdirs import REPO

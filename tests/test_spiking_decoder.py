@@ -8,11 +8,11 @@ import pytest
 from flax import nnx
 
 from configs import taid_inpaint
-from scnn_jax import trainer
 from scnn_jax.config import builders
 from scnn_jax.models.spiking_decoder import SpikingDecoderSCNN
 from scnn_jax.nn import decoders
 from scnn_jax.runtime import inference
+from scnn_jax.training import trainer
 
 T, B, H, W = 4, 3, 8, 8
 

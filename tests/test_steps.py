@@ -7,10 +7,10 @@ import jax
 import numpy as np
 import pytest
 
-from scnn_jax import trainer
 from scnn_jax.config import schema
 from scnn_jax.runtime import parallel
 from scnn_jax.runtime.checkpoint import Checkpointer
+from scnn_jax.training import trainer
 from tests.test_parallel import SPEC, batches, run_steps, tiny_config
 
 

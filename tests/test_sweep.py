@@ -12,10 +12,10 @@ import jax
 import numpy as np
 import pytest
 
-from scnn_jax import trainer
 from scnn_jax.cli import ablation as ablation_cli
 from scnn_jax.config import schema
 from scnn_jax.runtime import ablation, inference, parallel, steps
+from scnn_jax.training import trainer
 from tests.workdirs import REPO, hole_batches, tiny_config
 
 

@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from scnn_jax import data, tasks, trainer
+from scnn_jax import data, tasks
 from scnn_jax.metrics import frechet, inception
 from scnn_jax.models.fad_autoencoder import FadAutoencoder
 from scnn_jax.runtime import inference
 from scnn_jax.tasks.generate import GenerationAccumulator
+from scnn_jax.training import trainer
 from tests.test_classifier import tiny_config as classify_config
 from tests.test_inception import random_inception  # noqa: F401  (fixture)
 

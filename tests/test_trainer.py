@@ -1,4 +1,4 @@
-"""scnn_jax.trainer: the whole training loop on tiny data: what a run writes,
+"""scnn_jax.training.trainer: the whole training loop on tiny data: what a run writes,
 resuming, and a resumed run equal to an uninterrupted one."""
 
 import json
@@ -7,8 +7,8 @@ import jax
 import numpy as np
 import pytest
 
-from scnn_jax import trainer
 from scnn_jax.config import schema
+from scnn_jax.training import trainer
 from tests.workdirs import tiny_config
 
 

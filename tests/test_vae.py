@@ -11,10 +11,11 @@ import pytest
 from flax import nnx
 
 from configs import vae_mnist5k
-from scnn_jax import tasks, trainer
+from scnn_jax import tasks
 from scnn_jax.config import builders, schema
 from scnn_jax.models import vae
 from scnn_jax.runtime import inference, parallel
+from scnn_jax.training import trainer
 
 TINY = dict(T=4, latent_dim=8, hidden=(4, 8), k=4)
 # XLA CPU compiles these small graphs ~3x faster without backend

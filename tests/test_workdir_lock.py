@@ -12,9 +12,9 @@ import time
 
 import pytest
 
-from scnn_jax import trainer
 from scnn_jax.runtime import inference, workdir_lock
 from scnn_jax.runtime.workdir_lock import WorkdirBusy, WorkdirTakenOver
+from scnn_jax.training import trainer
 from tests.workdirs import REPO, make_workdir, tiny_config
 
 HOST = socket.gethostname()

@@ -13,10 +13,10 @@ import sys
 import jax
 import pytest
 
-from scnn_jax import trainer
 from scnn_jax.data import images
 from scnn_jax.runtime import inference, storage_errors, workdir_lock
-from scnn_jax.stopping import WriteFailed
+from scnn_jax.training import trainer
+from scnn_jax.training.stopping import WriteFailed
 from tests.workdirs import REPO, tiny_config
 
 # TensorStore's status text for a full disk, as Orbax re-raises it.

@@ -1,4 +1,4 @@
-"""scnn_jax.writers: TensorBoard events inside the workdir (for gs:// too),
+"""scnn_jax.training.writers: TensorBoard events inside the workdir (for gs:// too),
 and a TensorBoard failure leaves the run going."""
 
 import json
@@ -6,7 +6,7 @@ import struct
 
 import pytest
 
-from scnn_jax import writers
+from scnn_jax.training import writers
 
 
 def _scalars(event_file):

@@ -46,7 +46,8 @@ from scnn_jax.ops.checks import ConfigError
 from scnn_jax.runtime import distributed
 from scnn_jax.runtime.checkpoint import CheckpointError
 from scnn_jax.runtime.workdir_lock import WorkdirBusy
-from scnn_jax.stopping import NonFiniteLossError, Preempted, WriteFailed
+from scnn_jax.training.stopping import (NonFiniteLossError, Preempted,
+                                        WriteFailed)
 
 FLAGS = flags.FLAGS
 

@@ -16,10 +16,11 @@ names it (``--config.metrics.fad_workdir``) reuses.
 import numpy as np
 from absl import app, flags, logging
 
-from scnn_jax import data, trainer
+from scnn_jax import data
 from scnn_jax.cli import common
 from scnn_jax.metrics import frechet
 from scnn_jax.runtime import inference
+from scnn_jax.training import trainer
 
 FLAGS = flags.FLAGS
 

@@ -5,13 +5,13 @@
     python train.py --config configs/base.py ...        (the same, from a clone)
 
 The workdir defaults to runs/<config file stem>; running the same command
-again resumes from its latest checkpoint. The loop: ``scnn_jax.trainer``.
+again resumes from its latest checkpoint. The loop: ``scnn_jax.training.trainer``.
 """
 
 from absl import flags
 
-from scnn_jax import trainer
 from scnn_jax.cli import common
+from scnn_jax.training import trainer
 
 FLAGS = flags.FLAGS
 

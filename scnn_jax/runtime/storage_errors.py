@@ -6,7 +6,7 @@ a ``ValueError`` from TensorStore (Orbax's array writer) whose status text
 carries the OS error code, raised in Orbax's background threads and re-raised
 when the loop next waits for a save. ``write_failure`` recognises all of them,
 so that the loop can stop with one line instead of a traceback
-(``scnn_jax.stopping.WriteFailed``).
+(``scnn_jax.training.stopping.WriteFailed``).
 """
 
 from __future__ import annotations

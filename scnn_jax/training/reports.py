@@ -2,7 +2,7 @@
 config.json, the progress scalars, results.json / results.md, and a vmap
 ablation's table and plot (ablation.csv, ablation.md, ablation.png).
 
-(``scnn_jax.writers`` writes metrics.jsonl and TensorBoard events.)
+(``scnn_jax.training.writers`` writes metrics.jsonl and TensorBoard events.)
 """
 
 from __future__ import annotations

@@ -7,12 +7,12 @@ jitted per-device step) -> the task's loss (``scnn_jax/tasks/<task>.py``).
 The loop validates the config once (``scnn_jax.config.schema``), builds the
 task, data, model and optimizer (``scnn_jax.config.builders``), restores the
 newest checkpoint, then runs the compiled steps, logging, evaluating and saving
-on its schedule, under the watchdog (``scnn_jax.watchdog``: hangs, SIGTERM). A
+on its schedule, under the watchdog (``scnn_jax.training.watchdog``: hangs, SIGTERM). A
 vmap ablation trains its K points the same way
 (``scnn_jax.runtime.ablation.Members``). With ``train.ema_decay > 0`` the
 evaluations, sample grids and final results are those of the weights' moving
 average (``scnn_jax.runtime.state``). What it writes besides metrics:
-``scnn_jax.reports``. One run at a time writes a workdir
+``scnn_jax.training.reports``. One run at a time writes a workdir
 (``scnn_jax.runtime.workdir_lock``); a write the storage refuses stops the run
 with ``stopping.WriteFailed``.
 """
@@ -30,7 +30,7 @@ from absl import logging
 from etils import epath
 from flax import nnx
 
-from scnn_jax import profiling, reports, stopping, tasks, watchdog
+from scnn_jax import tasks
 from scnn_jax.config import builders, schema
 from scnn_jax.data import images
 from scnn_jax.runtime import (ablation, parallel, steps, storage_errors,
@@ -40,9 +40,10 @@ from scnn_jax.runtime.checkpoint import (Checkpointer, abstract_like,
                                          last_complete_step)
 from scnn_jax.runtime.state import Graphs
 from scnn_jax.runtime.workdir_lock import WorkdirBusy  # noqa: F401
-from scnn_jax.stopping import (NonFiniteLossError, Preempted,  # noqa: F401
-                               WriteFailed)
-from scnn_jax.writers import MetricWriter, Progress
+from scnn_jax.training import profiling, reports, stopping, watchdog
+from scnn_jax.training.stopping import (NonFiniteLossError,  # noqa: F401
+                                        Preempted, WriteFailed)
+from scnn_jax.training.writers import MetricWriter, Progress
 
 # The loop waits for step s - STEPS_IN_FLIGHT after dispatching step s. Unbounded
 # run-ahead deadlocked multi-process CPU runs (docs/studies/
