@@ -30,7 +30,8 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from scnn_jax.config import builders, schema  # noqa: E402
+from scnn_jax import tasks  # noqa: E402
+from scnn_jax.config import schema  # noqa: E402
 from scnn_jax.config import files as config_files  # noqa: E402
 from scnn_jax.runtime import ablation, steps  # noqa: E402
 from scnn_jax.training import trainer  # noqa: E402
@@ -60,7 +61,7 @@ def main():
     raise SystemExit(f"{args.config} has no ablation grid")
   points = ablation.points(config)
   k = len(points)
-  dataset = builders.dataset(config)
+  dataset = tasks.dataset(config)
   it = dataset.train_iterator(0, config.train.batch_size, 0, 1)
   batches = [next(it) for _ in range(3)]
 

@@ -3,7 +3,7 @@
     python benchmarks/input_pipeline.py [--config configs/base.py] [--workers 1 2 4]
 
 Reads ``--batches`` batches of ``train.batch_size`` from
-``data.build(config).train_iterator`` with grain reader threads
+``tasks.dataset(config).train_iterator`` with grain reader threads
 (``data.num_threads``) and with worker processes (``data.num_workers``),
 after a warm-up, in one process, and prints batches/s and images/s for each.
 A trainer waits for input whenever its step takes less than 1 / (batches/s):
@@ -23,7 +23,7 @@ sys.path.insert(0, ROOT)
 
 from absl import flags  # noqa: E402
 
-from scnn_jax import data  # noqa: E402
+from scnn_jax import tasks  # noqa: E402
 
 
 def load_config(path):
@@ -34,7 +34,7 @@ def load_config(path):
 
 
 def rate(config, batches, warmup=20):
-  ds = data.build(config)
+  ds = tasks.dataset(config)
   it = ds.train_iterator(0, config.train.batch_size)
   t0 = time.perf_counter()
   for _ in range(warmup):

@@ -887,12 +887,12 @@ def _prior_on_trainer_eval(workdir: Path):
   """(hole PSNR, SSIM) of the model's prior alone (= the untrained
   model, whose correction starts at zero) on the run's eval set."""
   import jax.numpy as jnp
-  from scnn_jax import data, metrics
+  from scnn_jax import metrics, tasks
   from scnn_jax.runtime import inference
   from scnn_jax.ops import smooth_fill
   config = inference.read_config(workdir)
   acc = metrics.InpaintingAccumulator()
-  for b in data.build(config).eval_batches(96, 0, 1):
+  for b in tasks.dataset(config).eval_batches(96, 0, 1):
     pred = smooth_fill.smooth_fill(jnp.asarray(b["image"] * (1 - b["mask"])),
                                    jnp.asarray(b["mask"]),
                                    order=config.model.prior_order,

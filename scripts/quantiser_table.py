@@ -75,13 +75,13 @@ def input_rate() -> float:
   import numpy as np
   from ml_collections import config_flags  # noqa: F401  (config loading)
   import importlib.util
-  from scnn_jax import data
+  from scnn_jax import tasks
   spec = importlib.util.spec_from_file_location(
       "base", seed_runs.REPO / BASE)
   base = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(base)
   total, count = 0.0, 0
-  for b in data.build(base.get_config()).eval_batches(64, 0, 1):
+  for b in tasks.dataset(base.get_config()).eval_batches(64, 0, 1):
     x = np.concatenate([b["image"] * (1 - b["mask"]), b["mask"]], -1)
     x = np.clip(x, 0, 1)[b["valid"] > 0]
     total, count = total + float(x.sum()), count + x.size

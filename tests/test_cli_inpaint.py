@@ -287,11 +287,15 @@ def test_shipped_model_inpaints_without_a_workdir(tmp_path, capsys):
 def test_global_receptive_field_models_run_whole_or_are_refused(
     tmp_path, capsys):
   from configs import base, spiking_unet, taid_inpaint
+  from scnn_jax.config import builders, schema
   from scnn_jax.runtime import inpainter
-  assert inpainter.global_receptive_field(base.get_config()) is None
-  assert "TAID" in inpainter.global_receptive_field(taid_inpaint.get_config())
-  assert "prior" in inpainter.global_receptive_field(
-      spiking_unet.get_config())
+
+  def why(module):
+    model = builders.model(schema.validate(module.get_config(), devices=1))
+    return inpainter.global_receptive_field(model)
+  assert why(base) is None
+  assert "TAID" in why(taid_inpaint)
+  assert "prior" in why(spiking_unet)
   rng = np.random.default_rng(7)
   rand_image(rng, 64, 64, "RGB").save(tmp_path / "in.png")
   box_mask(64, 64, 10, 20, 10, 20).save(tmp_path / "m.png")

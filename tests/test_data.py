@@ -8,9 +8,9 @@ import pytest
 from PIL import Image
 
 from configs import base
-from scnn_jax import data
+from scnn_jax import data, tasks
 from scnn_jax.config import schema
-from scnn_jax.data import sources
+from scnn_jax.data import masks, sources
 from scnn_jax.ops.checks import ConfigError
 
 
@@ -55,12 +55,12 @@ def take(it, n):
 
 @pytest.fixture(scope="module")
 def natural():
-  return data.build(make_config())
+  return tasks.dataset(make_config())
 
 
 @pytest.fixture(scope="module")
 def mnist():
-  return data.build(make_config(data__name="mnist5k", data__image_size=28,
+  return tasks.dataset(make_config(data__name="mnist5k", data__image_size=28,
                                 data__channels=1, masks__kind="stroke"))
 
 
@@ -96,12 +96,12 @@ def test_mnist5k_counts_split_and_batches(mnist):
 
 
 def test_channel_conversion_and_resize():
-  ds = data.build(make_config(data__name="mnist5k", data__image_size=32,
+  ds = tasks.dataset(make_config(data__name="mnist5k", data__image_size=32,
                               data__channels=3))
   b = next(ds.train_iterator(0, 4))
   check_batch(b, 4, (32, 32, 3))
   np.testing.assert_array_equal(b["image"][..., 0], b["image"][..., 2])
-  ds = data.build(make_config(data__channels=1, data__image_size=16))
+  ds = tasks.dataset(make_config(data__channels=1, data__image_size=16))
   check_batch(ds.eval_batches(8)[0], 8, (16, 16, 1))
 
 
@@ -154,13 +154,13 @@ def test_no_near_constant_patch_in_pools(natural):
 
 
 def test_same_seed_same_batches_and_fresh_masks(natural):
-  again = data.build(make_config())
+  again = tasks.dataset(make_config())
   a, b = take(natural.train_iterator(0, 8), 2), take(again.train_iterator(0, 8), 2)
   for x, y in zip(a, b):
     assert_batches_equal(x, y)
   assert not np.array_equal(a[0]["mask"], a[1]["mask"])
   assert not np.array_equal(a[0]["image"], a[1]["image"])
-  other = next(data.build(make_config(seed=1)).train_iterator(0, 8))
+  other = next(tasks.dataset(make_config(seed=1)).train_iterator(0, 8))
   assert not np.array_equal(other["mask"], a[0]["mask"])
   assert not np.array_equal(other["image"], a[0]["image"])
 
@@ -233,11 +233,11 @@ def test_eval_set_is_fixed_and_padded(natural):
   assert sum(x["valid"].sum() for x in a) == 40
   assert all(np.isfinite(x["image"]).all() for x in a)
   # Independent of config.seed (training) and of the batch size.
-  other = data.build(make_config(seed=7)).eval_batches(40)[0]
+  other = tasks.dataset(make_config(seed=7)).eval_batches(40)[0]
   assert_batches_equal(other, {k: np.concatenate([x[k] for x in a])[:40]
                                for k in other})
   # Eval masks are not training masks, and differ with masks.eval_seed.
-  moved = data.build(make_config(masks__eval_seed=1)).eval_batches(40)[0]
+  moved = tasks.dataset(make_config(masks__eval_seed=1)).eval_batches(40)[0]
   assert not np.array_equal(moved["mask"], other["mask"])
 
 
@@ -248,7 +248,7 @@ def test_tfds_through_mock_data_without_tensorflow():
   # A hard requirement (requirements.txt): a missing install must fail here.
   import tensorflow_datasets as tfds
   with tfds.testing.mock_data(num_examples=12):
-    ds = data.build(make_config(data__source="tfds", data__name="mnist",
+    ds = tasks.dataset(make_config(data__source="tfds", data__name="mnist",
                                 data__image_size=32, data__channels=3,
                                 data__num_eval=5))
     assert ds.num_classes == 10 and ds.image_shape == (32, 32, 3)
@@ -260,7 +260,7 @@ def test_tfds_through_mock_data_without_tensorflow():
     ev = ds.eval_batches(4)
     assert len(ev) == 2 and ev[1]["valid"].sum() == 1
 
-    celeb = data.build(make_config(data__source="tfds", data__name="celeb_a",
+    celeb = tasks.dataset(make_config(data__source="tfds", data__name="celeb_a",
                                    data__image_size=16, data__channels=1,
                                    data__num_eval=3))  # 218x178: resize + crop
     assert celeb.num_classes is None
@@ -269,7 +269,7 @@ def test_tfds_through_mock_data_without_tensorflow():
     assert (b["label"] == 0).all()
 
     with pytest.raises(ConfigError, match=r"config\.data\.num_eval = 50: must be <= 12"):
-      data.build(make_config(data__source="tfds", data__name="cifar10",
+      tasks.dataset(make_config(data__source="tfds", data__name="cifar10",
                              data__num_eval=50))
   assert "tensorflow" not in sys.modules
 
@@ -278,11 +278,11 @@ def test_tfds_missing_dataset_is_a_config_error(tmp_path):
   # Never downloads by default: a clear error naming the field instead.
   with pytest.raises(ConfigError, match=r"(?s)^config\.data\.name = 'mnist': "
                      r"cannot open TFDS split 'train'.*tfds build mnist"):
-    data.build(make_config(data__source="tfds", data__name="mnist",
+    tasks.dataset(make_config(data__source="tfds", data__name="mnist",
                            data__data_dir=str(tmp_path)))
   with pytest.raises(ConfigError, match=r"(?s)config\.data\.name = 'no_such_ds_x'"
                      r".*DatasetNotFoundError"):
-    data.build(make_config(data__source="tfds", data__name="no_such_ds_x",
+    tasks.dataset(make_config(data__source="tfds", data__name="no_such_ds_x",
                            data__data_dir=str(tmp_path)))
 
 
@@ -305,7 +305,7 @@ def test_folder_source(tmp_path):
   _write_images(tmp_path, np.random.default_rng(0))
   cfg = make_config(data__source="folder", data__folder=str(tmp_path),
                     data__num_eval=6, masks__kind="pixels")
-  ds = data.build(cfg)
+  ds = tasks.dataset(cfg)
   assert ds.image_shape == (32, 32, 3) and ds.num_classes is None
   src = ds.source
   assert len(src.train_files) + len(src.eval_files) == 5  # txt ignored
@@ -314,13 +314,13 @@ def test_folder_source(tmp_path):
   batches = take(ds.train_iterator(0, 4), 3)
   for b in batches:
     check_batch(b, 4, (32, 32, 3))
-  assert_batches_equal(batches[2], next(data.build(cfg).train_iterator(2, 4)))
+  assert_batches_equal(batches[2], next(tasks.dataset(cfg).train_iterator(2, 4)))
   ev = ds.eval_batches(4)
   assert len(ev) == 2 and sum(b["valid"].sum() for b in ev) == 6
-  for x, y in zip(ev, data.build(cfg).eval_batches(4)):
+  for x, y in zip(ev, tasks.dataset(cfg).eval_batches(4)):
     assert_batches_equal(x, y)
   # Grey output; the 20x30 image is resized up to fit a 24x24 crop.
-  grey = data.build(make_config(data__source="folder", data__folder=str(tmp_path),
+  grey = tasks.dataset(make_config(data__source="folder", data__folder=str(tmp_path),
                                 data__eval_folder=str(tmp_path / "sub"),
                                 data__channels=1, data__image_size=24,
                                 data__num_eval=3))
@@ -348,7 +348,7 @@ def test_folder_bad_files_are_left_out_and_reported_once(tmp_path, caplog):
   cfg = make_config(data__source="folder", data__folder=str(tmp_path),
                     data__num_eval=3)
   with caplog.at_level("WARNING"):
-    ds = data.build(cfg)
+    ds = tasks.dataset(cfg)
   reports = [r.getMessage() for r in caplog.records
              if "unreadable and left out" in r.getMessage()]
   assert len(reports) == 1
@@ -370,7 +370,7 @@ def test_folder_bad_files_are_left_out_and_reported_once(tmp_path, caplog):
   stand_in = ds.source.load(files[(cut + 1) % len(files)])
   np.testing.assert_array_equal(got, ds.source._crop(stand_in, np.random.default_rng(0)))
   assert "cannot read image file" in caplog.text and "cut.jpg" in caplog.text
-  again = data.build(cfg)
+  again = tasks.dataset(cfg)
   for step in range(4):
     assert_batches_equal(ds.train_batch(step, 4), again.train_batch(step, 4))
 
@@ -379,7 +379,7 @@ def test_folder_bad_files_fatal_on_request_and_no_readable_image(tmp_path):
   _write_images(tmp_path, np.random.default_rng(0))
   write_bad_files(tmp_path, np.random.default_rng(1))
   with pytest.raises(data.DataError) as e:
-    data.build(make_config(data__source="folder", data__folder=str(tmp_path),
+    tasks.dataset(make_config(data__source="folder", data__folder=str(tmp_path),
                            data__bad_images="error"))
   assert "\n" not in str(e.value)
   assert str(e.value).startswith(f"cannot read image file {tmp_path}/broken.png:"
@@ -387,7 +387,7 @@ def test_folder_bad_files_fatal_on_request_and_no_readable_image(tmp_path):
   for name in ("broken.png", "empty.jpg", "truncated.png"):
     (tmp_path / name).unlink()
   with pytest.raises(data.DataError, match=r"cannot read image file .*cut\.jpg: OSError"):
-    ds = data.build(make_config(data__source="folder", data__folder=str(tmp_path),
+    ds = tasks.dataset(make_config(data__source="folder", data__folder=str(tmp_path),
                                 data__bad_images="error", data__num_eval=2))
     for i in range(ds.source.num_train):  # if the build did not decode it
       ds.source.train_example(i, np.random.default_rng(0))
@@ -398,22 +398,22 @@ def test_folder_bad_files_fatal_on_request_and_no_readable_image(tmp_path):
   write_bad_files(only_bad, np.random.default_rng(2))
   with pytest.raises(ConfigError, match=r"^config\.data\.folder = .*only_bad.*: "
                      r"holds no readable image: .*cut\.jpg") as e:
-    data.build(make_config(data__source="folder", data__folder=str(only_bad),
+    tasks.dataset(make_config(data__source="folder", data__folder=str(only_bad),
                            data__eval_folder=str(tmp_path)))
   assert "\n" not in str(e.value)
   (only_bad / "cut.jpg").unlink()
   with pytest.raises(ConfigError, match=r"holds no readable image: all 3 image "
                      r"files failed a check \(broken\.png: "):
-    data.build(make_config(data__source="folder", data__folder=str(only_bad),
+    tasks.dataset(make_config(data__source="folder", data__folder=str(only_bad),
                            data__eval_folder=str(tmp_path)))
 
 
 def test_folder_without_images_or_eval_set_is_a_config_error(tmp_path):
   with pytest.raises(ConfigError, match=r"^config\.data\.folder = .*no \.png/\.jpg/\.jpeg"):
-    data.build(make_config(data__source="folder", data__folder=str(tmp_path)))
+    tasks.dataset(make_config(data__source="folder", data__folder=str(tmp_path)))
   Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(tmp_path / "only.png")
   with pytest.raises(ConfigError, match=r"^config\.data\.eval_folder = None: is needed"):
-    data.build(make_config(data__source="folder", data__folder=str(tmp_path)))
+    tasks.dataset(make_config(data__source="folder", data__folder=str(tmp_path)))
 
 
 def test_wrongly_shaped_array_is_a_clear_error():
@@ -424,19 +424,22 @@ def test_wrongly_shaped_array_is_a_clear_error():
 
 
 def test_masks_are_the_inpainting_tasks_transform():
-  """Only task="inpaint" adds masks; other tasks get images and labels."""
+  """Only task="inpaint" adds masks; other tasks, and the data without a
+  task, get images and labels."""
   config = make_config(task="classify", data__name="mnist5k",
                        data__image_size=28, data__channels=1)
-  ds = data.build(config)
+  ds = tasks.dataset(config)
   assert ds.transform is None
+  assert data.build(make_config(data__name="mnist5k", data__image_size=28,
+                                data__channels=1)).transform is None
   batch = ds.train_batch(0, 4)
   assert set(batch) == {"image", "label", "valid", "example_id"}
   assert set(ds.eval_batches(8)[0]) == {"image", "label", "valid",
                                         "example_id"}
   assert set(ds.eval_set()) == {"image", "label"}
-  inpaint = data.build(make_config(data__name="mnist5k", data__image_size=28,
+  inpaint = tasks.dataset(make_config(data__name="mnist5k", data__image_size=28,
                                    data__channels=1))
-  assert isinstance(inpaint.transform, data.masks_lib.HoleMasks)
+  assert isinstance(inpaint.transform, masks.HoleMasks)
   with_mask = inpaint.train_batch(0, 4)
   assert set(with_mask) == set(batch) | {"mask"}
   # The transform adds a field; it changes nothing else in the example.

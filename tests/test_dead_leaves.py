@@ -6,7 +6,7 @@ import pytest
 from scipy import ndimage
 
 from configs import base, mnist5k_alif
-from scnn_jax import data
+from scnn_jax import data, tasks
 from scnn_jax.config import schema
 from scnn_jax.data import pipeline, sources
 from scnn_jax.data import dead_leaves as dl
@@ -174,34 +174,34 @@ def test_mix_replaces_the_fraction_and_keeps_the_rest():
 
 def test_dead_leaves_dataset_is_a_function_of_seed_and_step():
   c = config(source="dead_leaves", name="dead_leaves")
-  ds = data.build(c)
+  ds = tasks.dataset(c)
   assert ds.image_shape == (16, 16, 3) and ds.num_classes is None
   b0 = ds.train_batch(0, 4)
   assert b0["image"].shape == (4, 16, 16, 3)
   assert b0["mask"].shape == (4, 16, 16, 1)
-  again = data.build(c).train_batch(0, 4)
+  again = tasks.dataset(c).train_batch(0, 4)
   for k in b0:
     np.testing.assert_array_equal(b0[k], again[k])
   assert not np.array_equal(b0["image"], ds.train_batch(1, 4)["image"])
   assert not np.array_equal(b0["image"][0], b0["image"][1])
-  other_seed = data.build(config(seed=1, source="dead_leaves", name="x"))
+  other_seed = tasks.dataset(config(seed=1, source="dead_leaves", name="x"))
   assert not np.array_equal(b0["image"], other_seed.train_batch(0, 4)["image"])
   # The eval set: num_eval fixed images, whatever config.seed, from eval_seed.
   ev = ds.eval_set()["image"]
   assert ev.shape == (6, 16, 16, 3)
   np.testing.assert_array_equal(ev, other_seed.eval_set()["image"])
   assert len({im.tobytes() for im in ev}) == 6
-  moved = data.build(config(eval_seed=99, source="dead_leaves", name="x"))
+  moved = tasks.dataset(config(eval_seed=99, source="dead_leaves", name="x"))
   assert not np.array_equal(ev, moved.eval_set()["image"])
-  grey = data.build(config(source="dead_leaves", name="x", channels=1))
+  grey = tasks.dataset(config(source="dead_leaves", name="x", channels=1))
   np.testing.assert_array_equal(
       grey.eval_set()["image"],
       np.stack([sources.to_channels(im, 1) for im in ev]))
 
 
 def test_mix_through_build_replaces_the_predicted_rows():
-  plain = data.build(config())
-  mixed = data.build(config(dead_leaves_mix=0.5))
+  plain = tasks.dataset(config())
+  mixed = tasks.dataset(config(dead_leaves_mix=0.5))
   np.testing.assert_array_equal(plain.eval_set()["image"],
                                 mixed.eval_set()["image"])
   a, b = plain.train_batch(0, 16), mixed.train_batch(0, 16)

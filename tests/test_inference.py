@@ -34,7 +34,7 @@ def test_load_restores_the_trained_model(tmp_path, monkeypatch):
   assert set(loaded.state) == {"step", "params", "rest"}
   task = tasks.get(loaded.config)
   acc = task.new_accumulator()
-  for b in data.build(loaded.config).eval_batches(16):
+  for b in tasks.dataset(loaded.config).eval_batches(16):
     task.accumulate(acc, b, task.predict(loaded.model, b))
   assert acc.result()["masked_mse"] == pytest.approx(
       summary["eval"]["masked_mse"], rel=1e-5)

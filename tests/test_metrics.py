@@ -12,8 +12,9 @@ import scipy.linalg
 from flax import nnx
 
 from scnn_jax import metrics, nn
-from scnn_jax.metrics import losses
+from scnn_jax.metrics import energy, losses
 from scnn_jax.models.fad_autoencoder import FadAutoencoder
+from scnn_jax.models.specs import LayerSpec
 from scnn_jax.nn.variables import SpikeRate
 
 
@@ -218,11 +219,13 @@ def test_synaptic_ops_and_energy_hand_count():
   assert ops["synops"] == pytest.approx(syn2 + syn3)
   assert ops["snn_macs"] == macs1
   assert ops["ann_macs"] == macs1 + macs2 + macs3
-  energy = metrics.energy_estimate(spec, rates, T)
+  estimate = energy.estimate(spec, rates=rates, timesteps=T)
   snn = 0.9e-12 * (syn2 + syn3) + 4.6e-12 * macs1
-  assert energy["snn_energy_j"] == pytest.approx(snn)
-  assert energy["ann_energy_j"] == pytest.approx(4.6e-12 * (macs1 + macs2 + macs3))
-  tr = metrics.LayerSpec("up", "conv_transpose", (4, 4, 6), (8, 8, 2), (3, 3))
+  ann = 4.6e-12 * (macs1 + macs2 + macs3)
+  assert estimate["energy_j"] == pytest.approx(snn)
+  assert estimate["cnn_energy_j"] == pytest.approx(ann)
+  assert estimate["energy_ratio"] == pytest.approx(snn / ann)
+  tr = LayerSpec("up", "conv_transpose", (4, 4, 6), (8, 8, 2), (3, 3))
   assert tr.macs == 4 * 4 * 6 * 9 * 2 and tr.fan_out == 18
   with pytest.raises(ValueError, match="rate_key 'nope'"):
     metrics.synaptic_ops([dict(spec[1], rate_key="nope")], rates, T)

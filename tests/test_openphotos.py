@@ -11,7 +11,7 @@ import skimage.data
 from PIL import Image
 
 from configs import base
-from scnn_jax import data
+from scnn_jax import tasks
 from scnn_jax.config import schema
 from scnn_jax.data import sources
 from scnn_jax.data import openphotos as op
@@ -195,7 +195,7 @@ def test_config_validates_and_builds():
   config.data.name = "openphotos"
   config.data.image_size = 32
   config.data.num_eval = 4
-  ds = data.build(schema.validate(config, devices=1))
+  ds = tasks.dataset(schema.validate(config, devices=1))
   assert ds.image_shape == (32, 32, 3)
   evals = ds.eval_set()
   assert evals["image"].shape == (4, 32, 32, 3)

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from scnn_jax import data, metrics
+from scnn_jax import metrics, tasks
 from scnn_jax.config import schema
 from scnn_jax.models import baselines
 from scnn_jax.ops.checks import ConfigError
@@ -315,7 +315,7 @@ def test_no_readable_checkpoint_is_a_clear_error_and_moves_nothing(tmp_path):
 
 
 def _poison_step(monkeypatch, bad_step):
-  real_build = data.build
+  real_build = tasks.dataset
 
   def build(config):
     ds = real_build(config)
@@ -331,7 +331,7 @@ def _poison_step(monkeypatch, bad_step):
     ds.train_iterator = train_iterator
     return ds
 
-  monkeypatch.setattr(data, "build", build)
+  monkeypatch.setattr(tasks, "dataset", build)
 
 
 def test_nan_stops_naming_the_step_and_keeps_the_last_good_checkpoint(
@@ -473,7 +473,7 @@ def test_valid_random_tiny_configs_train_a_step(neuron, surrogate, decoder,
                       noise_resample=resample)
   config.masks.kind = mask_kind
   config = schema.validate(config)
-  ds = data.build(config)
+  ds = tasks.dataset(config)
   run = trainer.setup(config, ds)
   out = run.train_step(next(ds.train_iterator(0, config.train.batch_size)))
   assert bool(out["finite"]) and np.isfinite(float(out["loss"]))

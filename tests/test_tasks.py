@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from scnn_jax import data, tasks
+from scnn_jax import tasks
 from scnn_jax.metrics import frechet, inception
 from scnn_jax.models.fad_autoencoder import FadAutoencoder
 from scnn_jax.runtime import inference
@@ -36,7 +36,7 @@ def test_train_classify_then_load_outside_shard_map(tmp_path):
   loaded = inference.load(tmp_path)
   task = tasks.get(loaded.config)
   acc = task.new_accumulator()
-  for b in data.build(loaded.config).eval_batches(16):
+  for b in tasks.dataset(loaded.config).eval_batches(16):
     assert "mask" not in b                    # masks are inpainting's only
     task.accumulate(acc, b, task.predict(loaded.model, b))
   assert acc.result()["accuracy"] == pytest.approx(

@@ -124,7 +124,7 @@ def test_ema_follows_its_warm_up_and_is_what_the_results_score(tmp_path):
   (Checkpoints without an average: tests/test_steps.py, test_inference.py.)"""
   from flax import nnx
 
-  from scnn_jax import data, tasks
+  from scnn_jax import tasks
   from scnn_jax.config import builders
   from scnn_jax.runtime import inference
   from scnn_jax.runtime import state as state_lib
@@ -154,7 +154,7 @@ def test_ema_follows_its_warm_up_and_is_what_the_results_score(tmp_path):
   loaded = inference.load(tmp_path)
   assert loaded.ema
   task = tasks.get(loaded.config)
-  batches = list(data.build(loaded.config).eval_batches(16))
+  batches = list(tasks.dataset(loaded.config).eval_batches(16))
 
   def score(model):
     acc = task.new_accumulator()

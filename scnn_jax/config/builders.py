@@ -1,4 +1,4 @@
-"""Config -> the objects a run is made of: data spec, model, optimizer, dataset.
+"""Config -> the objects a run is made of: data spec, model, optimizer.
 
 Every function takes a validated config (``scnn_jax.config.schema.validate``)
 and reads its fields directly. Models come from ``scnn_jax.models.registry`` by
@@ -7,7 +7,8 @@ name, so building one needs no trainer, task or dataset:
     spec = builders.data_spec(config)          # image shape, classes: no I/O
     model = builders.model(config, spec)       # train mode
     tx = builders.optimizer(config)
-    ds = builders.dataset(config)              # opens the data
+
+The dataset comes with its task's transform: ``scnn_jax.tasks.dataset``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import dataclasses
 import optax
 from flax import nnx
 
-from scnn_jax import data
 from scnn_jax.models import registry
 
 
@@ -81,7 +81,3 @@ def optimizer(config) -> optax.GradientTransformation:
     tx = optax.chain(optax.clip_by_global_norm(train.grad_clip), tx)
   return tx
 
-
-def dataset(config) -> data.Dataset:
-  """``config``'s dataset with its task's transform (inpainting: masks)."""
-  return data.build(config)

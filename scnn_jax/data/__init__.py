@@ -17,10 +17,11 @@ another source's training examples). ``sources.py`` documents each
 (splits, crops, resizing), ``folder.py`` the folder source and its
 unreadable files, ``photos.py`` and ``openphotos.py`` the embedded photos;
 ``pipeline.py`` documents determinism, resuming and multi-host slicing. A
-task may add fields to every example through a transform: the inpainting
-task's hole masks (``scnn_jax.data.masks.HoleMasks``); ``augment.py`` is the
-classifier's on-device augmentation. The fields and their allowed values:
-``scnn_jax.config.schema``.
+task may add fields to every example through a transform it supplies
+(``scnn_jax.tasks.dataset``): the inpainting task's hole masks
+(``masks.HoleMasks``); ``augment.py`` is the classifier's on-device
+augmentation; ``images.py`` reads and writes image files. The fields and
+their allowed values: ``scnn_jax.config.schema``.
 """
 
 from __future__ import annotations
@@ -30,14 +31,13 @@ from typing import TYPE_CHECKING
 
 from scnn_jax.data import openphotos, photos, sources
 from scnn_jax.data import folder as folder_source
-from scnn_jax.data import masks as masks_lib
 from scnn_jax.data.sources import (DataError, EMBEDDED_NAMES,  # noqa: F401
                                    NATURAL_TRAIN_PHOTOS, NATURAL_VAL_PHOTOS)
 
 if TYPE_CHECKING:
   from scnn_jax.data.pipeline import Dataset
 
-__all__ = ["Dataset", "DataError", "build", "task_transform"]
+__all__ = ["Dataset", "DataError", "build"]
 
 # Imported on first use, not with the package: every command that reads a
 # config imports ``scnn_jax.data`` (the schema checks sources), and grain
@@ -53,15 +53,6 @@ def __getattr__(name):
     return importlib.import_module(f"scnn_jax.data.{name}")
   raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-# The transform each task's data needs (tasks absent here need none).
-TASK_TRANSFORMS = {"inpaint": masks_lib.HoleMasks.from_config}
-
-
-def task_transform(config):
-  """The data transform of ``config.task`` (None: plain images and labels)."""
-  make = TASK_TRANSFORMS.get(config.task)
-  return make(config) if make else None
-
 
 def _dead_leaves(data, eval_seed: int):
   from scnn_jax.data import dead_leaves
@@ -70,13 +61,14 @@ def _dead_leaves(data, eval_seed: int):
       texture=bool(data.dead_leaves_texture), blur=bool(data.dead_leaves_blur))
 
 
-def build(config, transform="task") -> Dataset:
+def build(config, transform=None) -> Dataset:
   """The dataset of a validated ``config``
   (``scnn_jax.config.schema.validate``).
 
-  ``transform``: ``"task"`` (default) applies ``config.task``'s transform
-  (``task_transform``), ``None`` none, or any object with ``train`` /
-  ``eval`` (``pipeline.py``). Opens the source: a folder without a readable
+  ``transform``: None (plain images and labels) or an object with
+  ``train`` / ``eval`` that adds fields to every example (``pipeline.py``);
+  a task supplies its own (``scnn_jax.tasks.dataset``: the inpainting
+  task's hole masks). Opens the source: a folder without a readable
   image or a missing TFDS dataset fails here with a ``DataError`` /
   ``ConfigError`` naming the field.
   """
@@ -114,8 +106,6 @@ def build(config, transform="task") -> Dataset:
     from scnn_jax.data import dead_leaves
     src = dead_leaves.MixedSource(src, _dead_leaves(data, eval_seed), mix)
     name = f"{name}+dead_leaves:{mix:g}"
-  if transform == "task":
-    transform = task_transform(config)
   from scnn_jax.data.pipeline import Dataset
   return Dataset(src, seed=int(config.seed), transform=transform,
                  prefetch=int(data.prefetch), num_threads=int(data.num_threads),

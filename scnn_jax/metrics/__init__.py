@@ -5,8 +5,9 @@
   conventions;
 * ``image``: host-side PSNR, hole PSNR, SSIM and ``InpaintingAccumulator``;
 * ``spikes``: spike rates from ``nnx.capture``, synaptic operations;
-* ``energy``: the arithmetic energy estimate of a model (imported by name:
-  it reads the models' own layer descriptions);
+* ``energy``: the one arithmetic energy estimate, of any network described
+  by layer specs (``scnn_jax.models.specs``) and of a model by its config
+  (imported by name: it reads the model registry);
 * ``frechet``: the Frechet distance (FID, FAD) and the FAD scorer;
 * ``inception``: the Inception Score and FID (imported by name).
 
@@ -27,6 +28,4 @@ from scnn_jax.metrics.losses import (composite, full_mse,  # noqa: F401
                                      full_se_sums, masked_mse,
                                      masked_mse_from_sums, masked_mse_per_image,
                                      masked_se_sums)
-from scnn_jax.metrics.spikes import (E_AC, E_MAC, LAYER_KINDS,  # noqa: F401
-                                     LayerSpec, energy_estimate, spike_rates,
-                                     synaptic_ops)
+from scnn_jax.metrics.spikes import spike_rates, synaptic_ops  # noqa: F401

@@ -190,7 +190,8 @@ def _field(m, key):
 
 
 def _resunet_specs(activation):
-  def specs(m, image_shape):
+  def specs(m, image_shape, input_rate=None):
+    del input_rate   # the prior reads the image itself
     adaptive = (_field(m, "neuron") == "alif"
                 and bool(_field(m, "adaptation_increment")))
     return resunet.layer_specs(
@@ -203,17 +204,23 @@ def _resunet_specs(activation):
 
 
 # Inpainting models that describe their own arithmetic
-# (``scnn_jax.metrics.energy``).
+# (``scnn_jax.models.specs``; read by ``scnn_jax.metrics.energy`` and the
+# inpaint task's SynOps).
 LAYER_SPECS: dict[str, Callable] = {
+    "scnn": scnn.scnn_layer_specs,
+    "cnn": scnn.cnn_layer_specs,
+    "spiking_decoder": spiking_decoder.layer_specs,
     "spiking_resunet": _resunet_specs("spiking"),
     "relu_resunet": _resunet_specs("relu"),
 }
 
 
-def layer_specs(m, image_shape):
-  """``(metrics.spikes.LayerSpec list, metrics.spikes.OpCount list)`` of one
+def layer_specs(m, image_shape, input_rate: float | None = None):
+  """``(models.specs.LayerSpec list, models.specs.OpCount list)`` of one
   ``(H, W, C)`` image, from ``config.model`` alone (a ConfigDict or the
   dict of a run's config.json: no model is built), as the model's own
-  ``layer_specs`` gives; None for a model not in ``LAYER_SPECS``."""
+  ``layer_specs`` gives; None for a model not in ``LAYER_SPECS``.
+  ``input_rate``: the mean firing probability of a rate-encoded input."""
   fn = LAYER_SPECS.get(_field(m, "name"))
-  return None if fn is None else fn(m, tuple(int(x) for x in image_shape))
+  return None if fn is None else fn(m, tuple(int(x) for x in image_shape),
+                                    input_rate)

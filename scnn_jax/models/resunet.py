@@ -71,7 +71,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from scnn_jax import nn
-from scnn_jax.metrics import spikes
+from scnn_jax.models.specs import LayerSpec, OpCount
 from scnn_jax.ops import smooth_fill
 
 ACTIVATIONS = ("spiking", "relu")
@@ -181,7 +181,7 @@ class PriorResUNet(nnx.Module):
     conv_impl, dtype: as the other models.
   """
 
-  global_receptive_field = True
+  global_receptive_field = smooth_fill.WHY_GLOBAL
 
   def __init__(self, in_channels, out_channels, *, activation="spiking",
                width=16, depth=4, blocks=1, max_mult=8, T=4, neuron="alif",
@@ -249,6 +249,27 @@ class PriorResUNet(nnx.Module):
         rf += 2 * jump
         jump *= 2
     return rf
+
+  @property
+  def receptive_radius(self) -> int:
+    """Px of context on each side that the NET needs (the prior is global):
+    its encoder's half side, ``4 * 2^depth`` for the decoder's upsampling
+    convs and the stride grid, and ``DEPTH_CAP`` for the hole-depth map (the
+    mask that far away moves the depth the net reads). A bound, not a
+    measurement: moving one input pixel (prior and contrast held fixed)
+    changes outputs up to 20 px away at depth 2 (bound 27 + 32) and 84 px
+    at depth 4 (bound 111 + 32)."""
+    return self.receptive_field // 2 + 4 * 2 ** self.depth + DEPTH_CAP
+
+  @property
+  def bytes_per_pixel(self) -> int:
+    """Estimated peak activation memory per pixel: a stream of T steps at
+    every scale, ``4 * width * (6 * T + 10)`` (T = 0 for the ReLU twin);
+    measured 1700 B/px for width 16, T 4 (estimate 2176), 2924 for T 8
+    (3712), 3294 for width 32, T 4 (4352), 374 and 936 for the twin at
+    width 16 and 32 (640, 1280)."""
+    t = self.T if self.activation == "spiking" else 0
+    return 4 * self.stem.out_features * (6 * t + 10)
 
   def prior(self, x):
     """The biharmonic fill of the masked image ``x [B, H, W, C + 1]``."""
@@ -331,7 +352,7 @@ def layer_specs(image_shape, *, activation: str = "spiking", widths,
   """``(convs, other ops)`` of one ``(H, W, C)`` image through PriorResUNet.
 
   ``widths``: channels per scale (module ``widths``; ``len - 1`` = depth).
-  The convs (``metrics.spikes.LayerSpec``, named by module path) run at the
+  The convs (``models.specs.LayerSpec``, named by module path) run at the
   size padded to a multiple of ``2^depth``: the stem (real-valued input,
   once), the encoder's block and stride-2 convs (spiking: on the spikes of
   the neuron module ``rate_key`` at each of the T steps; twin: on ReLU
@@ -340,7 +361,7 @@ def layer_specs(image_shape, *, activation: str = "spiking", widths,
   ``conv.upsample_conv2d`` computes it: four 2x2 convs of the coarse input
   (kernel ``(2, 2)`` at the fine size, 2.25x fewer MACs than 3x3).
 
-  Other ops (``metrics.spikes.OpCount``), per image over all T steps:
+  Other ops (``models.specs.OpCount``), per image over all T steps:
   ``norm`` (each norm before an activation, ``LAYER_NORM_MACS`` per
   element for the layer norm, ``BATCH_NORM_MACS`` for the batch norm at
   inference; the first one reads the static stem output, once), ``residual``
@@ -368,8 +389,8 @@ def layer_specs(image_shape, *, activation: str = "spiking", widths,
   def conv(name, cin, cout, hw_in, hw_out=None, kernel=(3, 3), fed_by=None):
     kw = (dict(in_is_spikes=True, rate_key=fed_by, steps=T)
           if spiking and fed_by else dict(steps=1))
-    return spikes.LayerSpec(name, "conv", hw_in + (cin,),
-                            (hw_out or hw_in) + (cout,), kernel, **kw)
+    return LayerSpec(name, "conv", hw_in + (cin,),
+                     (hw_out or hw_in) + (cout,), kernel, **kw)
 
   specs = [conv("stem", C + 2, widths[0], res[0])]
   norm = ann_norm = residual = ann_residual = neurons = readout = 0.0
@@ -409,13 +430,13 @@ def layer_specs(image_shape, *, activation: str = "spiking", widths,
   # Per pixel: cap - 1 erosions of 8 compares, their sum, one log.
   depth_acs = H * W * (DEPTH_CAP - 1) * 9
   others = [
-      spikes.OpCount("norm", macs=norm, ann_macs=ann_norm),
-      spikes.OpCount("residual", acs=residual, ann_acs=ann_residual),
-      spikes.OpCount("neurons", macs=neurons, ann_macs=0.0),
-      spikes.OpCount("readout", acs=readout, ann_acs=0.0),
-      spikes.OpCount("prior", macs=prior_macs, acs=prior_acs, stage="prior"),
-      spikes.OpCount("depth_map", macs=float(H * W), acs=float(depth_acs),
-                     stage="prior"),
+      OpCount("norm", macs=norm, ann_macs=ann_norm),
+      OpCount("residual", acs=residual, ann_acs=ann_residual),
+      OpCount("neurons", macs=neurons, ann_macs=0.0),
+      OpCount("readout", acs=readout, ann_acs=0.0),
+      OpCount("prior", macs=prior_macs, acs=prior_acs, stage="prior"),
+      OpCount("depth_map", macs=float(H * W), acs=float(depth_acs),
+              stage="prior"),
   ]
   return specs, others
 

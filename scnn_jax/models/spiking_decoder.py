@@ -33,10 +33,36 @@ import jax.numpy as jnp
 from flax import nnx
 
 from scnn_jax import nn
-from scnn_jax.models.scnn import OUTPUT_ACTIVATIONS
+from scnn_jax.models.scnn import (OUTPUT_ACTIVATIONS, StrideOne, input_layer,
+                                  layout)
+from scnn_jax.models.specs import OpCount, conv3x3, field
 
 
-class SpikingDecoderSCNN(nnx.Module):
+def layer_specs(m, image_shape, input_rate: float | None = None):
+  """``(LayerSpec list, OpCount list)`` of one ``(H, W, C)`` image
+  (``models.specs``): every layer runs at each of the T steps, those after
+  a spiking layer on its spikes; neuron updates and the time decoder (one
+  MAC per output value and step: a weighted sum over T) as one count."""
+  hw, cin, c, outs = layout(m, image_shape)
+  width, T = field(m, "width"), field(m, "T", 1)
+  n_spiking = field(m, "spiking_layers", None) or len(outs) - 1
+  specs = []
+  for i in range(len(outs)):
+    if i == 0:
+      kw = input_layer(m, input_rate)
+    elif i <= n_spiking:           # fed by spiking layer i - 1
+      kw = dict(in_is_spikes=True, rate_key=f"spiking/{i - 1}/neuron",
+                steps=T)
+    else:                          # ReLU conv on real values, every step
+      kw = dict(steps=T)
+    specs.append(conv3x3(f"layer{i}", cin if i == 0 else width, outs[i], hw,
+                         **kw))
+  h, w = hw
+  updates = float(h * w * width * T * n_spiking) + float(h * w * c * T)
+  return specs, [OpCount("neurons", macs=updates, ann_macs=0.0)]
+
+
+class SpikingDecoderSCNN(StrideOne, nnx.Module):
   """Spiking inpainting net whose output sequence goes through a decoder.
 
   Args:
@@ -87,6 +113,7 @@ class SpikingDecoderSCNN(nnx.Module):
                           dtype=dtype, rngs=rngs)
     self.decoder = nn.make_decoder(decoder, T, rngs=rngs)
     self.output_activation = output_activation
+    self.width, self.T, self.num_layers = width, T, num_layers
 
   def sequence(self, x, *, rngs: nnx.Rngs | None = None, example_ids=None):
     """The real-valued output sequence ``[T, B, H, W, C_out]`` (pre-decoder)."""

@@ -41,6 +41,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from scnn_jax import nn
+from scnn_jax.models import scnn
 from scnn_jax.ops import smooth_fill
 
 
@@ -64,7 +65,8 @@ class PriorSpikingUNet(nnx.Module):
     conv_impl, dtype: as the other models.
   """
 
-  global_receptive_field = True
+  # What the inpainter reads (``scnn_jax/models/__init__.py``).
+  global_receptive_field = smooth_fill.WHY_GLOBAL
 
   def __init__(self, in_channels, out_channels, *, width=16, depth=3,
                bottleneck_layers=1, T=8, neuron="lif", neuron_kwargs=None,
@@ -94,6 +96,7 @@ class PriorSpikingUNet(nnx.Module):
                           dtype=dtype, kernel_init=nnx.initializers.zeros,
                           rngs=rngs)
     self.T = T
+    self.width = width
     self.depth = depth
     self.out_channels = out_channels
     self.prior_order = prior_order
@@ -115,6 +118,20 @@ class PriorSpikingUNet(nnx.Module):
       jump *= 2
     rf += 2 * jump * len(self.bottleneck)
     return rf
+
+  @property
+  def receptive_radius(self) -> int:
+    """Px of context on each side that the NET (not the prior: global)
+    needs: its encoder's half side plus ``4 * 2^depth`` for the decoder's
+    upsampling convs and the stride grid. The least context of a window
+    around a hole when the image is over the memory budget."""
+    return self.receptive_field // 2 + 4 * 2 ** self.depth
+
+  @property
+  def bytes_per_pixel(self) -> int:
+    """The stride-1 nets' estimate (``scnn.bytes_per_pixel``): measured 511
+    B/px for the shipped model (width 16, T 4; estimate 1024)."""
+    return scnn.bytes_per_pixel(self.width, self.T)
 
   def prior(self, x):
     """The biharmonic fill of the masked image ``x [B, H, W, C + 1]``."""

@@ -96,6 +96,11 @@ class TAID(nnx.Module):
   B's code): uniform in ``+-1/sqrt(T)``.
   """
 
+  # The weights of the time steps come from spatial means (``taid``): every
+  # output pixel depends on every pixel of the image. Models that decode
+  # with TAID say so (``scnn_jax/models/__init__.py``).
+  global_receptive_field = "its TAID decoder pools the whole image"
+
   def __init__(self, T: int, *, activation="tanh", rngs: nnx.Rngs):
     bound = 1.0 / math.sqrt(T)
     self.W = nnx.Param(jax.random.uniform(rngs.params(), (T, T), jnp.float32,

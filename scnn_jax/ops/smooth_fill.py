@@ -50,6 +50,9 @@ import jax.numpy as jnp
 ORDERS = (1, 2)
 MIN_COARSE_SIDE = 4   # the pyramid stops before a side would drop below this
 EMPTY_FILL = 0.5
+# Every hole pixel of the fill depends on the whole image: what a model on
+# this prior answers when asked why it cannot be tiled.
+WHY_GLOBAL = "its biharmonic prior is solved over the whole image"
 
 
 def laplacian(u):

@@ -18,6 +18,10 @@ only the group's hole pixels are pasted back. What such a window changes
 against the whole image is listed at ``plan_windows``; a hole group whose
 window would not fit the budget is refused (``TilingError``). Known pixels
 of the output are byte-identical to the input's.
+
+What the inpainter needs to know of a model it reads from the model itself
+(``receptive_radius``, ``global_receptive_field``, ``size_multiple``,
+``bytes_per_pixel``: ``scnn_jax/models/__init__.py``), never from its name.
 """
 
 from __future__ import annotations
@@ -31,12 +35,10 @@ import numpy as np
 from flax import nnx
 
 from scnn_jax.data.images import to_uint8
-from scnn_jax.models import resunet
 from scnn_jax.models.scnn import masked_input
 from scnn_jax.nn import encoders
 
 DEFAULT_MEMORY_MB = 1024
-KERNEL_SIZE = 3   # every conv of the stride-1 inpainting models
 # A hole group's window gets at least this many times the group's longer
 # side of context on each side (and never less than the net's reach): the
 # prior's coarse levels and the contrast normalisation see the hole's
@@ -50,49 +52,18 @@ class TilingError(ValueError):
 
 
 # --------------------------------------------------------------------------
-# What a model needs
+# What a model needs: the facts it declares (scnn_jax/models/__init__.py)
 # --------------------------------------------------------------------------
 
 
-def receptive_radius(config, model=None) -> int:
-  """Pixels of context on each side that one output pixel depends on.
-
-  Paper A's stride-1 models: ``num_layers * (3 // 2)`` (6 for six layers).
-  The prior U-Nets (``model.receptive_field``: their encoder's side in px,
-  ``model.depth`` stride-2 stages): the radius of the NET that corrects the
-  prior, not of the prior (global): the encoder's half side, plus
-  ``4 * 2^depth`` for the decoder's upsampling convs and the stride grid,
-  plus ``resunet.DEPTH_CAP`` for ``PriorResUNet``'s hole-depth map (the
-  mask that far away moves the depth the net reads). A bound, not a
-  measurement: moving one input pixel of a ``PriorResUNet`` (prior and
-  contrast held fixed) changes outputs up to 20 px away at depth 2 (bound
-  27 + 32) and 84 px at depth 4 (bound 111 + 32).
-  """
-  rf, depth = (getattr(model, "receptive_field", None),
-               getattr(model, "depth", None))
-  if rf and depth is not None:
-    reach = int(rf) // 2 + 4 * 2 ** int(depth)
-    if isinstance(model, resunet.PriorResUNet):
-      reach += resunet.DEPTH_CAP
-    return reach
-  return int(config.model.num_layers) * (KERNEL_SIZE // 2)
-
-
-def global_receptive_field(config, model=None) -> str | None:
-  """Why each output pixel depends on the whole image, or None if it does not.
-
-  The prior U-Nets (``model.global_receptive_field``) fill holes with a
-  prior solved over the whole image; a TAID decoder (paper B) weights time
-  steps by spatial means over the whole image. Over the memory budget these
-  run on windows around the holes (``plan_windows``), never on tiles.
-  """
-  m = config.model
-  if getattr(model, "global_receptive_field", False) or \
-      m.name in ("spiking_unet", "spiking_resunet", "relu_resunet"):
-    return "its biharmonic prior is solved over the whole image"
-  if m.decoder == "taid" and m.name in ("scnn", "spiking_decoder"):
-    return "its TAID decoder pools the whole image"
-  return None
+def global_receptive_field(model) -> str | None:
+  """Why each output pixel of ``model`` depends on the whole image, or None
+  if it does not (``model.global_receptive_field``: the prior U-Nets solve
+  their prior over the whole image, a TAID decoder pools it). Over the
+  memory budget such a model runs on windows around the holes
+  (``plan_windows``), never on tiles."""
+  why = getattr(model, "global_receptive_field", None)
+  return "its output depends on the whole image" if why is True else why
 
 
 def size_multiple(model=None) -> int:
@@ -101,26 +72,13 @@ def size_multiple(model=None) -> int:
   return max(1, int(getattr(model, "size_multiple", None) or 1))
 
 
-def bytes_per_pixel(config) -> int:
-  """Estimated peak activation memory of the forward pass per pixel (bytes).
-
-  ``4 * width * (3 * T + 4)`` (T = 1 for the CNN): float32 maps, ~3 alive
-  per time step in the spiking layer plus a few for the convs. Conservative:
-  XLA's compiled memory analysis on CPU gives 1152 B/px for the base SC-NN
-  (width 32, T 8; estimate 3584), 256 for the CNN (estimate 896), 12800
-  for width 64, T 16 (estimate 13312) and 511 for the shipped spiking U-Net
-  (width 16, T 4; estimate 1024). The residual U-Nets keep a stream of T
-  steps at every scale: ``4 * width * (6 * T + 10)`` (T = 0 for the ReLU
-  twin); measured 1700 B/px for width 16, T 4 (estimate 2176), 2924 for
-  T 8 (3712), 3294 for width 32, T 4 (4352), 374 and 936 for the twin at
-  width 16 and 32 (640, 1280).
-  """
-  m = config.model
-  if m.name in ("spiking_resunet", "relu_resunet"):
-    t = int(m.T) if m.name == "spiking_resunet" else 0
-    return 4 * int(m.width) * (6 * t + 10)
-  t = int(m.T) if m.name != "cnn" else 1
-  return 4 * int(m.width) * (3 * t + 4)
+def _declared(model, fact: str) -> int:
+  value = getattr(model, fact, None)
+  if value is None:
+    raise TilingError(f"{type(model).__name__} does not declare its {fact} "
+                      "(scnn_jax/models/__init__.py lists what an inpainting "
+                      "model declares)")
+  return int(value)
 
 
 # --------------------------------------------------------------------------
@@ -406,8 +364,9 @@ class Inpainter:
   each model call, in tiles or windows.
 
   ``overlap``: the tiles' overlap radius, or the windows' least context
-  (default ``receptive_radius``). ``windows=False``: a model with a global
-  field refuses an image over the budget instead of running on windows.
+  (default ``model.receptive_radius``). ``windows=False``: a model with a
+  global field refuses an image over the budget instead of running on
+  windows.
   """
 
   def __init__(self, model, config, *,
@@ -416,7 +375,7 @@ class Inpainter:
                windows: bool = True):
     self.config = config
     self.channels = int(config.data.channels)
-    self.radius = (receptive_radius(config, model) if overlap is None
+    self.radius = (_declared(model, "receptive_radius") if overlap is None
                    else int(overlap))
     self.multiple = size_multiple(model)
     # Windows start on the net's stride grid, so it sees what it sees in the
@@ -424,10 +383,10 @@ class Inpainter:
     self.grid = math.lcm(self.multiple,
                          int(getattr(model, "pad_multiple", None) or 1))
     self.windows = windows
-    self.bytes_per_pixel = bytes_per_pixel(config)
+    self.bytes_per_pixel = _declared(model, "bytes_per_pixel")
     self.memory_mb = memory_mb
     self.max_pixels = max(1, int(memory_mb * 2**20 / self.bytes_per_pixel))
-    self.global_field = global_receptive_field(config, model)
+    self.global_field = global_receptive_field(model)
     self.max_batch = max_batch
     graphdef, state = nnx.split(model)
     self._state = state

@@ -24,6 +24,15 @@ class Task(abc.ABC):
   def __init__(self, config):
     del config
 
+  @classmethod
+  def data_transform(cls, config):
+    """What this task adds to every example of its dataset: an object with
+    ``train`` / ``eval`` (``scnn_jax/data/pipeline.py``), or None for plain
+    images and labels. A classmethod: the data is opened before (and
+    without) the task."""
+    del config
+    return None
+
   @abc.abstractmethod
   def loss(self, model: nnx.Module, batch: dict, *, rngs: nnx.Rngs,
            example_ids):

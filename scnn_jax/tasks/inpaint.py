@@ -1,7 +1,7 @@
 """Image inpainting (paper A): restore the hole pixels of a masked image.
 
 Batch: ``image`` [B, H, W, C] in [0, 1], ``mask`` [B, H, W, 1] with 1 = hole
-(the data's inpainting transform, ``masks.HoleMasks``), ``valid`` [B] (0
+(the task's data transform, ``masks.HoleMasks``), ``valid`` [B] (0
 marks padding rows of the last eval batch). The model sees the masked image
 (holes set to 0) plus, unless ``model.mask_channel`` is False (paper A), the
 mask as an extra channel (``models.scnn.masked_input``). Models:
@@ -18,6 +18,7 @@ the baselines') also hold ``loss``: that same loss over the whole eval set
 from __future__ import annotations
 
 from scnn_jax import metrics
+from scnn_jax.data import masks
 from scnn_jax.metrics import losses, spikes
 from scnn_jax.models import registry
 from scnn_jax.models import baselines as baselines_lib
@@ -33,6 +34,12 @@ EVAL_LOSS_KEYS = {"mse": "masked_mse", "image_mse": "image_mse",
 
 class InpaintTask(Task):
   name = "inpaint"
+
+  @classmethod
+  def data_transform(cls, config):
+    """The hole masks (``config.masks``), added as ``mask`` to every
+    example."""
+    return masks.HoleMasks.from_config(config)
 
   def __init__(self, config):
     self.mask_channel = config.model.mask_channel
@@ -80,37 +87,20 @@ class InpaintTask(Task):
     return out
 
   def synaptic_ops(self, config, image_shape, rates):
-    """SynOps per image of the event-driven part, or None where unknown.
-
-    A model in ``models.registry.LAYER_SPECS`` describes its own convs (0
-    for a non-spiking twin). For the SC-NN: the conv after the spiking
-    layer is linear, so on event-driven hardware it runs on the spikes
-    themselves (T steps, one accumulate per spike and synapse) and the rate
-    decoder after it: that layer counts as SynOps, the spiking layer's own
-    conv (real-valued image input) and the later convs as MACs
-    (``metrics.synaptic_ops``).
-    """
+    """SynOps per image of the net's own spikes, from the layer specs its
+    model declares (``models.registry.layer_specs``: for the SC-NN the conv
+    after the spiking layer runs on its spikes at each of the T steps; 0 for
+    a model without spiking layers); None where the model declares none or
+    a rate it needs was not measured. Input spikes of a rate-encoded image
+    are the data's, not the net's: not counted (input rate 0)."""
     m = config.model
     if image_shape is None:
       return None
-    described = registry.layer_specs(m, image_shape)
-    if described is not None:
-      specs, _ = described
-      if not {s.rate_key for s in specs if s.rate_key} <= set(rates):
-        return None
-      return float(spikes.synaptic_ops(specs, rates, timesteps=m.T)["synops"])
-    if m.name != "scnn":
+    described = registry.layer_specs(m, image_shape, input_rate=0.0)
+    if described is None:
       return None
-    h, w, c = image_shape
-    cin = c + (1 if m.mask_channel else 0)
-    shape = lambda ch: (h, w, ch)
-    specs = [spikes.LayerSpec("spiking", "conv", shape(cin), shape(m.width),
-                               (3, 3), steps=m.T),
-             spikes.LayerSpec("conv1", "conv", shape(m.width),
-                               shape(m.width if m.num_layers > 2 else c),
-                               (3, 3), in_is_spikes=True,
-                               rate_key="spiking/neuron", steps=m.T)]
-    if "spiking/neuron" not in rates:
+    specs, _ = described
+    if not {s.rate_key for s in specs if s.rate_key} <= set(rates):
       return None
     return float(spikes.synaptic_ops(specs, rates, timesteps=m.T)["synops"])
 

@@ -252,7 +252,7 @@ def train_and_evaluate(config, workdir, *,
   checkpoint, with the completed checkpoints left as they were.
   """
   config = schema.validate(config)  # once, before the workdir or the data
-  dataset = builders.dataset(config)  # bad data fails before anything is written
+  dataset = tasks.dataset(config)  # bad data fails before anything is written
   workdir = epath.Path(workdir)
   opened = []   # the checkpointer and metric writer, to drop on a failed write
   lock = None
