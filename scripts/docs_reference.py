@@ -3,12 +3,10 @@
     python scripts/docs_reference.py            # rewrite docs/reference/{config,cli}.md
     python scripts/docs_reference.py --check    # exit 1 if either is out of date
 
-* ``docs/reference/config.md``: every field of ``scnn_jax.config.schema.FIELDS``
-  with its allowed values, default and the tasks / models that read it; the
-  meaning is the comment beside the field in the first config file that
-  sets it (``configs/base.py`` first, then by name; a field that file sets
-  without a comment gets none), so the schema and the configs stay the one
-  place each fact is written.
+* ``docs/reference/config.md``: every field of
+  ``scnn_jax.config.schema.FIELDS`` with its allowed values, default, the
+  tasks / models that read it and its meaning: the schema is the one place
+  each of these is written.
 * ``docs/reference/cli.md``: every command's flags with their full help
   text, read from the commands themselves (absl flags of ``scnn-train`` and
   ``scnn-fad`` in a subprocess each, since each defines them in the global
@@ -21,14 +19,11 @@
 from __future__ import annotations
 
 import argparse
-import ast
-import io
 import json
 import os
 import re
 import subprocess
 import sys
-import tokenize
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -57,88 +52,9 @@ def _code(text: str) -> str:
 # --------------------------------------------------------------------------
 
 
-def _comments(source: str) -> dict[int, str]:
-  """Line number -> the text of the comment on that line."""
-  out = {}
-  for tok in tokenize.generate_tokens(io.StringIO(source).readline):
-    if tok.type == tokenize.COMMENT:
-      out[tok.start[0]] = tok.string.lstrip("#").strip()
-  return out
-
-
-def _dotted(node) -> list[str] | None:
-  parts = []
-  while isinstance(node, ast.Attribute):
-    parts.append(node.attr)
-    node = node.value
-  if isinstance(node, ast.Name):
-    return [node.id] + parts[::-1]
-  return None
-
-
-def config_comments(path: Path) -> dict[str, str]:
-  """``"section.field"`` -> the comment that explains it in a config file
-  (the comment at the end of its assignment, else the comment lines right
-  above it; "" for none), for every field the file sets. Follows
-  ``c.model = m = ConfigDict()`` and ``m = c.model``."""
-  source = path.read_text()
-  comments = _comments(source)
-  lines = source.splitlines()
-  aliases: dict[str, list[str]] = {}
-  found: dict[str, str] = {}
-  for node in ast.walk(ast.parse(source)):
-    if not isinstance(node, ast.Assign):
-      continue
-    targets = [_dotted(t) for t in node.targets]
-    value = _dotted(node.value)
-    for t in targets:
-      if t is None:
-        continue
-      path_ = aliases.get(t[0], [] if t[0] == "c" else None)
-      if path_ is None:
-        continue
-      full = path_ + t[1:]
-      # c.model = m = ConfigDict(): m stands for "model" from here on
-      for other in targets:
-        if other is not None and len(other) == 1 and other[0] != "c":
-          aliases[other[0]] = full
-    if value is not None and value[0] == "c" and len(targets) == 1 and \
-        targets[0] is not None and len(targets[0]) == 1:
-      aliases[targets[0][0]] = value[1:]           # m = c.model
-    for t in targets:
-      if t is None or len(t) < 2:
-        continue
-      path_ = aliases.get(t[0], [] if t[0] == "c" else None)
-      if path_ is None:
-        continue
-      key = ".".join(path_ + t[1:])
-      text = comments.get(node.end_lineno) if comments.get(
-          node.end_lineno) and not lines[node.end_lineno - 1].lstrip(
-          ).startswith("#") else None
-      if text is None:
-        above, i = [], node.lineno - 1
-        while i >= 1 and lines[i - 1].lstrip().startswith("#"):
-          above.insert(0, comments.get(i, ""))
-          i -= 1
-        text = " ".join(above) or None
-      if key not in found:
-        found[key] = text or ""
-  return found
-
-
-def _configs() -> list[Path]:
-  paths = sorted((REPO / "configs").glob("*.py"))
-  base = REPO / "configs" / "base.py"
-  return [base] + [p for p in paths if p != base]
-
-
 def config_page() -> str:
   from scnn_jax.config import schema
   from scnn_jax.cli import usage
-  meanings: dict[str, tuple[str, str]] = {}
-  for path in _configs():
-    for key, text in config_comments(path).items():
-      meanings.setdefault(key, (text, path.name))
   out = [HEADER, "# Config reference", "",
          "Every field a scnn_jax config may hold, from the schema "
          "(`scnn_jax/config/schema.py`), which checks a whole config once "
@@ -148,8 +64,9 @@ def config_page() -> str:
          "run uses when the config leaves the field out (*required*: the "
          "config must set it). **Read by**: the tasks (and models) that use "
          "the field; any config may still hold it, and it is checked all "
-         "the same. **Meaning**: the comment beside the field in the config "
-         "named in brackets. How configs are used: "
+         "the same. **Meaning**: the field's description in the schema. A "
+         "config file starts from these defaults (`schema.defaults`) and "
+         "sets what differs. How configs are used: "
          "[train](../how-to/train.md).", ""]
   for section, fields in schema.FIELDS.items():
     title = f"`{section}`" if section else "Top level"
@@ -164,8 +81,7 @@ def config_page() -> str:
                else ", ".join(field.tasks))
       if field.models:
         tasks += " (" + ", ".join(field.models) + ")"
-      text, where = meanings.get(key, ("", ""))
-      meaning = f"{text} ({where})" if text else ""
+      meaning = field.doc
       out.append(f"| `{key}` | {_cell(usage._allowed(field))} | "
                  f"{_cell(default)} | {_cell(tasks)} | {_cell(meaning)} |")
     out.append("")

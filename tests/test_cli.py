@@ -94,8 +94,8 @@ def test_train_command_runs_from_a_relative_workdir(tmp_path):
      "'relu': must be one of fast_sigmoid, atan, sigmoid, triangle, "
      "rectangular"),
     ("--config.model.nonexistent=1", "error: config.model.nonexistent = '1': "
-     "no such field; config.model has no 'nonexistent' (configs/base.py lists "
-     "the fields)"),
+     "no such field; config.model has no 'nonexistent' "
+     "(docs/reference/config.md lists the fields)"),
     ("--config.modle.T=3", "error: config.modle.T = '3': no such field; did "
      "you mean 'model'?"),
 ])

@@ -46,21 +46,23 @@ def test_every_config_file_validates(name):
   assert done.task == config.task
 
 
-def test_defaults_are_the_values_of_configs_base():
-  """The schema's default of every field configs/base.py sets is the value it
-  sets, except model.noise_resample: older workdirs, written before the field
-  existed, drew fresh noise at every step ("step"); base.py chooses
-  "sequence"."""
+def test_configs_base_sets_only_what_the_schema_leaves_to_it():
+  """configs/base.py is the schema's defaults for the SC-NN plus the fields
+  the schema leaves to a config: it sets no default of its own."""
   b = json.loads(base.get_config().to_json_best_effort())
-  differ = {}
-  for section, fields in schema.FIELDS.items():
-    values = b if not section else b.get(section, {})
-    for name, field in fields.items():
-      if name in values and field.default is not schema.REQUIRED:
-        if values[name] != (list(field.default) if isinstance(
-            field.default, tuple) else field.default):
-          differ[f"{section}.{name}"] = (field.default, values[name])
-  assert differ == {"model.noise_resample": ("step", "sequence")}
+  d = json.loads(schema.defaults("inpaint", "scnn").to_json_best_effort())
+  set_by_base = {(s, n) for s in b if isinstance(b[s], dict) for n in b[s]
+                 if d.get(s, {}).get(n, object()) != b[s][n]}
+  assert set_by_base == {
+      ("model", "width"), ("model", "num_layers"), ("model", "T"),
+      ("model", "threshold"), ("data", "source"), ("data", "name"),
+      ("data", "image_size"), ("data", "channels"), ("data", "num_eval"),
+      ("train", "steps"), ("train", "batch_size"),
+      ("train", "eval_batch_size")}
+  for section, name in set_by_base:
+    assert schema.FIELDS[section][name].default is schema.REQUIRED
+  # Nothing the SC-NN reads is missing, so every field can be overridden.
+  assert json.loads(schema.complete(b).to_json_best_effort()) == b
 
 
 def test_an_old_config_json_gets_the_defaults_of_newer_fields():
@@ -70,7 +72,7 @@ def test_an_old_config_json_gets_the_defaults_of_newer_fields():
                         ("data", "train_crop"), ("data", "bad_images"),
                         ("train", "loss"), ("train", "watchdog_s")):
     del old[section][name]
-  done = schema.complete(old)
+  done = schema.complete(old, written=True)
   assert done.model.refractory_steps == 0
   assert done.model.neuron_solver == "scan"
   assert done.model.noise_resample == "step"
@@ -78,6 +80,8 @@ def test_an_old_config_json_gets_the_defaults_of_newer_fields():
   assert done.train.loss == "mse" and done.train.watchdog_s == 0.0
   assert done.model.tau == 40.0           # what the file had is kept
   schema.validate(done, devices=1)
+  # A config that is not a run's file gets today's default.
+  assert schema.complete(old).model.noise_resample == "sequence"
 
 
 def test_required_fields_without_a_default_are_named():
@@ -93,8 +97,8 @@ def test_unknown_fields_get_one_line_naming_their_path():
   with c.unlocked():
     c.model.nonexistent = 1
   assert _error(c) == ("config.model.nonexistent = 1: no such field; "
-                       "config.model has no 'nonexistent' (configs/base.py "
-                       "lists the fields)")
+                       "config.model has no 'nonexistent' "
+                       "(docs/reference/config.md lists the fields)")
   c = base.get_config()
   with c.unlocked():
     c.train.learning_rte = 0.1

@@ -1,9 +1,12 @@
-"""The config schema: every field, its type, allowed values and default.
+"""The config schema: every field, its type, allowed values, default and
+meaning. The one place of the defaults: configs set what differs from them
+(``configs/base.py`` starts from ``defaults``), and the config reference
+(docs/reference/config.md) is generated from this table.
 
 One table (``FIELDS``) names every field a scnn_jax config may hold, section
 by section, with its type, its allowed values or range (numbers must be
-finite), its default and the tasks (and model names) that read it. One call
-checks a whole config before anything is built or compiled:
+finite), its default, the tasks (and model names) that read it and what it
+means. One call checks a whole config before anything is built or compiled:
 
     from scnn_jax.config import schema
     config = schema.validate(config)      # a completed copy; ConfigError
@@ -20,10 +23,9 @@ checks a whole config before anything is built or compiled:
   (``complete``);
 * applies the rules that tie fields together (``RULES``).
 
-Defaults are ``configs/base.py``'s values, except where the field's absence
-meant something else when older workdirs were written:
-``model.noise_resample`` defaults to ``"step"`` (runs before the field
-existed drew fresh noise at every step; base.py chooses ``"sequence"``).
+A run's ``config.json`` written before a field existed is completed with
+what the field's absence meant then, where that differs from today's
+default (``PREDATED``: ``model.noise_resample`` was ``"step"``).
 
 Errors are one line, ``config.<field> = <value>: <what is allowed>``
 (``scnn_jax.ops.checks.ConfigError``).
@@ -39,6 +41,7 @@ from typing import Any, Callable
 
 import ml_collections
 from etils import epath
+from ml_collections import config_dict
 
 from scnn_jax import nn
 from scnn_jax.data import augment, folder, masks, sources
@@ -84,7 +87,8 @@ class Field:
   ``tasks`` read the field (it is filled with ``default`` for them, or
   required when there is none); ``models`` narrows that to these model
   names. Any other config may still hold the field: it is checked all the
-  same, never filled.
+  same, never filled. ``doc``: what it means, one line
+  (docs/reference/config.md).
   """
   kind: str
   default: Any = REQUIRED
@@ -96,6 +100,7 @@ class Field:
   none_ok: bool = False
   tasks: tuple = ALL
   models: tuple = ()
+  doc: str = ""
 
   def check(self, path: str, value):
     if value is None and self.none_ok:
@@ -169,155 +174,344 @@ _MODEL_NAMES = tuple(dict.fromkeys(n for t in registry.MODELS.values()
 
 FIELDS: dict[str, dict[str, Field]] = {
     "": {
-        "task": _choice(ALL),
-        "seed": _int(0, 0),
-        "init_seed": _int(None, 0, none_ok=True),
+        "task": _choice(ALL,
+                        doc=("the job: inpaint | classify | generate | "
+                             "fad_autoencoder")),
+        "seed": _int(0, 0,
+                     doc=("data order, masks, noise, and the init unless "
+                          "init_seed is set")),
+        "init_seed": _int(None, 0, none_ok=True,
+                          doc="the init alone (None: seed)"),
     },
     "model": {
-        "name": _choice(_MODEL_NAMES),
+        "name": _choice(_MODEL_NAMES,
+                        doc="the model, one of the task's (models.registry)"),
         # paper A's SC-NN / CNN and the other inpainting nets
-        "width": _int(REQUIRED, 1, tasks=IMAGE_NETS),
-        "num_layers": _int(REQUIRED, 2, tasks=("inpaint",)),
-        "mask_channel": _bool(True, tasks=("inpaint",)),
+        "width": _int(REQUIRED, 1, tasks=IMAGE_NETS,
+                      doc="channels of every hidden conv"),
+        "num_layers": _int(REQUIRED, 2, tasks=("inpaint",),
+                           doc=("convs in all, the first one spiking in the "
+                                "SC-NN (paper A: 6)")),
+        "mask_channel": _bool(True, tasks=("inpaint",),
+                              doc=("the mask as an extra input channel (paper "
+                                   "A feeds the masked image only: False)")),
         "output_activation": _choice(scnn.OUTPUT_ACTIVATIONS, "sigmoid",
-                                     tasks=("inpaint",)),
-        "encoder": _choice(encoders.ENCODERS, "direct", tasks=("inpaint",)),
-        "decoder": _choice(decoders.DECODERS, "rate", tasks=("inpaint",)),
-        "noise_std": _num(0.1, 0, tasks=("inpaint",)),
+                                     tasks=("inpaint",),
+                                     doc=("sigmoid | clip: [0, 1] images "
+                                          "(paper A: ReLU)")),
+        "encoder": _choice(encoders.ENCODERS, "direct", tasks=("inpaint",),
+                           doc=("direct (the image at every step) | rate "
+                                "(Bernoulli spikes)")),
+        "decoder": _choice(decoders.DECODERS, "rate", tasks=("inpaint",),
+                           doc=("spikes -> image: rate | fixed_decay | taid | "
+                                "membrane")),
+        "noise_std": _num(0.1, 0, tasks=("inpaint",),
+                          doc=("training noise on the spiking conv's current "
+                               "(paper A: 0.1); 0 disables")),
         "noise_mode": _choice(nn.NOISE_MODES, "multiplicative",
-                              tasks=("inpaint",)),
-        "noise_resample": _choice(nn.NOISE_RESAMPLE, "step",
-                                  tasks=("inpaint",)),
-        "order": _choice(nn.ORDERS, "fold", tasks=IMAGE_NETS),
-        "remat": _bool(False, tasks=("inpaint",)),
-        "dtype": _choice(registry.DTYPES, "float32", tasks=IMAGE_NETS),
-        "conv_impl": _choice(conv.IMPL_CHOICES, "auto"),
+                              tasks=("inpaint",),
+                              doc=("I * (1 + std N) (paper A) | additive: I + "
+                                   "std N")),
+        "noise_resample": _choice(nn.NOISE_RESAMPLE, "sequence",
+                                  tasks=("inpaint",),
+                                  doc=("sequence: one draw held over T (paper "
+                                       "A: noise tau 10 ms > T dt) | step: a "
+                                       "fresh draw each step")),
+        "order": _choice(nn.ORDERS, "fold", tasks=IMAGE_NETS,
+                         doc=("fold | step (execution order of the spiking "
+                              "layer)")),
+        "remat": _bool(False, tasks=("inpaint",),
+                       doc="recompute the neuron scan in the backward pass"),
+        "dtype": _choice(registry.DTYPES, "float32", tasks=IMAGE_NETS,
+                         doc=("float32 | bfloat16 (convs; membranes stay "
+                              "float32)")),
+        "conv_impl": _choice(conv.IMPL_CHOICES, "auto",
+                             doc="auto (= xla) | xla | matmul | taps"),
         "neuron_solver": _choice(NEURON_SOLVERS, "scan", tasks=("inpaint",),
-                                 models=("scnn",)),
+                                 models=("scnn",),
+                                 doc=("scan | staircase (closed-form LIF, "
+                                      "constant input)")),
         "spiking_layers": _int(None, 1, none_ok=True, tasks=("inpaint",),
-                               models=("spiking_decoder",)),
-        "depth": _int(3, 1, 5, tasks=("inpaint",), models=PRIOR_NETS),
-        "blocks": _int(1, 0, 8, tasks=("inpaint",), models=RESUNETS),
+                               models=("spiking_decoder",),
+                               doc=("hidden layers that spike, from the input "
+                                    "side (None: all)")),
+        "depth": _int(3, 1, 5, tasks=("inpaint",), models=PRIOR_NETS,
+                      doc="stride-2 blocks: the net works down to H / 2^depth"),
+        "blocks": _int(1, 0, 8, tasks=("inpaint",), models=RESUNETS,
+                       doc="residual blocks per scale"),
         "norm": _choice(resunet.NORMS, "layer", tasks=("inpaint",),
-                        models=RESUNETS),
+                        models=RESUNETS,
+                        doc=("before each activation: layer | batch (tdBN "
+                             "while training, an affine map at inference)")),
         "bottleneck_layers": _int(1, 0, 8, tasks=("inpaint",),
-                                  models=("spiking_unet",)),
+                                  models=("spiking_unet",),
+                                  doc=("extra spiking layers at the coarsest "
+                                       "scale")),
         "prior_order": _choice(smooth_fill.ORDERS, 2, tasks=("inpaint",),
-                               models=PRIOR_NETS),
-        "prior_iters": _int(24, 0, tasks=("inpaint",), models=PRIOR_NETS),
+                               models=PRIOR_NETS,
+                               doc="2: biharmonic, 1: harmonic"),
+        "prior_iters": _int(24, 0, tasks=("inpaint",), models=PRIOR_NETS,
+                            doc="CG steps per pyramid level"),
         # neurons (every spiking task; checked whatever model.neuron is)
-        "T": _int(REQUIRED, 1, tasks=SPIKING),
-        "neuron": _choice(nn.NEURONS, "lif", tasks=SPIKING),
-        "tau": _num(40.0, 0, low_open=True, none_ok=True, tasks=SPIKING),
-        "beta": _num(None, 0, 1, low_open=True, none_ok=True, tasks=SPIKING),
-        "threshold": _num(REQUIRED, 0, low_open=True, tasks=SPIKING),
-        "reset": _choice(neurons.RESETS, "zero", tasks=SPIKING),
-        "detach_reset": _bool(False, tasks=SPIKING),
-        "refractory_steps": _int(0, 0, tasks=SPIKING),
-        "surrogate": _choice(surrogate.KINDS, "fast_sigmoid", tasks=SPIKING),
+        "T": _int(REQUIRED, 1, tasks=SPIKING,
+                  doc="time steps of the spiking layers"),
+        "neuron": _choice(nn.NEURONS, "lif", tasks=SPIKING, doc="lif | alif"),
+        "tau": _num(40.0, 0, low_open=True, none_ok=True, tasks=SPIKING,
+                    doc=("LIF membrane time constant in steps (paper A: 40 ms "
+                         "at dt 1 ms)")),
+        "beta": _num(None, 0, 1, low_open=True, none_ok=True, tasks=SPIKING,
+                     doc="set to override tau: decay per step"),
+        "threshold": _num(REQUIRED, 0, low_open=True, tasks=SPIKING,
+                          doc="firing threshold of the membrane"),
+        "reset": _choice(neurons.RESETS, "zero", tasks=SPIKING,
+                         doc="zero (paper A's V_reset 0) | subtract"),
+        "detach_reset": _bool(False, tasks=SPIKING,
+                              doc="no gradient through the reset"),
+        "refractory_steps": _int(0, 0, tasks=SPIKING,
+                                 doc=("LIF: dead steps after a spike (paper "
+                                      "A: 1 ms = 1)")),
+        "surrogate": _choice(surrogate.KINDS, "fast_sigmoid", tasks=SPIKING,
+                             doc=("fast_sigmoid | atan | sigmoid | triangle | "
+                                  "rectangular")),
         "surrogate_param": _num(None, 0, low_open=True, none_ok=True,
-                                tasks=SPIKING),
-        "alif_tau": _num(2.0, 1, low_open=True, tasks=SPIKING),
-        "adaptation_tau": _num(20.0, 0, low_open=True, tasks=SPIKING),
-        "adaptation_increment": _num(0.0, 0, tasks=SPIKING),
-        "alif_learn_tau": _bool(True, tasks=("classify",)),
-        "alif_learn_threshold": _bool(True, tasks=("classify",)),
+                                tasks=SPIKING,
+                                doc=("the surrogate's slope or width (None: "
+                                     "the kind's default)")),
+        "alif_tau": _num(2.0, 1, low_open=True, tasks=SPIKING,
+                         doc="ALIF initial tau (paper B)"),
+        "adaptation_tau": _num(20.0, 0, low_open=True, tasks=SPIKING,
+                               doc=("ALIF threshold adaptation (off while "
+                                    "increment = 0)")),
+        "adaptation_increment": _num(0.0, 0, tasks=SPIKING,
+                                     doc=("ALIF: threshold rise per spike; 0 "
+                                          "= no adaptation")),
+        "alif_learn_tau": _bool(True, tasks=("classify",),
+                                doc="ALIF: train tau (PLIF when alone)"),
+        "alif_learn_threshold": _bool(True, tasks=("classify",),
+                                      doc="ALIF: train the threshold"),
         # paper B's classifiers
-        "fc_width": _int(2048, 1, tasks=("classify",)),
-        "num_classes": _int(None, 2, none_ok=True, tasks=("classify",)),
-        "vote_group": _int(10, 1, tasks=("classify",)),
-        "pool": _choice(classifier.POOLS, "max", tasks=("classify",)),
-        "dropout": _num(0.5, 0, 1, high_open=True, tasks=("classify",)),
-        "loss": _choice(losses.CLASS_LOSSES, "mse_count", tasks=("classify",)),
-        "augment": _choice(augment.AUGMENTS, "none", tasks=("classify",)),
-        "augment_pad": _int(4, 0, tasks=("classify",)),
-        "input_mean": Field("numbers", None, none_ok=True, tasks=("classify",)),
+        "fc_width": _int(2048, 1, tasks=("classify",),
+                         doc="hidden FC neurons (paper B's code: 128 * 4 * 4)"),
+        "num_classes": _int(None, 2, none_ok=True, tasks=("classify",),
+                            doc="classes (None: the dataset's)"),
+        "vote_group": _int(10, 1, tasks=("classify",),
+                           doc="output neurons per class (voting layer)"),
+        "pool": _choice(classifier.POOLS, "max", tasks=("classify",),
+                        doc="max | avg"),
+        "dropout": _num(0.5, 0, 1, high_open=True, tasks=("classify",),
+                        doc="dropout rate before each FC layer"),
+        "loss": _choice(losses.CLASS_LOSSES, "mse_count", tasks=("classify",),
+                        doc="mse_count (paper B) | cross_entropy"),
+        "augment": _choice(augment.AUGMENTS, "none", tasks=("classify",),
+                           doc=("on-device training augmentation "
+                                "(data/augment.py)")),
+        "augment_pad": _int(4, 0, tasks=("classify",),
+                            doc=("augmentation: padding of the random crop in "
+                                 "px")),
+        "input_mean": Field("numbers", None, none_ok=True, tasks=("classify",),
+                            doc=("per-channel input normalisation, applied "
+                                 "inside the model")),
         "input_std": Field("numbers", None, low=0, low_open=True, none_ok=True,
-                           tasks=("classify",)),
+                           tasks=("classify",),
+                           doc=("per-channel input normalisation, applied "
+                                "inside the model")),
         # paper B's spiking VAE and the FAD autoencoder
-        "latent": _choice(vae.LATENTS, "fsvae", tasks=("generate",)),
-        "latent_dim": _int(REQUIRED, 1, tasks=("generate", "fad_autoencoder")),
+        "latent": _choice(vae.LATENTS, "fsvae", tasks=("generate",),
+                          doc="fsvae (autoregressive Bernoulli) | esvae"),
+        "latent_dim": _int(REQUIRED, 1, tasks=("generate", "fad_autoencoder"),
+                           doc=("latent channels (FSVAE: 64 MNIST, Fashion; "
+                                "128 CIFAR, CelebA)")),
         "hidden": Field("ints", REQUIRED, low=1,
-                        tasks=("generate", "fad_autoencoder")),
-        "k": _int(20, 1, tasks=("generate",)),
+                        tasks=("generate", "fad_autoencoder"),
+                        doc=("conv widths of the stride-2 stack "
+                             "(fad_autoencoder: () = FSVAE's for "
+                             "data.image_size)")),
+        "k": _int(20, 1, tasks=("generate",),
+                  doc="FSVAE: neurons per latent channel"),
         "image_decoder": _choice(vae.IMAGE_DECODERS, "taid",
-                                 tasks=("generate",)),
-        "decay": _num(0.8, 0, 1, low_open=True, tasks=("generate",)),
-        "scheduled_sampling": _bool(True, tasks=("generate",)),
-        "esvae_lambda": _num(1e-3, 0, tasks=("generate",)),
+                                 tasks=("generate",),
+                                 doc="taid (paper B) | fixed_decay (FSVAE)"),
+        "decay": _num(0.8, 0, 1, low_open=True, tasks=("generate",),
+                      doc="fixed_decay: sum_t decay^(T-1-t) X_t"),
+        "scheduled_sampling": _bool(True, tasks=("generate",),
+                                    doc=("FSVAE's scheduled sampling of the "
+                                         "prior")),
+        "esvae_lambda": _num(1e-3, 0, tasks=("generate",),
+                             doc="esvae: MMD weight (ESVAE's MNIST config)"),
     },
     "data": {
-        "source": _choice(DATA_SOURCES),
-        "name": _str(),
-        "image_size": _int(REQUIRED, MIN_IMAGE_SIZE),
-        "channels": _choice((1, 3)),
-        "train_split": _str("train"),
-        "eval_split": _str("test"),
-        "data_dir": _str(None, none_ok=True),
-        "tfds_download": _bool(False),
-        "folder": _str(None, none_ok=True),
-        "eval_folder": _str(None, none_ok=True),
-        "bad_images": _choice(folder.BAD_IMAGE_POLICIES, "skip"),
-        "train_crop": _choice(TRAIN_CROPS, "random"),
-        "num_eval": _int(REQUIRED, 1),
-        "prefetch": _int(4, 0),
-        "num_threads": _int(2, 0),
-        "num_workers": _int(0, 0),
+        "source": _choice(DATA_SOURCES,
+                          doc="embedded | tfds | folder | dead_leaves"),
+        "name": _str(
+                     doc=("embedded: natural | mnist5k | photos | openphotos; "
+                          "tfds: dataset name; dead_leaves: any")),
+        "image_size": _int(REQUIRED, MIN_IMAGE_SIZE,
+                           doc="crop / resize side in px"),
+        "channels": _choice((1, 3), doc="1 (grayscale) | 3 (RGB)"),
+        "train_split": _str("train", doc="tfds: training split"),
+        "eval_split": _str("test", doc="tfds: eval split"),
+        "data_dir": _str(None, none_ok=True,
+                         doc="tfds: data_dir (gs:// works)"),
+        "tfds_download": _bool(False,
+                               doc="tfds: download + prepare when missing"),
+        "folder": _str(None, none_ok=True,
+                       doc="folder: training images (PNG / JPEG)"),
+        "eval_folder": _str(None, none_ok=True,
+                            doc="folder: eval images (None: 10 % held out)"),
+        "bad_images": _choice(folder.BAD_IMAGE_POLICIES, "skip",
+                              doc=("folder: skip (reported once) | error on "
+                                   "unreadable files")),
+        "train_crop": _choice(TRAIN_CROPS, "random",
+                              doc=("random | center (images larger than "
+                                   "image_size)")),
+        "num_eval": _int(REQUIRED, 1, doc="size of the fixed eval set"),
+        "prefetch": _int(4, 0, doc="batches built ahead of the step"),
+        "num_threads": _int(2, 0, doc="reader threads (num_workers = 0)"),
+        "num_workers": _int(0, 0, doc=">0: reader processes (GPU/TPU hosts)"),
         # Procedural images (scnn_jax.data.dead_leaves): the share of another
         # source's training examples they replace, and their generator's knobs.
-        "dead_leaves_mix": _num(0.0, 0, 1),
-        "dead_leaves_texture": _bool(True),
-        "dead_leaves_blur": _bool(True),
+        "dead_leaves_mix": _num(0.0, 0, 1,
+                                doc=("share of training examples replaced by "
+                                     "dead-leaves images")),
+        "dead_leaves_texture": _bool(True,
+                                     doc=("dead leaves: gradients / sinusoids "
+                                          "inside shapes")),
+        "dead_leaves_blur": _bool(True,
+                                  doc=("dead leaves: half the images "
+                                       "defocused (Gaussian)")),
     },
     # Inpainting holes; eval_seed also fixes which items form the eval set of
     # every task (a subset of a larger split), so the section is filled for all.
     "masks": {
-        "kind": _choice(masks.MASK_KINDS, "box"),
-        "ratio_min": _num(0.05, 0.0, 1.0, low_open=True, high_open=True),
-        "ratio_max": _num(0.2, 0.0, 1.0, low_open=True, high_open=True),
-        "max_boxes": _int(2, 1),
-        "stroke_fraction": _num(0.5, 0, 1),   # kind="mixed": share of strokes
-        "eval_seed": _int(1234, 0),
+        "kind": _choice(masks.MASK_KINDS, "box",
+                        doc=("box | center | stroke | pixels | mixed (box or "
+                             "stroke)")),
+        "ratio_min": _num(0.05, 0.0, 1.0, low_open=True, high_open=True,
+                          doc="hole fraction of an image, drawn in [min, max]"),
+        "ratio_max": _num(0.2, 0.0, 1.0, low_open=True, high_open=True,
+                          doc="hole fraction of an image, drawn in [min, max]"),
+        "max_boxes": _int(2, 1, doc="box: 1 to max_boxes rectangles"),
+        "stroke_fraction": _num(0.5, 0, 1,
+                                doc=("mixed: probability that a mask is "
+                                     "strokes")),
+        "eval_seed": _int(1234, 0,
+                          doc=("the fixed eval masks (and eval subset, every "
+                               "task)")),
     },
     "train": {
-        "steps": _int(REQUIRED, 1),
-        "batch_size": _int(REQUIRED, 1),
-        "eval_batch_size": _int(REQUIRED, 1),
-        "optimizer": _choice(OPTIMIZERS, "adam"),
-        "learning_rate": _num(1e-3, 0, low_open=True),
-        "schedule": _choice(SCHEDULES, "constant"),
-        "warmup_steps": _int(0, 0),
-        "grad_clip": _num(0.0, 0),
-        "weight_decay": _num(0.0, 0),
-        "loss": _choice(losses.INPAINT_LOSSES, "mse", tasks=("inpaint",)),
-        # 0 = off; scnn_jax.runtime.state
-        "ema_decay": _num(0.0, 0, 1, high_open=True),
-        "init_from": _str(None, none_ok=True),  # a workdir: its weights start a fresh run
-        "log_every": _int(100, 1),
-        "eval_every": _int(500, 1),
-        "checkpoint_every": _int(500, 1),
-        "keep_checkpoints": _int(3, 1),
-        "num_sample_images": _int(8, 0),
-        "nan_policy": _choice(NAN_POLICIES, "stop"),
-        "profile_steps": Field("steps", ()),
-        "watchdog_s": _num(0.0),       # -1 off, 0 auto, > 0 seconds: _train
-        "sigterm_grace_s": _num(60.0, 0, low_open=True),
+        "steps": _int(REQUIRED, 1,
+                      doc="train steps in all (a resumed run continues to it)"),
+        "batch_size": _int(REQUIRED, 1,
+                           doc="global; per device = batch_size / devices"),
+        "eval_batch_size": _int(REQUIRED, 1,
+                                doc="global batch of the evaluation"),
+        "optimizer": _choice(OPTIMIZERS, "adam",
+                             doc="adam (paper A) | adamw | sgd"),
+        "learning_rate": _num(1e-3, 0, low_open=True,
+                              doc="peak learning rate (paper A: 1e-3)"),
+        "schedule": _choice(SCHEDULES, "constant", doc="constant | cosine"),
+        "warmup_steps": _int(0, 0, doc="linear warm-up before the schedule"),
+        "grad_clip": _num(0.0, 0, doc="global-norm clipping; 0 = off"),
+        "weight_decay": _num(0.0, 0, doc="adamw only"),
+        "loss": _choice(losses.INPAINT_LOSSES, "mse", tasks=("inpaint",),
+                        doc=("inpaint: mse (pooled) | image_mse | log_mse "
+                             "(per image)")),
+        "ema_decay": _num(0.0, 0, 1, high_open=True,
+                          doc=("in [0, 1): > 0 evaluates, samples, exports "
+                               "and loads an exponential moving average of "
+                               "the weights (scnn_jax.runtime.state) over "
+                               "about 1 / (1 - decay) steps; 0 = off")),
+        "init_from": _str(None, none_ok=True,
+                          doc="a workdir: its weights start a fresh run"),
+        "log_every": _int(100, 1,
+                          doc="steps between metrics.jsonl / console lines"),
+        "eval_every": _int(500, 1,
+                           doc="steps between evaluations (and at the end)"),
+        "checkpoint_every": _int(500, 1,
+                                 doc=("steps between checkpoints (and at the "
+                                      "end)")),
+        "keep_checkpoints": _int(3, 1, doc="newest checkpoints kept"),
+        "num_sample_images": _int(8, 0,
+                                  doc="eval images in each samples/ grid"),
+        "nan_policy": _choice(NAN_POLICIES, "stop",
+                              doc=("stop | skip (the step's update) on a "
+                                   "non-finite loss")),
+        "profile_steps": Field("steps", (),
+                               doc=("(start, stop): a jax.profiler trace of "
+                                    "steps start..stop-1 into "
+                                    "<workdir>/tensorboard "
+                                    "(docs/how-to/profiling.md); () = off")),
+        "watchdog_s": _num(0.0,
+                           doc=("no train step finished for this long: log "
+                                "every thread's stack and exit 124 "
+                                "(docs/how-to/reliability.md); 0 = auto (10x "
+                                "the median step time, at least 300 s), -1 = "
+                                "off")),
+        "sigterm_grace_s": _num(60.0, 0, low_open=True,
+                                doc=("after SIGTERM, a step not back by then "
+                                     "exits at once")),
     },
     "ablation": {
-        "grid": Field("grid", {}),
-        "mode": _choice(ABLATION_MODES, "grid"),
-        "share_init": _bool(False),
+        "grid": Field("grid", {},
+                      doc=("vmap ablations: value lists under the path they "
+                           "replace, e.g. {'model': {'tau': [5.0, 10.0]}}; "
+                           "empty = one model")),
+        "mode": _choice(ABLATION_MODES, "grid",
+                        doc="grid (cartesian product) | zip"),
+        "share_init": _bool(False,
+                            doc="True: every point starts from seed's init"),
     },
     # The generate task's scores (FAD, IS, FID).
     "metrics": {
-        "fad_workdir": _str(None, none_ok=True, tasks=("generate",)),
-        "inception_weights": _str(None, none_ok=True, tasks=("generate",)),
-        "sample_seed": _int(0, 0, tasks=("generate",)),
-        "inception_batch_size": _int(50, 1, tasks=("generate",)),
-        "inception_splits": _int(10, 1, tasks=("generate",)),
+        "fad_workdir": _str(None, none_ok=True, tasks=("generate",),
+                            doc=("a FAD autoencoder workdir (python -m "
+                                 "scnn_jax.fad)")),
+        "inception_weights": _str(None, none_ok=True, tasks=("generate",),
+                                  doc="converted Inception .npz (IS, FID)"),
+        "sample_seed": _int(0, 0, tasks=("generate",),
+                            doc="eval latent draws (fixed across evals)"),
+        "inception_batch_size": _int(50, 1, tasks=("generate",),
+                                     doc="images per Inception call"),
+        "inception_splits": _int(10, 1, tasks=("generate",),
+                                 doc="IS: splits of the sample set"),
     },
 }
 SECTIONS = tuple(s for s in FIELDS if s)
+
+# What a field's absence from a run's config.json meant when that run was
+# written, where it is not today's default: runs before
+# model.noise_resample existed drew fresh noise at every step.
+PREDATED = {("model", "noise_resample"): "step"}
+_PLACEHOLDER_TYPES = {"int": int, "number": float, "str": str, "ints": tuple,
+                      "numbers": tuple}
+
+
+def defaults(task: str, model: str | None = None) -> ml_collections.ConfigDict:
+  """Every field ``task`` (and ``model``) reads that has a default, at that
+  default: what a config file starts from, so that it sets only what
+  differs and every field can still be overridden on the command line
+  (``--config.model.tau=20``). Fields without a default are left out (the
+  config must set them); ``task`` and ``model.name`` are set."""
+  check_choice("task", task, ALL)
+  c = ml_collections.ConfigDict()
+  for section, fields in FIELDS.items():
+    node = ml_collections.ConfigDict() if section else c
+    for name, field in fields.items():
+      if field.default is REQUIRED or not field.applies(task, model):
+        continue
+      if field.default is None:   # typed, so an override can set it
+        node[name] = config_dict.placeholder(
+            _PLACEHOLDER_TYPES[field.kind])
+      elif field.kind == "grid":
+        node[name] = ml_collections.ConfigDict(field.default)
+      else:
+        node[name] = copy.deepcopy(field.default)
+    if section and (node or section == "model"):   # no empty sections
+      c[section] = node
+  c.task = task
+  if model is not None:
+    c.model.name = model
+  return c
 
 
 def _path(section: str, name: str) -> str:
@@ -327,7 +521,7 @@ def _path(section: str, name: str) -> str:
 def _unknown(path: str, value, name: str, known, where: str) -> ConfigError:
   near = difflib.get_close_matches(name, list(known), n=1, cutoff=0.75)
   hint = f"did you mean {near[0]!r}?" if near else \
-      f"{where} has no {name!r} (configs/base.py lists the fields)"
+      f"{where} has no {name!r} (docs/reference/config.md lists the fields)"
   return ConfigError(path, value, f"no such field; {hint}")
 
 
@@ -358,14 +552,23 @@ def _as_dict(config) -> dict:
   return copy.deepcopy(dict(config))
 
 
-def complete(config) -> ml_collections.ConfigDict:
+def complete(config, *, written: bool = False) -> ml_collections.ConfigDict:
   """A copy of ``config`` with every field its task reads (defaults filled).
 
-  Raises ``ConfigError`` for a field the schema does not know, and for one
-  the task needs that has no default and is missing. Checks no values
-  (``validate`` does).
+  ``written``: ``config`` is a run's config.json, so a field it lacks
+  because the run predates it gets the value its absence meant then
+  (``PREDATED``). Raises ``ConfigError`` for a field the schema does not
+  know, and for one the task needs that has no default and is missing.
+  Checks no values (``validate`` does).
   """
   raw = _as_dict(config)
+  if written:
+    model = (raw.get("model") or {}).get("name")
+    for (section, name), value in PREDATED.items():
+      node = raw.get(section)
+      if (isinstance(node, dict) and name not in node and
+          FIELDS[section][name].applies(raw.get("task"), model)):
+        node[name] = value
   for key, value in raw.items():
     if key in SECTIONS:
       if not isinstance(value, dict):

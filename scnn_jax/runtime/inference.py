@@ -78,7 +78,7 @@ def read_config(workdir) -> ml_collections.ConfigDict:
     raise FileNotFoundError(
         f"{path} not found: is {workdir} a scnn_jax workdir (made by "
         f"train.py)?")
-  return schema.complete(json.loads(path.read_text()))
+  return schema.complete(json.loads(path.read_text()), written=True)
 
 
 def _checked(config):

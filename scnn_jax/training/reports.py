@@ -40,7 +40,7 @@ def write_config(workdir, config, resumed: bool):
   new = json.loads(config.to_json_best_effort())
   if resumed and path.exists():
     old = json.loads(schema.complete(
-        json.loads(path.read_text())).to_json_best_effort())
+        json.loads(path.read_text()), written=True).to_json_best_effort())
     changed = [(k, a, b) for k, (a, b) in _diff(old, new).items()
                if k not in _RUN_LENGTH_FIELDS]
     if changed:
