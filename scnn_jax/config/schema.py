@@ -43,7 +43,7 @@ import ml_collections
 from etils import epath
 from ml_collections import config_dict
 
-from scnn_jax import nn
+from scnn_jax import data, nn
 from scnn_jax.data import augment, folder, masks, sources
 from scnn_jax.metrics import losses
 from scnn_jax.models import classifier, registry, resunet, scnn, vae
@@ -53,7 +53,7 @@ from scnn_jax.ops.checks import (ConfigError, check_choice, check_int,
                                  check_number)
 
 REQUIRED = object()      # no default: the config must set the field
-ALL = ("inpaint", "classify", "generate", "fad_autoencoder")
+ALL = registry.TASKS        # the tasks the registry has models for
 SPIKING = ("inpaint", "classify", "generate")
 IMAGE_NETS = ("inpaint", "classify")
 
@@ -69,7 +69,7 @@ NAN_POLICIES = ("stop", "skip")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine")
 NEURON_SOLVERS = ("scan", "staircase")
-DATA_SOURCES = ("embedded", "tfds", "folder", "dead_leaves")
+DATA_SOURCES = data.SOURCES
 TRAIN_CROPS = ("random", "center")
 NATURAL_MAX_SIZE = 255   # shortest side of the embedded natural photos
 OPENPHOTOS_MAX_SIZE = 256  # shortest side of the openphotos photos (rocket)

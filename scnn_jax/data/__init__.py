@@ -37,7 +37,10 @@ from scnn_jax.data.sources import (DataError, EMBEDDED_NAMES,  # noqa: F401
 if TYPE_CHECKING:
   from scnn_jax.data.pipeline import Dataset
 
-__all__ = ["Dataset", "DataError", "build"]
+__all__ = ["Dataset", "DataError", "SOURCES", "build"]
+
+# config.data.source: the kinds of source ``build`` makes.
+SOURCES = ("embedded", "tfds", "folder", "dead_leaves")
 
 # Imported on first use, not with the package: every command that reads a
 # config imports ``scnn_jax.data`` (the schema checks sources), and grain

@@ -24,7 +24,6 @@ from flax import nnx
 from scnn_jax import nn
 from scnn_jax.models import (classifier, fad_autoencoder, resunet, scnn,
                              spiking_decoder, spiking_unet, vae)
-from scnn_jax.ops import neurons
 from scnn_jax.ops.checks import ConfigError
 from scnn_jax.ops.collectives import AXIS
 
@@ -32,17 +31,9 @@ DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
 def neuron_kwargs(m) -> dict:
-  """``config.model`` -> keyword arguments of ``nn.LIF`` / ``nn.ALIF``."""
-  common = dict(threshold=m.threshold, surrogate=m.surrogate,
-                surrogate_param=m.surrogate_param)
-  if m.neuron == "lif":
-    timing = dict(beta=m.beta) if m.beta is not None else dict(tau=m.tau)
-    return dict(common, reset=m.reset, detach_reset=m.detach_reset,
-                refractory_steps=m.refractory_steps, **timing)
-  adaptation = None
-  if m.adaptation_increment:
-    adaptation = neurons.Adaptation(m.adaptation_tau, m.adaptation_increment)
-  return dict(common, tau=m.alif_tau, adaptation=adaptation)
+  """``config.model`` -> keyword arguments of its neuron (each neuron says
+  which fields it reads: ``nn.neurons.config_kwargs``)."""
+  return nn.neurons.config_kwargs(m)
 
 
 def _noise(m) -> dict:

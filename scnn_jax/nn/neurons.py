@@ -8,6 +8,11 @@ contract and offers a sequence call built on it:
 * ``__call__(x)`` runs the whole ``[T, ...]`` sequence (a ``lax.scan`` of
   ``scnn_jax.ops.neurons``).
 
+Each neuron kind says which ``config.model`` fields it reads
+(``config_kwargs``) and is made by name (``NEURON_TYPES``, ``make_neuron``):
+a new kind is its dynamics in ``scnn_jax.ops.neurons`` and a class here
+(docs/guides/extending.md).
+
 Neuron parameters live in the module state: LIF's ``beta`` / ``threshold`` and
 every surrogate slope are ``NeuronParam`` variables (not trained, but stacked
 and swept by vmap ablations); ALIF's tau (through ``tau = 1/sigmoid(w)``) and
@@ -45,11 +50,14 @@ from scnn_jax.nn.variables import NeuronParam, SpikeRate
 from scnn_jax.ops import neurons as dynamics
 from scnn_jax.ops import surrogate as surrogate_lib
 
-NEURONS = ("lif", "alif")
-
-
 def _full(shape, value, dtype=jnp.float32):
   return jnp.full(shape, value, dtype)
+
+
+def _common_kwargs(m) -> dict:
+  # What every neuron reads of config.model.
+  return dict(threshold=m.threshold, surrogate=m.surrogate,
+              surrogate_param=m.surrogate_param)
 
 
 # "auto" unroll of the neuron scans, per backend.
@@ -137,6 +145,14 @@ class LIF(_Neuron):
     self.remat = remat
     self.unroll = unroll
 
+  @staticmethod
+  def config_kwargs(m) -> dict:
+    """``config.model`` -> the keyword arguments of a LIF: the fields it
+    reads (``tau`` or ``beta``, ``threshold``, ``reset``...)."""
+    timing = dict(beta=m.beta) if m.beta is not None else dict(tau=m.tau)
+    return dict(_common_kwargs(m), reset=m.reset, detach_reset=m.detach_reset,
+                refractory_steps=m.refractory_steps, **timing)
+
   def _kwargs(self):
     return dict(beta=self.beta[...], threshold=self.threshold[...],
                 reset=self.reset, surrogate=self.surrogate,
@@ -199,6 +215,16 @@ class ALIF(_Neuron):
     self.remat = remat
     self.unroll = unroll
 
+  @staticmethod
+  def config_kwargs(m) -> dict:
+    """``config.model`` -> the keyword arguments of an ALIF: ``alif_tau``,
+    ``threshold``, and the adaptation while ``adaptation_increment`` > 0."""
+    adaptation = None
+    if m.adaptation_increment:
+      adaptation = dynamics.Adaptation(m.adaptation_tau,
+                                       m.adaptation_increment)
+    return dict(_common_kwargs(m), tau=m.alif_tau, adaptation=adaptation)
+
   @property
   def tau(self):
     return 1.0 / jax.nn.sigmoid(self.w[...])
@@ -235,13 +261,22 @@ class ALIF(_Neuron):
     return dynamics.alif_step(state, x, **self._kwargs())
 
 
-def make_neuron(kind: str, **kwargs) -> LIF | ALIF:
-  """``LIF(**kwargs)`` or ``ALIF(**kwargs)`` by name."""
-  if kind == "lif":
-    return LIF(**kwargs)
-  if kind == "alif":
-    return ALIF(**kwargs)
-  raise ValueError(f"unknown neuron {kind!r}; allowed: {', '.join(NEURONS)}")
+# The neurons by name: ``model.neuron`` and ``make_neuron``.
+NEURON_TYPES: dict[str, type[_Neuron]] = {"lif": LIF, "alif": ALIF}
+NEURONS = tuple(NEURON_TYPES)
+
+
+def make_neuron(kind: str, **kwargs) -> _Neuron:
+  """The neuron ``kind`` (``NEURONS``) made with ``kwargs``."""
+  if kind not in NEURON_TYPES:
+    raise ValueError(f"unknown neuron {kind!r}; allowed: "
+                     f"{', '.join(NEURONS)}")
+  return NEURON_TYPES[kind](**kwargs)
+
+
+def config_kwargs(m) -> dict:
+  """``config.model`` -> the keyword arguments of its ``model.neuron``."""
+  return NEURON_TYPES[m.neuron].config_kwargs(m)
 
 
 class LIFStaircase(LIF):
