@@ -17,7 +17,7 @@ graph Laplacian, zero flux at the border; ``exact_biharmonic``). Models: the
 shipped spiking U-Net (``scnn_jax.pretrained``); a ReLU residual U-Net
 (``configs/relu_resunet.py`` at width 4, depth 2) with random weights (its
 initial parameters plus 0.1 N(0, 1), key ``RANDOM_KEY``), so that the net
-and not only its prior shapes the fill, as ``tests/test_tiling.py`` builds
+and not only its prior shapes the fill, as ``tests/test_inpainter.py`` builds
 it; and the same net with its contrast normalisation (``resunet.contrast``,
 global by design) fixed to the whole photo's known pixels, which leaves the
 prior as the one thing a window changes.

@@ -1,7 +1,7 @@
 """scnn_jax.cli: the shared start-up (compilation cache, console lines), the
 training command's help, config listing and one-line errors. (The
-inpainting command: test_cli_inpaint.py; the ablation export: test_sweep.py;
-the FAD command: test_metrics.py.)"""
+inpainting command: test_cli_inpaint.py; the ablation export:
+test_ablation.py; the FAD command: test_metrics.py.)"""
 
 import os
 import subprocess

@@ -12,19 +12,13 @@ import pytest
 from PIL import Image
 
 from scnn_jax.cli import inpaint as cli
-from tests.workdirs import REPO, make_workdir, tiny_config
+from tests.workdirs import (REPO, check_composite, make_workdir, rand_image,
+                             tiny_config)
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
-  return make_workdir(tmp_path_factory.mktemp("inpaint") / "run",
-                      tiny_config())[0]
-
-
-def rand_image(rng, h, w, mode):
-  c = {"L": 1, "RGB": 3, "RGBA": 4}[mode]
-  a = rng.integers(0, 256, (h, w, c), dtype=np.uint8)
-  return Image.fromarray(a[..., 0] if c == 1 else a)
+def workdir(inpaint_workdir):
+  return inpaint_workdir
 
 
 def box_mask(h, w, y0, y1, x0, x1, mode="L"):
@@ -43,12 +37,6 @@ def run_cli(capsys, *args):
   # In-process: leave this test process's JAX cache settings alone.
   rc = cli.main([str(a) for a in args] + ["--compilation-cache", "off"])
   return rc, capsys.readouterr().err
-
-
-def check_composite(out, expected_known, holes):
-  """Known pixels byte-identical; same size; every hole pixel written."""
-  assert out.shape == expected_known.shape and out.dtype == np.uint8
-  np.testing.assert_array_equal(out[~holes], expected_known[~holes])
 
 
 # ---------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from scnn_jax import data, tasks
 from scnn_jax.config import schema
 from scnn_jax.data import masks, sources
 from scnn_jax.ops.checks import ConfigError
+from tests.workdirs import write_bad_files
 
 
 def make_config(**overrides):
@@ -326,20 +327,6 @@ def test_folder_source(tmp_path):
                                 data__num_eval=3))
   check_batch(next(grey.train_iterator(0, 5)), 5, (24, 24, 1))
   check_batch(grey.eval_batches(3)[0], 3, (24, 24, 1))
-
-
-def write_bad_files(folder, rng):
-  """broken.png (garbage), truncated.png (cut in half), empty.jpg: they fail
-  the cheap check; cut.jpg (a JPEG cut short) passes it but does not decode."""
-  img = Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8))
-  (folder / "broken.png").write_bytes(b"\x89PNG definitely not an image")
-  img.save(folder / "truncated.png")
-  png = (folder / "truncated.png").read_bytes()
-  (folder / "truncated.png").write_bytes(png[:len(png) // 2])
-  (folder / "empty.jpg").write_bytes(b"")
-  img.save(folder / "cut.jpg", quality=90)
-  jpg = (folder / "cut.jpg").read_bytes()
-  (folder / "cut.jpg").write_bytes(jpg[:len(jpg) // 2])
 
 
 def test_folder_bad_files_are_left_out_and_reported_once(tmp_path, caplog):

@@ -4,7 +4,7 @@ import numpy as np
 from PIL import Image
 
 from scnn_jax.data import images
-from tests.test_cli_inpaint import rand_image
+from tests.workdirs import rand_image
 
 
 def test_image_modes_are_converted_to_the_checkpoint_channels():

@@ -39,17 +39,6 @@ def test_inception_score_limits():
       (want, 0.0), rel=1e-9)
 
 
-@pytest.fixture(scope="module")
-def random_inception(tmp_path_factory):
-  """Random Inception-v3 weights in a file, and the net loaded from it (at a
-  75 px input, to keep the test fast)."""
-  model = inception.InceptionV3("fid", resize=75, seed=1)
-  path = tmp_path_factory.mktemp("inception") / "random.npz"
-  inception.save_weights(model, path)
-  return model, path, InceptionMetrics.load(path, batch_size=4,
-                                                      resize=75)
-
-
 def test_inception_weights_file_layout_and_roundtrip(random_inception):
   model, path, net = random_inception
   sd, variant = inception.read_weights(path)

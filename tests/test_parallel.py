@@ -1,43 +1,18 @@
 """scnn_jax.runtime.parallel: the pmap-style step sharded over "data" gives the
 same result on 1 and 8 devices; the device prefetch keeps order and errors."""
 
-import types
-
 import jax
 import numpy as np
 import pytest
 
-from configs import base
-from scnn_jax.config import schema
-from scnn_jax.training import trainer
-from tests.workdirs import hole_batches
-
-
-def tiny_config(**model):
-  c = base.get_config()
-  c.model.width, c.model.T, c.train.batch_size = 8, 4, 16
-  c.model.update(model)
-  return schema.validate(c)
-
-
-def batches(n, b=16, hw=12, seed=0):
-  return hole_batches(n, b, hw, (slice(3, 8), slice(2, 9)), seed)
-
-
-SPEC = types.SimpleNamespace(image_shape=(12, 12, 3), num_classes=None)
-
-
-def run_steps(config, devices, steps=3):
-  run = trainer.setup(config, SPEC, jax.devices()[:devices])
-  losses = [float(run.train_step(batch)["loss"]) for batch in batches(steps)]
-  return losses, jax.device_get(run.state["params"])
+from tests.workdirs import run_steps, step_batches, step_config
 
 
 @pytest.mark.parametrize("model", ["scnn", "cnn"])
 def test_one_and_eight_devices_agree(model):
   # Training noise is on (noise_std 0.1): per-example noise keys make it
   # independent of the split.
-  config = tiny_config(name=model)
+  config = step_config(name=model)
   l1, p1 = run_steps(config, 1)
   l8, p8 = run_steps(config, 8)
   np.testing.assert_allclose(l1, l8, rtol=1e-5)
@@ -49,7 +24,7 @@ def test_one_and_eight_devices_agree(model):
 def test_device_prefetch_keeps_order_shards_and_raises_source_errors():
   from scnn_jax.runtime import parallel
   mesh = parallel.make_mesh()
-  host = list(batches(5))
+  host = list(step_batches(5))
   it = parallel.DevicePrefetch(mesh, iter(host), size=2)
   got = list(it)
   assert len(got) == 5

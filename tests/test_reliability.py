@@ -228,7 +228,7 @@ def test_sigterm_grace_and_second_sigterm_in_process(capfd):
 
 def test_folder_with_corrupt_and_truncated_files_trains_and_resumes(tmp_path):
   from PIL import Image
-  from tests.test_data import write_bad_files
+  from tests.workdirs import write_bad_files
   folder = tmp_path / "images"
   folder.mkdir()
   rng = np.random.default_rng(0)

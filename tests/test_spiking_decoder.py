@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from configs import taid_inpaint
 from scnn_jax.config import builders
 from scnn_jax.models.spiking_decoder import SpikingDecoderSCNN
 from scnn_jax.nn import decoders
 from scnn_jax.runtime import inference
 from scnn_jax.training import trainer
+from tests.workdirs import eval_loaded
 
 T, B, H, W = 4, 3, 8, 8
 
@@ -85,21 +85,18 @@ def test_spiking_layers_mix_spiking_and_relu_layers():
     _model("rate", spiking_layers=3)
 
 
-def tiny_config():
-  c = taid_inpaint.get_config()
-  c.model.update(width=4, T=2, num_layers=3, spiking_layers=2)
-  c.data.update(image_size=16, num_eval=16)
-  c.train.update(steps=3, batch_size=8, eval_batch_size=16, log_every=3,
-                 eval_every=3, checkpoint_every=3, num_sample_images=0)
-  return c
-
-
-def test_trains_under_the_sharded_step_and_learns_taid(tmp_path):
-  config = tiny_config()
+def test_trains_under_the_sharded_step_and_learns_taid(tmp_path,
+                                                       tiny_config):
+  config = tiny_config("spiking_decoder")
   summary = trainer.train_and_evaluate(config, tmp_path)
-  assert np.isfinite(summary["eval"]["hole_psnr"])
+  # The sharded evaluation is the loaded model's, outside any mesh.
+  again = eval_loaded(tmp_path)
+  for key in ("masked_mse", "hole_psnr"):
+    assert summary["eval"][key] == pytest.approx(again[key], rel=1e-5), key
   assert set(summary["eval"]["spike_rate"]) == {"spiking/0/neuron",
                                                 "spiking/1/neuron"}
+  for key, rate in summary["eval"]["spike_rate"].items():
+    assert rate == pytest.approx(again["spike_rate"][key], rel=1e-5), key
   loaded = inference.load(tmp_path)
   fresh = builders.model(loaded.config)
   trained_w = np.asarray(loaded.model.decoder.W[...])

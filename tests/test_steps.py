@@ -11,13 +11,13 @@ from scnn_jax.config import schema
 from scnn_jax.runtime import parallel
 from scnn_jax.runtime.checkpoint import Checkpointer
 from scnn_jax.training import trainer
-from tests.test_parallel import SPEC, batches, run_steps, tiny_config
+from tests.workdirs import SPEC, run_steps, step_batches, step_config
 
 
 def test_gradient_is_not_scaled_by_the_device_count():
   # SGD is not scale-invariant like Adam: a gradient summed once too often
   # over devices shows up here as an n-times larger step.
-  config = tiny_config(name="cnn")
+  config = step_config(name="cnn")
   config.train.optimizer = "sgd"
   l1, p1 = run_steps(config, 1)
   l8, p8 = run_steps(config, 8)
@@ -26,8 +26,8 @@ def test_gradient_is_not_scaled_by_the_device_count():
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-8)
 
 def test_nonfinite_step_is_not_applied():
-  run = trainer.setup(tiny_config(), SPEC, jax.devices()[:2])
-  good, bad = list(batches(2))
+  run = trainer.setup(step_config(), SPEC, jax.devices()[:2])
+  good, bad = list(step_batches(2))
   bad["image"][0, 0, 0, 0] = np.nan
   bad["mask"][0, 0, 0, 0] = 1.0
   run.train_step(good)
@@ -50,7 +50,7 @@ def _leaves(tree):
 
 
 def _ema_config(decay, **train):
-  c = tiny_config()
+  c = step_config()
   c.train.update(ema_decay=decay, **train)
   return c
 
@@ -67,7 +67,7 @@ def test_ema_follows_the_params_by_hand_and_is_what_eval_runs(loss, grid):
   want = _leaves(run.state["params"])
   for a, b in zip(_leaves(run.state["ema"]), want, strict=True):
     np.testing.assert_array_equal(a, b)            # it starts at the init
-  for n, batch in enumerate(batches(3)):
+  for n, batch in enumerate(step_batches(3)):
     # Per-image losses train from the first step (no warm start needed).
     assert np.isfinite(np.asarray(run.train_step(batch)["loss"])).all()
     d = min(0.2, (1 + n) / (10 + n))               # 0.1, 2/11, then 0.2
@@ -78,7 +78,7 @@ def test_ema_follows_the_params_by_hand_and_is_what_eval_runs(loss, grid):
     np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-8)
   assert max(np.abs(a - p).max() for a, p in zip(ema, params)) > 1e-4
 
-  batch = parallel.global_batch(run.mesh, next(batches(1, seed=7)))
+  batch = parallel.global_batch(run.mesh, next(step_batches(1, seed=7)))
   plain = {k: v for k, v in run.state.items() if k != "ema"}
   out = run.eval_fn(run.state, batch)[0]["pred"]
   averaged = run.eval_fn({**plain, "params": run.state["ema"]}, batch)[0]
@@ -90,7 +90,7 @@ def test_ema_follows_the_params_by_hand_and_is_what_eval_runs(loss, grid):
 def test_checkpoint_resume_keeps_the_ema_bitwise(tmp_path):
   run = trainer.setup(schema.validate(_ema_config(0.5)), SPEC,
                       jax.devices()[:2])
-  b = list(batches(4))
+  b = list(step_batches(4))
   for batch in b[:2]:
     run.train_step(batch)
   ckpt = Checkpointer(tmp_path / "ema")

@@ -1,6 +1,6 @@
-"""scnn_jax.nn: the PyTorch-style transposed conv and the one BatchNorm
-(tdBN over time, batch and space; PyTorch's and Flax's running-variance
-conventions)."""
+"""scnn_jax.nn.norms: the one BatchNorm (tdBN over time, batch and space;
+PyTorch's and Flax's running-variance conventions), and nn.conv's
+PyTorch-style transposed conv."""
 
 import jax.numpy as jnp
 import numpy as np

@@ -7,12 +7,12 @@ import pytest
 
 from scnn_jax.data.images import to_uint8
 from scnn_jax.runtime import inference, inpainter
-from tests.test_cli_inpaint import check_composite, workdir  # noqa: F401
+from tests.workdirs import check_composite
 
 
 @pytest.fixture(scope="module")
-def loaded(workdir):  # noqa: F811
-  return inference.load(workdir)
+def loaded(inpaint_workdir):
+  return inference.load(inpaint_workdir)
 
 
 def test_tile_plans_partition_the_image_with_overlap():
@@ -211,7 +211,7 @@ def test_windowed_fill_equals_the_whole_image_fill_within_tolerance(
   assert win._forward._cache_size() == 1   # every window the same shape
 
 
-def test_windows_for_global_models_or_refusal(workdir, loaded):  # noqa: F811
+def test_windows_for_global_models_or_refusal(loaded):
   # Bounded-field models still tile (exactly); global-field ones refuse
   # with windows=False, as before.
   model, config = loaded.model, loaded.config
