@@ -4,8 +4,8 @@ Every relative link and image of a page resolves to a file, and its
 ``#anchor`` to a heading of the target page (the same slug on GitHub and in
 the MkDocs site); every repository path a page names (``configs/base.py``,
 ``python scripts/x.py``) exists; every ``scnn_jax`` module, function or
-class it names in code (``scnn_jax.runtime.inference.load``, ``neurons.lif_scan``,
-``python -m scnn_jax.inpaint``) imports; every page of the MkDocs nav
+class it names in code (``scnn_jax.runtime.inference.load``,
+``neurons.lif_scan``, ``python -m scnn_jax.inpaint``) imports; every page of the MkDocs nav
 exists. The generated reference pages match the code
 (``scripts/docs_reference.py --check``), the README's library example runs,
 and no page or source file carries a tracker number ("issue 18") or one

@@ -1,5 +1,5 @@
-"""scnn_jax.training.trainer: the whole training loop on tiny data: what a run writes,
-resuming, and a resumed run equal to an uninterrupted one."""
+"""scnn_jax.training.trainer: the whole training loop on tiny data: what a
+run writes, resuming, and a resumed run equal to an uninterrupted one."""
 
 import json
 

@@ -1,5 +1,5 @@
-"""scnn_jax.training.writers: TensorBoard events inside the workdir (for gs:// too),
-and a TensorBoard failure leaves the run going."""
+"""scnn_jax.training.writers: TensorBoard events inside the workdir (for
+gs:// too), and a TensorBoard failure leaves the run going."""
 
 import json
 import struct

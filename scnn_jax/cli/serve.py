@@ -8,8 +8,9 @@ Open a photo in the page, paint the hole with the brush, press "Fill": the
 page posts the photo file and a PNG mask (white = hole, the size of the photo)
 to ``POST /api/inpaint``, which answers with the model's composite and
 scikit-image's biharmonic fill side by side
-(``scnn_jax.models.baselines``), each a PNG whose known pixels are byte-identical to the photo's (after the
-conversion to the model's grayscale / RGB). The model is loaded once, when
+(``scnn_jax.models.baselines``), each a PNG whose known pixels are
+byte-identical to the photo's (after the conversion to the model's
+grayscale / RGB). The model is loaded once, when
 the server starts, by the loader of the file command (``scnn-inpaint``: the
 shipped model, or ``--workdir``), and runs through the same
 ``scnn_jax.runtime.inpainter.Inpainter``.

@@ -5,7 +5,8 @@
     python train.py --config configs/base.py ...        (the same, from a clone)
 
 The workdir defaults to runs/<config file stem>; running the same command
-again resumes from its latest checkpoint. The loop: ``scnn_jax.training.trainer``.
+again resumes from its latest checkpoint. The loop:
+``scnn_jax.training.trainer``.
 """
 
 from absl import flags

@@ -1,7 +1,7 @@
 """Data for scnn_jax: image sources and the grain pipeline.
 
     from scnn_jax import data
-    ds = data.build(config)           # config: validated (scnn_jax.config.schema)
+    ds = data.build(config)           # a validated config (config.schema)
     ds.image_shape, ds.num_classes    # (H, W, C); int or None
     it = ds.train_iterator(start_step, batch_size, process_index, process_count)
     batch = next(it)                  # image / label / valid / example_id

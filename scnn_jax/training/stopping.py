@@ -1,8 +1,8 @@
 """Why a training run stops before its last step, and the check for it.
 
 * ``Preempted``: SIGTERM (or a TPU maintenance event) stopped the run after a
-  checkpoint (``scnn_jax.training.watchdog`` turns the signal into a stop request);
-  ``train.py`` exits with status 143.
+  checkpoint (``scnn_jax.training.watchdog`` turns the signal into a stop
+  request); ``train.py`` exits with status 143.
 * ``NonFiniteLossError``: a step produced a NaN or inf loss or gradient and
   ``train.nan_policy = "stop"``; ``check_finite`` raises it (or warns under
   ``"skip"`` and for single ablation points).

@@ -7,8 +7,8 @@ jitted per-device step) -> the task's loss (``scnn_jax/tasks/<task>.py``).
 The loop validates the config once (``scnn_jax.config.schema``), builds the
 task, data, model and optimizer (``scnn_jax.config.builders``), restores the
 newest checkpoint, then runs the compiled steps, logging, evaluating and saving
-on its schedule, under the watchdog (``scnn_jax.training.watchdog``: hangs, SIGTERM). A
-vmap ablation trains its K points the same way
+on its schedule, under the watchdog (``scnn_jax.training.watchdog``: hangs,
+SIGTERM). A vmap ablation trains its K points the same way
 (``scnn_jax.runtime.ablation.Members``). With ``train.ema_decay > 0`` the
 evaluations, sample grids and final results are those of the weights' moving
 average (``scnn_jax.runtime.state``). What it writes besides metrics:
@@ -138,7 +138,8 @@ def setup(config, spec, devices=None) -> Run:
   tx = builders.optimizer(config)
   members = ablation.Members.of(config)
   if members.stacked:
-    state, graphs = ablation.create_stacked_state(list(members.points), spec, tx)
+    state, graphs = ablation.create_stacked_state(list(members.points), spec,
+                                                  tx)
   else:
     state, graphs = state_lib.create_state(builders.model(config, spec), tx,
                                            state_lib.uses_ema(config))
@@ -244,8 +245,8 @@ def train_and_evaluate(config, workdir, *,
   ``scnn_jax.runtime.ablation``). Returns the final results dict (also written
   to ``results.json``).
 
-  The run holds the workdir's lock (``scnn_jax.runtime.workdir_lock``) from before
-  its first write to its end: another run on the same workdir raises
+  The run holds the workdir's lock (``scnn_jax.runtime.workdir_lock``) from
+  before its first write to its end: another run on the same workdir raises
   ``WorkdirBusy`` (``takeover_lock``: take a live object-store lease). A
   write that the storage refuses (full disk, quota, permissions, read-only)
   raises ``stopping.WriteFailed`` naming the path and the last complete
