@@ -5,12 +5,13 @@ Walks every ``import`` statement of every module with ``ast``, including the
 ones inside functions (a lazy import is still a dependency). The layers
 (docs/explanation/layers.md):
 
-  1 pure JAX ops and foundations   8 command-line tools
-  2 NNX modules                    7 the training loop and its reports
-  3 models, metrics, data          6 tasks
-  4 config schema and builders     5 run machinery
+  1 ops/ pure functions            8 cli/ command-line tools
+  2 nn/ NNX modules                7 training/ the loop and its reports
+  3 models/ metrics/ data/         6 tasks/
+  4 config/ schema and builders    5 runtime/ run machinery
 
-A new module must be placed in ``LAYERS`` (the test says so).
+One entry per folder of the package (and per module at its top): a new
+folder or top-level module must be placed in ``LAYERS`` (the test says so).
 """
 
 import ast
@@ -32,8 +33,8 @@ LAYERS = {
     "": 2, "nn": 2,
     # 3: models, metrics, data.
     "models": 3, "metrics": 3, "data": 3,
-    # 4: the config schema, the builders (config -> model, optimizer,
-    # dataset) and config files.
+    # 4: the config schema, the builders (config -> model, optimizer) and
+    # config files.
     "config": 4,
     # 5: run machinery; the shipped model is loaded by inference.
     "runtime": 5, "pretrained": 5,
@@ -41,8 +42,8 @@ LAYERS = {
     "tasks": 6,
     # 7: the training loop and its reports.
     "training": 7,
-    # 8: command-line tools; inpaint, fad and ablation are the old
-    # ``python -m scnn_jax.<name>`` paths, re-exporting scnn_jax.cli.
+    # 8: command-line tools; inpaint, fad and ablation only keep the
+    # ``python -m scnn_jax.<name>`` paths of scnn_jax.cli's commands.
     "cli": 8, "inpaint": 8, "fad": 8, "ablation": 8,
 }
 
