@@ -264,6 +264,22 @@ def test_model_specific_rules():
                               "one of True")
 
 
+def test_the_models_declare_fields_the_schema_has():
+  """A field a model declares but the schema lacks would never be filled,
+  and a declaration under a name the registry does not build would never
+  be read: either is a typo the tables would not show."""
+  from scnn_jax.models import registry
+  built = {n for models in registry.MODELS.values() for n in models}
+  assert set(registry.READS) <= built and set(registry.CHECKS) <= built
+  for name, fields in registry.READS.items():
+    assert set(fields) <= set(schema.FIELDS["model"]), name
+  assert schema.FIELDS["model"]["depth"].models == (
+      "spiking_unet", "spiking_resunet", "relu_resunet")
+  assert schema.FIELDS["model"]["width"].models == ()
+  assert "depth" not in schema.defaults("inpaint", "scnn").model
+  assert "depth" in schema.defaults("inpaint", "relu_resunet").model
+
+
 def test_ablation_grids_name_the_field():
   def grid(**g):
     c = base.get_config()

@@ -21,7 +21,8 @@ means. One call checks a whole config before anything is built or compiled:
   ``config.data.get("prefetch", ...)``; a workdir written before a field
   existed (its ``config.json``) loads with that field's default
   (``complete``);
-* applies the rules that tie fields together (``RULES``).
+* applies the rules that tie fields together (``RULES``), a model's own
+  among them (``models.registry.CHECKS``).
 
 A run's ``config.json`` written before a field existed is completed with
 what the field's absence meant then, where that differs from today's
@@ -86,8 +87,10 @@ class Field:
   ``(start, stop)``), ``grid`` (a nested dict of value lists).
   ``tasks`` read the field (it is filled with ``default`` for them, or
   required when there is none); ``models`` narrows that to these model
-  names. Any other config may still hold the field: it is checked all the
-  same, never filled. ``doc``: what it means, one line
+  names: the registry's ``READS`` for a field of one model or a few
+  (``models.registry.readers``), never written in the table. Any other
+  config may still hold the field: it is checked all the same, never
+  filled. ``doc``: what it means, one line
   (docs/reference/config.md).
   """
   kind: str
@@ -166,9 +169,6 @@ def _choice(allowed, default=REQUIRED, **kw):
   return Field("choice", default, allowed=tuple(allowed), **kw)
 
 
-_INPAINT_NAMES = tuple(registry.MODELS["inpaint"])
-RESUNETS = ("spiking_resunet", "relu_resunet")
-PRIOR_NETS = ("spiking_unet",) + RESUNETS   # nets on a smooth_fill prior
 _MODEL_NAMES = tuple(dict.fromkeys(n for t in registry.MODELS.values()
                                    for n in t))
 
@@ -227,30 +227,26 @@ FIELDS: dict[str, dict[str, Field]] = {
                               "float32)")),
         "conv_impl": _choice(conv.IMPL_CHOICES, "auto",
                              doc="auto (= xla) | xla | matmul | taps"),
+        # read by some inpainting models only: models.registry.READS says which
         "neuron_solver": _choice(NEURON_SOLVERS, "scan", tasks=("inpaint",),
-                                 models=("scnn",),
                                  doc=("scan | staircase (closed-form LIF, "
                                       "constant input)")),
         "spiking_layers": _int(None, 1, none_ok=True, tasks=("inpaint",),
-                               models=("spiking_decoder",),
                                doc=("hidden layers that spike, from the input "
                                     "side (None: all)")),
-        "depth": _int(3, 1, 5, tasks=("inpaint",), models=PRIOR_NETS,
+        "depth": _int(3, 1, 5, tasks=("inpaint",),
                       doc="stride-2 blocks: the net works down to H / 2^depth"),
-        "blocks": _int(1, 0, 8, tasks=("inpaint",), models=RESUNETS,
+        "blocks": _int(1, 0, 8, tasks=("inpaint",),
                        doc="residual blocks per scale"),
         "norm": _choice(resunet.NORMS, "layer", tasks=("inpaint",),
-                        models=RESUNETS,
                         doc=("before each activation: layer | batch (tdBN "
                              "while training, an affine map at inference)")),
         "bottleneck_layers": _int(1, 0, 8, tasks=("inpaint",),
-                                  models=("spiking_unet",),
                                   doc=("extra spiking layers at the coarsest "
                                        "scale")),
         "prior_order": _choice(smooth_fill.ORDERS, 2, tasks=("inpaint",),
-                               models=PRIOR_NETS,
                                doc="2: biharmonic, 1: harmonic"),
-        "prior_iters": _int(24, 0, tasks=("inpaint",), models=PRIOR_NETS,
+        "prior_iters": _int(24, 0, tasks=("inpaint",),
                             doc="CG steps per pyramid level"),
         # neurons (every spiking task; checked whatever model.neuron is)
         "T": _int(REQUIRED, 1, tasks=SPIKING,
@@ -476,6 +472,12 @@ FIELDS: dict[str, dict[str, Field]] = {
                                  doc="IS: splits of the sample set"),
     },
 }
+# The registry owns which models read a field (its builders read them); the
+# table takes that from it, so adding a model that reads existing fields
+# leaves the schema alone.
+FIELDS["model"] = {name: dataclasses.replace(field,
+                                             models=registry.readers(name))
+                   for name, field in FIELDS["model"].items()}
 SECTIONS = tuple(s for s in FIELDS if s)
 
 # What a field's absence from a run's config.json meant when that run was
@@ -651,14 +653,19 @@ def _neuron(c):
 
 
 def _staircase(c):
-  """The closed form (``scnn_jax.nn.neurons``) is exact only for paper A's
-  SC-NN with a current constant over T, from rest, reset to zero."""
+  """The closed form (``scnn_jax.nn.neurons``) is exact only for a current
+  constant over T, from rest, reset to zero; only the models that read
+  ``model.neuron_solver`` (paper A's SC-NN) offer it."""
   m = c.model
   if c.task != "inpaint" or m.get("neuron_solver", "scan") == "scan":
     return
   need = ("for model.neuron_solver='staircase' (closed form: input constant "
           "over T)")
-  for field, want in (("name", "scnn"), ("neuron", "lif"), ("reset", "zero"),
+  solvers = registry.readers("neuron_solver")
+  if m.name not in solvers:
+    raise ConfigError("model.name", m.name,
+                      f"must be {' or '.join(map(repr, solvers))} {need}")
+  for field, want in (("neuron", "lif"), ("reset", "zero"),
                       ("encoder", "direct")):
     if m[field] != want:
       raise ConfigError(f"model.{field}", m[field], f"must be {want!r} {need}")
@@ -667,14 +674,8 @@ def _staircase(c):
                       f"must be 'sequence' (or model.noise_std 0) {need}")
 
 
-def _inpaint_models(c):
-  m = c.model
-  if c.task != "inpaint":
-    return
-  if m.name == "spiking_decoder" and m.spiking_layers is not None:
-    check_int("model.spiking_layers", m.spiking_layers, 1, m.num_layers - 1)
-  if m.name in PRIOR_NETS:   # their prior reads the mask channel
-    check_choice("model.mask_channel", m.mask_channel, (True,))
+def _model_rules(c):
+  registry.check(c.model)
 
 
 def _classify(c):
@@ -834,7 +835,7 @@ def check_fad_workdir(workdir, field="metrics.fad_workdir", image_size=None,
 
 
 RULES: tuple[Callable, ...] = (_model_name, _neuron, _staircase,
-                               _inpaint_models, _classify, _stride2_size,
+                               _model_rules, _classify, _stride2_size,
                                _data, _masks, _train, _ablation)
 FILE_RULES: tuple[Callable, ...] = (_folders, _generate_files, _init_from)
 

@@ -21,7 +21,10 @@ the package asks for its name (``docs/guides/extending.md``):
   ``size_multiple``;
 * from ``config.model`` alone, registered in ``registry.LAYER_SPECS``: its
   layer specs (``specs.LayerSpec`` / ``specs.OpCount``), which
-  ``metrics.energy`` prices and the inpaint task counts SynOps with.
+  ``metrics.energy`` prices and the inpaint task counts SynOps with;
+* for the schema, registered in ``registry.READS`` and ``registry.CHECKS``:
+  the ``config.model`` fields it reads that only some models read, and its
+  own rules between fields.
 """
 
 from scnn_jax.models.scnn import CNN, SCNN  # noqa: F401

@@ -11,7 +11,11 @@ function serves training (``scnn_jax.runtime.state``), inference
 C)`` of the data; ``num_classes`` the dataset's (classification only).
 
 The model classes take explicit keyword arguments (library use); this module
-is the one place that maps config fields onto them.
+is the one place that maps config fields onto them, so it also says what the
+schema (``scnn_jax.config.schema``) needs to know per model: the
+``config.model`` fields that only some models of a task read (``READS``,
+asked through ``readers``), and the rules between fields that only some
+models have (``CHECKS``, run by ``check``).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from flax import nnx
 from scnn_jax import nn
 from scnn_jax.models import (classifier, fad_autoencoder, resunet, scnn,
                              spiking_decoder, spiking_unet, vae)
-from scnn_jax.ops.checks import ConfigError
+from scnn_jax.ops.checks import ConfigError, check_choice, check_int
 from scnn_jax.ops.collectives import AXIS
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -163,6 +167,58 @@ MODELS: dict[str, dict[str, Builder]] = {
     "fad_autoencoder": {"fad_ae": _fad_ae},
 }
 TASKS = tuple(MODELS)
+
+# Fields of one model or a few: the schema fills them for these models only
+# (and its config reference names these as their readers), so a config of
+# another model is not padded with settings it never reads.
+_ON_PRIOR = ("depth", "prior_order", "prior_iters")   # nets on smooth_fill
+READS: dict[str, tuple[str, ...]] = {
+    "scnn": ("neuron_solver",),
+    "spiking_decoder": ("spiking_layers",),
+    "spiking_unet": _ON_PRIOR + ("bottleneck_layers",),
+    "spiking_resunet": _ON_PRIOR + ("blocks", "norm"),
+    "relu_resunet": _ON_PRIOR + ("blocks", "norm"),
+}
+
+
+def _check_spiking_decoder(m):
+  # Of num_layers convs the last is the output conv: 1 to num_layers - 1
+  # hidden layers can spike (the model refuses the rest only once built).
+  if m.spiking_layers is not None:
+    check_int("model.spiking_layers", m.spiking_layers, 1, m.num_layers - 1)
+
+
+def _check_on_prior(m):
+  # The prior is solved inside the holes, and only the mask channel says
+  # where they are.
+  check_choice("model.mask_channel", m.mask_channel, (True,))
+
+
+# Rules a model adds to the schema's, run on a validated ``config.model``
+# (every field present); each raises ``ConfigError`` naming the field.
+CHECKS: dict[str, Callable] = {
+    "spiking_decoder": _check_spiking_decoder,
+    "spiking_unet": _check_on_prior,
+    "spiking_resunet": _check_on_prior,
+    "relu_resunet": _check_on_prior,
+}
+
+
+def readers(field: str) -> tuple[str, ...]:
+  """The models that list ``config.model.<field>`` in ``READS``, in
+  ``MODELS`` order; () for a field the schema fills for every model of the
+  tasks that read it."""
+  return tuple(name for models in MODELS.values() for name in models
+               if field in READS.get(name, ()))
+
+
+def check(m) -> None:
+  """Raises ``ConfigError`` if ``config.model`` breaks a rule of its model
+  (``CHECKS``); the schema calls it once the fields are checked one by
+  one."""
+  rule = CHECKS.get(m.name)
+  if rule is not None:
+    rule(m)
 
 
 def build(config, image_shape, num_classes: int | None = None, *,
