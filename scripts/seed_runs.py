@@ -38,6 +38,35 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "docs" / "results"
 
 
+# Linux keeps a process's peak resident memory across exec, so a child's
+# ``ru_maxrss`` starts at whatever its parent held (a test runner that has
+# compiled models: gigabytes). A small Python launcher runs the command as its
+# own child and reports that grandchild's peak; the launcher's own start-up
+# (about 10 MB) is the remaining overcount.
+_LAUNCHER = """import resource, subprocess, sys
+rc = subprocess.call(sys.argv[2:])
+with open(sys.argv[1], "w") as f:
+  f.write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))
+sys.exit(rc if rc >= 0 else 128 - rc)
+"""
+
+
+def run_measured(cmd: list[str], **popen) -> tuple[int, dict]:
+  """Runs ``cmd`` to completion: its exit status and a dict with its peak
+  resident memory (``peak_rss_mb``, its own, not its parent's) and CPU
+  seconds (``user_s``, ``sys_s``). ``popen`` goes to ``subprocess.Popen``."""
+  import tempfile
+  with tempfile.TemporaryDirectory() as tmp:
+    report = Path(tmp) / "maxrss"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _LAUNCHER, str(report), *cmd], **popen)
+    _, status, usage = os.wait4(proc.pid, 0)
+    peak_kib = int(report.read_text()) if report.exists() else 0
+  return os.waitstatus_to_exitcode(status), {
+      "peak_rss_mb": round(peak_kib / 1024, 1),   # KiB on Linux
+      "user_s": round(usage.ru_utime, 2), "sys_s": round(usage.ru_stime, 2)}
+
+
 @dataclasses.dataclass(frozen=True)
 class Row:
   name: str            # file-name stem of the row's results
@@ -185,10 +214,8 @@ def run_one(table: str, row: Row, seed: int, *, nice: int = 5,
     commit, code = code_snapshot()
     t0 = time.time()
     with open(log, "a") as f:
-      proc = subprocess.Popen(cmd, cwd=code, stdout=f,
-                              stderr=subprocess.STDOUT)
-      _, status, usage = os.wait4(proc.pid, 0)
-    code = os.waitstatus_to_exitcode(status)
+      code, usage = run_measured(cmd, cwd=code, stdout=f,
+                                 stderr=subprocess.STDOUT)
     if code:
       print(f"FAILED {table}/{row.name} seed {seed} (exit {code}); see {log}",
             flush=True)
@@ -200,9 +227,9 @@ def run_one(table: str, row: Row, seed: int, *, nice: int = 5,
         table=table, row=row.name, label=row.label, seed=seed,
         command=shown_command(row, seed), config_file=row.config,
         overrides=list(row.overrides), **_compact(summary, config),
-        **history(workdir), max_rss_mb=round(usage.ru_maxrss / 1024),
+        **history(workdir), max_rss_mb=round(usage["peak_rss_mb"]),
         resumed=resumed, wall_s=round(time.time() - t0, 1),
-        cpu_s=round(usage.ru_utime + usage.ru_stime, 1),
+        cpu_s=round(usage["user_s"] + usage["sys_s"], 1),
         load_start=round(load_start, 2),
         load_end=round(os.getloadavg()[0], 2), jax=jax.__version__,
         date=datetime.date.today().isoformat(), git=commit, **cpu_info())

@@ -29,7 +29,7 @@ photo (chelsea upscaled, bicubic) with the three holes at the same relative
 places, filled by ``python -m scnn_jax.inpaint`` with the default flags, as a
 subprocess, twice on one fresh compilation cache (first call: compiles;
 second: warm). Recorded under the JSON's ``"timing"`` key: wall time, peak
-resident memory (the child's ``ru_maxrss``), the CLI's notes, CPU model,
+resident memory (the child's own, not its parent's), the CLI's notes, CPU model,
 niceness and ``os.getloadavg()`` before and after each call. Run it on a quiet
 machine; the two modes keep each other's key in the file.
 """
@@ -231,18 +231,16 @@ def timing_photo(folder: Path) -> tuple[Path, Path, list]:
 
 def timed(cmd: list[str], log: Path) -> dict:
   """Runs ``cmd`` as a child: exit status, wall seconds, the child's peak
-  resident memory (``wait4``'s ``ru_maxrss``), its stderr lines and the load
-  average before and after."""
+  resident memory and CPU time, its stderr lines and the load average before
+  and after."""
+  import seed_runs
   load_before = os.getloadavg()
   t0 = time.perf_counter()
   with open(log, "wb") as err:
-    child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
-    _, status, usage = os.wait4(child.pid, 0)
+    rc, usage = seed_runs.run_measured(cmd, stdout=subprocess.DEVNULL,
+                                       stderr=err)
   wall = time.perf_counter() - t0
-  child.returncode = os.waitstatus_to_exitcode(status)
-  return {"rc": child.returncode, "wall_s": round(wall, 2),
-          "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),   # KiB on Linux
-          "user_s": round(usage.ru_utime, 2), "sys_s": round(usage.ru_stime, 2),
+  return {"rc": rc, "wall_s": round(wall, 2), **usage,
           "stderr": log.read_text(errors="replace").splitlines(),
           "load_before": [round(v, 2) for v in load_before],
           "load_after": [round(v, 2) for v in os.getloadavg()]}

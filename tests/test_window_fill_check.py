@@ -44,9 +44,13 @@ def test_timed_reports_status_memory_stderr_and_load(tmp_path):
   w = _script()
   code = ("import sys, numpy as np; a = np.ones(40 * 2**20 // 8); "
           "print('note: hello', file=sys.stderr); sys.exit(3)")
+  # The parent holds 400 MB, as a test runner that has compiled models does;
+  # none of it may be charged to the child.
+  parent = np.ones(400 * 2**20 // 8)
   r = w.timed([sys.executable, "-c", code], tmp_path / "log")
+  del parent
   assert r["rc"] == 3 and r["stderr"] == ["note: hello"]
-  assert 40 < r["peak_rss_mb"] < 1000 and r["wall_s"] > 0
+  assert 40 < r["peak_rss_mb"] < 150 and r["wall_s"] > 0
   assert len(r["load_before"]) == len(r["load_after"]) == 3
 
 
