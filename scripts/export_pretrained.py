@@ -1,7 +1,7 @@
 """Exports a trained inpainting workdir as params only, for shipping.
 
     python scripts/export_pretrained.py --workdir runs/inpaint_unetft_s0 \
-        --out scnn_jax/pretrained/spiking_unet
+        --out scnn_jax/pretrained/spiking_resunet
     python scripts/export_pretrained.py --params old_export/ --out new/
         # an older export (params.npz) rewritten as params.safetensors
 

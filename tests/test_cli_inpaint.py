@@ -246,7 +246,12 @@ def test_subprocess_error_has_no_traceback(tmp_path):
 def test_shipped_model_inpaints_without_a_workdir(tmp_path, capsys):
   from scnn_jax import pretrained
   loaded = pretrained.load()
-  assert loaded.config.model.name == "spiking_unet"
+  # The default is the spiking net; its non-spiking twin ships beside it.
+  assert loaded.config.model.name == pretrained.DEFAULT == "spiking_resunet"
+  assert loaded.model.activation == "spiking" and loaded.model.T > 1
+  assert pretrained.load("relu_resunet").model.activation == "relu"
+  with pytest.raises(ValueError, match="no shipped model 'spiking_unet'"):
+    pretrained.path("spiking_unet")
   # A smooth generated photo-like image: the shipped model must fill its
   # hole close to the truth (not just "something"), known pixels exact.
   y, x = np.mgrid[0:48, 0:56] / 48.0
@@ -258,13 +263,22 @@ def test_shipped_model_inpaints_without_a_workdir(tmp_path, capsys):
   rc, err = run_cli(capsys, "--image", tmp_path / "in.png", "--mask",
                     tmp_path / "m.png", "--out", tmp_path / "out.png")
   assert rc == 0, err
-  assert "pretrained model shipped in" in err
+  assert "pretrained model shipped in" in err and "spiking_resunet" in err
   out = read(tmp_path / "out.png")
   holes = np.zeros((48, 56), bool)
   holes[14:30, 18:38] = True
   check_composite(out, pixels, holes)
   err_hole = np.abs(out[holes].astype(int) - pixels[holes].astype(int))
   assert err_hole.mean() < 6          # mean fill is off by ~60 here
+  # --pretrained picks the twin: another fill of the same hole.
+  rc, err = run_cli(capsys, "--image", tmp_path / "in.png", "--mask",
+                    tmp_path / "m.png", "--out", tmp_path / "twin.png",
+                    "--pretrained", "relu_resunet")
+  assert rc == 0 and "(relu_resunet;" in err, err
+  twin = read(tmp_path / "twin.png")
+  check_composite(twin, pixels, holes)
+  assert np.abs(twin[holes].astype(int) - pixels[holes].astype(int)).mean() < 6
+  assert not np.array_equal(twin, out)
   # --point belongs to workdirs only.
   rc, err = run_cli(capsys, "--image", tmp_path / "in.png", "--mask",
                     tmp_path / "m.png", "--out", tmp_path / "o2.png",
@@ -296,9 +310,9 @@ def test_global_receptive_field_models_run_whole_or_are_refused(
   assert rc == 2
   assert err.strip().splitlines()[-1] == (
       f"error: {tmp_path / 'in.png'}: a hole of 10x10 px at x=10, y=10 (with "
-      "the holes less than 49 px from it) needs a window of 64x64 px (49 px "
-      "of context on each side for this model), over the --memory-mb 0.5 "
-      "budget (~512 px per model call): raise --memory-mb to 4")
+      "the holes less than 143 px from it) needs a window of 64x64 px (143 "
+      "px of context on each side for this model), over the --memory-mb 0.5 "
+      "budget (~240 px per model call): raise --memory-mb to 9")
   assert not (tmp_path / "out.png").exists()
 
 
@@ -412,7 +426,8 @@ def test_a_12_megapixel_photo_with_small_holes_runs_on_windows(tmp_path,
   del x, y
   tracemalloc.start()
   t = time.monotonic()
-  # The shipped model (a spiking U-Net on a biharmonic prior), defaults.
+  # The shipped model (a spiking residual U-Net on a biharmonic prior),
+  # defaults.
   rc, err = run_cli(capsys, "--image", tmp_path / "big.png", "--mask",
                     tmp_path / "m.png", "--out", tmp_path / "out.png")
   seconds = time.monotonic() - t
@@ -423,7 +438,7 @@ def test_a_12_megapixel_photo_with_small_holes_runs_on_windows(tmp_path,
   # 12-megapixel image itself never goes through the model.
   assert ("4000x3000 px is over the --memory-mb 1024 budget for one call of "
           "this model, which reads the whole image: filling the holes in 3 "
-          "windows around them (3 of 256x256 px; 1 model calls)") in err
+          "windows around them (3 of 384x384 px; 1 model calls)") in err
   out = read(tmp_path / "out.png")
   check_composite(out, pixels, holes)
   assert (out[holes] != pixels[holes]).any()
@@ -446,10 +461,10 @@ def test_a_hole_too_large_for_the_budget_is_refused_in_one_line(tmp_path,
   assert rc == 2
   assert err.strip().splitlines()[-1] == (
       f"error: {tmp_path / 'in.png'}: a hole of 200x150 px at x=100, y=50 "
-      "(with the holes less than 49 px from it) needs a window of 384x256 "
-      "px (49 px of context on each side for this model), over the "
-      "--memory-mb 5 budget (~5,120 px per model call): raise --memory-mb "
-      "to 96")
+      "(with the holes less than 143 px from it) needs a window of 400x300 "
+      "px (143 px of context on each side for this model), over the "
+      "--memory-mb 5 budget (~2,409 px per model call): raise --memory-mb "
+      "to 250")
   assert not (tmp_path / "out.png").exists()
 
 

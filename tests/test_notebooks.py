@@ -25,12 +25,12 @@ NUMBER = r"(-?\d+(?:\.\d+)?(?:e[-+]?\d+)?)"
 def _check_fill_a_hole(text):
   psnr = {name: float(v) for name, v in re.findall(
       rf"hole PSNR +([\w .-]+?): +{NUMBER} dB", text)}
-  assert set(psnr) == {"spiking U-Net", "biharmonic", "OpenCV Telea"}, text
+  assert set(psnr) == {"spiking net", "biharmonic", "OpenCV Telea"}, text
   # Fills of a photo's hole, not noise: well above a mid-grey fill (~10 dB).
   assert all(15 < v < 60 for v in psnr.values()), psnr
   # Whatever model is shipped, a net trained to fill holes is not far
   # behind the classical smooth fill on a thin hole in fur.
-  assert psnr["spiking U-Net"] > psnr["biharmonic"] - 3, psnr
+  assert psnr["spiking net"] > psnr["biharmonic"] - 3, psnr
   T = int(re.search(r"T = (\d+) time steps", text)[1])
   layers = re.findall(rf"spikes \((\d+), 1, \d+, \d+, \d+\) \[T, B, h, w, c\], "
                       rf"rate {NUMBER} spikes", text)

@@ -50,7 +50,7 @@ def inpainter(loaded):
 
 
 def make_app(inpainter, **limits):
-  return serve.create_app(inpainter, model_name="spiking_unet", **limits)
+  return serve.create_app(inpainter, model_name=pretrained.DEFAULT, **limits)
 
 
 @pytest.fixture(scope="module")
@@ -215,7 +215,7 @@ def test_page_loads_nothing_from_the_network(client):
     # Only relative URLs: no http(s)://, no protocol-relative //host.
     assert not re.search(r"(https?:)?//[a-z0-9]", text, re.I)
   info = client.get("/api/info").get_json()
-  assert info["model"] == "spiking_unet" and info["channels"] == 3
+  assert info["model"] == pretrained.DEFAULT and info["channels"] == 3
   assert info["max_upload_bytes"] == 64 * 2**20
   assert info["max_pixels"] == 64_000_000
 
@@ -269,7 +269,7 @@ def test_the_command_serves_the_page_and_prints_its_url(tmp_path):
     with urllib.request.urlopen(url, timeout=30) as r:
       assert b'id="fill"' in r.read()
     with urllib.request.urlopen(url + "api/info", timeout=30) as r:
-      assert json.load(r)["model"] == "spiking_unet"
+      assert json.load(r)["model"] == pretrained.DEFAULT
   finally:
     watchdog.cancel()
     proc.terminate()
@@ -351,7 +351,7 @@ def test_page_fills_a_painted_hole_in_chromium(live_url, inpainter, tmp_path):
     find = lambda id_: driver.find_element(By.ID, id_)  # noqa: E731
     driver.get(live_url)
     WebDriverWait(driver, 30).until(
-        lambda d: find("model-info").text.startswith("model: spiking_unet"))
+        lambda d: find("model-info").text.startswith(f"model: {pretrained.DEFAULT}"))
     find("file").send_keys(str(tmp_path / "crop.png"))
     WebDriverWait(driver, 30).until(
         lambda d: find("photo").get_attribute("data-loaded"))

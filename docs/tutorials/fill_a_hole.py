@@ -16,7 +16,8 @@
 # In this tutorial you
 #
 # 1. cut a hole in a photo,
-# 2. fill it with the spiking U-Net shipped inside `scnn_jax` (no training),
+# 2. fill it with the spiking residual U-Net shipped inside `scnn_jax` (no
+#    training),
 # 3. compare it with two classical fills, scikit-image's biharmonic
 #    inpainting and OpenCV's Telea method, by the PSNR over the hole,
 # 4. look inside the net: its spike trains and a membrane potential.
@@ -84,16 +85,16 @@ plt.axis("off")
 plt.show()
 
 # %% [markdown]
-# ## 2. Fill it with the shipped spiking U-Net
+# ## 2. Fill it with the shipped spiking net
 #
 # `pretrained.load()` builds the model from its `config.json` and fills it
 # with the shipped weights (what it is, how it was trained and how well it
 # does: `MODEL_CARD.md` beside them, in `pretrained.path()`). `Inpainter`
 # runs it on an image of any size and returns a uint8 image whose known
 # pixels are the photo's, byte for byte. The model first solves a smooth
-# (biharmonic) fill of the hole, then a U-Net whose encoder is made of
-# spiking layers corrects it. The first call compiles the model for this
-# image size (seconds); later calls are fast.
+# (biharmonic) fill of the hole, then a U-Net whose encoder convs are driven
+# by the spike trains of adaptive LIF neurons corrects it. The first call
+# compiles the model for this image size (seconds); later calls are fast.
 
 # %%
 loaded = pretrained.load()
@@ -121,7 +122,7 @@ assert np.array_equal(filled[~holes], photo[~holes])   # known pixels kept
 # %%
 target = photo / 255.0
 fills = {
-    "spiking U-Net": filled / 255.0,
+    "spiking net": filled / 255.0,
     "biharmonic": baselines.biharmonic(target, holes),
     "OpenCV Telea": baselines.opencv_telea(target, holes),
 }
@@ -145,11 +146,13 @@ plt.show()
 # ## 4. Inside the net: spike trains
 #
 # `nnx.capture(model, ..., method_outputs=nnx.Intermediate)` runs the model
-# and keeps the output of every method of every submodule. The stride-2
-# layers of the spiking encoder are `model.down`; each `SpikingConv2d`
-# returns its spike train `[T, B, h, w, c]` (**time on axis 0**) and its
-# `conv` the input current of its neurons. We keep those and let XLA drop
-# the rest of the net.
+# and keeps the output of every method of every submodule. Before each
+# stride-2 conv of the encoder sits a norm-and-neurons module,
+# `model.down_acts[i]`: it returns the spike train `[T, B, h, w, c]` (**time
+# on axis 0**) that drives the conv, and its `norm` returns the input
+# current of its neurons. We keep those and let XLA drop the rest of the net.
+# (The net pads the image to a multiple of 16 px, so the maps are a little
+# larger than the photo divided by 2, 4, 8.)
 
 # %%
 x = masked_input(jnp.asarray(target[None], jnp.float32),
@@ -160,21 +163,22 @@ x = masked_input(jnp.asarray(target[None], jnp.float32),
 def record(model, x):
   _, seen = nnx.capture(model, nnx.Intermediate,
                         method_outputs=nnx.Intermediate)(x)
-  trains = [seen["down"][i]["__call__"].get_value()[0]
-            for i in range(len(model.down))]
-  current = seen["down"][1]["conv"]["__call__"].get_value()[0]
+  acts = seen["down_acts"]
+  trains = [acts[i]["__call__"].get_value()[0]
+            for i in range(len(model.down_acts))]
+  current = acts[1]["norm"]["__call__"].get_value()[0]
   return trains, current
 
 
 trains, current = record(model, x)
 for i, s in enumerate(trains):
-  print(f"down[{i}] spikes {tuple(s.shape)} [T, B, h, w, c], "
+  print(f"down_acts[{i}] spikes {tuple(s.shape)} [T, B, h, w, c], "
         f"rate {float(s.mean()):.3f} spikes per neuron per step")
 
 # %% [markdown]
 # Where does the net fire? The firing rate (spikes per neuron per step,
-# averaged over time and channels) of each encoder layer, at its own
-# resolution (halved at every layer), on one colour scale. Look for the
+# averaged over time and channels) of each of these layers, at its own
+# resolution (halved at every scale), on one colour scale. Look for the
 # photo's edges and for the hole, which the net is told about through a
 # mask channel of its input.
 
@@ -184,56 +188,57 @@ top = max(float(m.max()) for m in maps)
 fig, axes = plt.subplots(1, len(maps), figsize=(12, 2.8 * H / W + 0.6))
 for i, (ax, m) in enumerate(zip(axes, maps)):
   im = ax.imshow(m, cmap="magma", vmin=0, vmax=top)
-  ax.set_title(f"down[{i}]: {m.shape[0]}x{m.shape[1]}")
+  ax.set_title(f"down_acts[{i}]: {m.shape[0]}x{m.shape[1]}")
   ax.axis("off")
 fig.colorbar(im, ax=axes, label="firing rate")
 plt.show()
 
 # %% [markdown]
-# A spike raster of the neurons (one per channel) of layer `down[1]` at the
+# A spike raster of the neurons (one per channel) of `down_acts[1]` at the
 # centre of the round hole: time runs along the x axis, one row per neuron,
 # one tick per spike. The net runs only a few time steps (T, printed in
-# part 2), so each neuron's message is a count of 0 to T spikes; the
-# decoder reads the rate.
+# part 2), so each neuron's message is a count of 0 to T spikes.
 
 # %%
 s1 = np.asarray(trains[1][:, 0])                          # [T, h, w, c]
-y1, x1 = centre[0] * s1.shape[1] // H, centre[1] * s1.shape[2] // W
-plotting.spike_raster(s1[:, y1, x1], title="down[1] at the hole's centre")
+y1, x1 = centre[0] // 2, centre[1] // 2                   # half resolution
+plotting.spike_raster(s1[:, y1, x1], title="down_acts[1] at the hole's centre")
 plt.show()
 
 # %% [markdown]
 # ## 5. A membrane potential
 #
-# The neuron of a spiking layer is a module of its own (`layer.neuron`, a
-# LIF here: `u_t = beta v_{t-1} + I_t`, a spike when `u_t` reaches the
-# threshold, after which the membrane `v_t` is reset).
-# `neuron.scan(currents)` replays it on the recorded input currents
+# The neurons of a layer are a module of their own (`down_acts[i].neuron`),
+# here paper B's adaptive LIF (ALIF) with a learned time constant `tau` and
+# threshold per channel: `h_t = v_{t-1} + (I_t - v_{t-1}) / tau`, a spike
+# when `h_t` reaches the threshold, after which the membrane `v_t` is reset
+# to 0. `neuron.scan(currents)` replays it on the recorded input currents
 # `[T, ...]` and returns the spikes and the membrane after each step's
 # reset; its spikes are exactly the layer's.
 #
 # A membrane after its reset never shows the crossing that made the spike,
-# so we plot the potential before the reset, `u_t`, rebuilt from the
-# membrane of the step before. Three neurons with different spike counts:
-# each triangle on top is a spike, where `u_t` is at or above the dashed
-# threshold.
+# so we rebuild the potential before the reset, `h_t`, from the membrane of
+# the step before, and plot it minus each neuron's own threshold: a spike
+# (a triangle on top) is where the trace is at or above the dashed line at
+# 0. Three neurons with different spike counts.
 
 # %%
-neuron = model.down[1].neuron
+neuron = model.down_acts[1].neuron
 spikes, membrane = neuron.scan(current)                   # [T, 1, h, w, c]
 assert bool(jnp.all(spikes == trains[1]))
 before = jnp.concatenate([jnp.zeros_like(membrane[:1]), membrane[:-1]])
-potential = neuron.beta[...] * before + current            # u_t, [T, ...]
+potential = before + (current - before) / neuron.tau      # h_t, [T, ...]
+margin = potential - neuron.threshold[...]                # per channel
 here = (slice(None), 0, y1, x1)
 counts = np.asarray(spikes[here]).sum(0)
 # The first neuron of each of the three highest spike counts.
 picks = [int(np.flatnonzero(counts == c)[0])
          for c in sorted(set(counts.tolist()), reverse=True)[:3]]
 print("spike counts of the neurons drawn:", counts[picks].astype(int).tolist())
-plotting.membrane_trace(potential[here], threshold=float(neuron.threshold[...]),
-                        spikes=spikes[here], neurons=picks,
-                        title="down[1] neurons at the hole's centre")
-plt.ylabel("potential before reset")
+plotting.membrane_trace(margin[here], threshold=0.0, spikes=spikes[here],
+                        neurons=picks,
+                        title="down_acts[1] neurons at the hole's centre")
+plt.ylabel("potential before reset - threshold")
 plt.show()
 
 # %% [markdown]

@@ -10,7 +10,8 @@
         --mask-kind box --out out.png
 
 Without ``--workdir`` the model shipped in the package is used
-(``scnn_jax.pretrained``: the spiking U-Net of ``configs/spiking_unet.py``);
+(``scnn_jax.pretrained``: the spiking residual U-Net of
+``configs/spiking_resunet.py``);
 with it, the model is rebuilt from the workdir's ``config.json`` and latest
 checkpoint (``inference.load``). Masks: white = missing. Any image size
 works (``scnn_jax.runtime.inpainter.Inpainter``; image files:
@@ -266,6 +267,10 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--workdir",
                  help="training workdir (config.json + checkpoints/); "
                       "default: the pretrained model shipped in the package")
+  p.add_argument("--pretrained", choices=pretrained.SHIPPED,
+                 default=pretrained.DEFAULT,
+                 help="which shipped model, without --workdir (default "
+                      "%(default)s; relu_resunet is its non-spiking twin)")
   p.add_argument("--image", required=True,
                  help="image file, or a folder of images")
   p.add_argument("--mask", help="mask file (same size as the image), or a "
@@ -312,10 +317,10 @@ def build_parser() -> argparse.ArgumentParser:
   return p
 
 
-def _load_pretrained():
-  folder = pretrained.path()
+def _load_pretrained(name=pretrained.DEFAULT):
+  folder = pretrained.path(name)
   try:
-    loaded = pretrained.load()
+    loaded = pretrained.load(name)
   except (FileNotFoundError, ValueError) as e:
     raise UserError(f"the shipped model in {folder} cannot be loaded "
                     f"({first_line(e)}): reinstall scnn_jax, or pass "
@@ -325,13 +330,13 @@ def _load_pretrained():
   return loaded, loaded.model
 
 
-def _load(workdir, point):
+def _load(workdir, point, name=pretrained.DEFAULT):
   from scnn_jax.runtime import inference
   if workdir is None:
     if point is not None:
       raise UserError("--point picks a model of an ablation workdir: give "
                       "--workdir too")
-    return _load_pretrained()
+    return _load_pretrained(name)
   path = epath.Path(workdir)
   if not path.is_dir():
     raise UserError(f"workdir {path} not found")
@@ -462,7 +467,7 @@ def run(argv: Sequence[str] | None = None) -> int:
   check_files(jobs)
   from scnn_jax.cli import common
   common.setup_compilation_cache(args.compilation_cache)
-  loaded, model = _load(args.workdir, args.point)
+  loaded, model = _load(args.workdir, args.point, args.pretrained)
   inpainter = Inpainter(model, loaded.config, memory_mb=args.memory_mb,
                         overlap=args.overlap)
   for job in jobs:

@@ -43,7 +43,7 @@ import numpy as np
 from etils import epath
 from PIL import ExifTags, Image, ImageOps
 
-from scnn_jax import __version__
+from scnn_jax import __version__, pretrained
 from scnn_jax.data.images import (first_line, mask_to_holes, to_model_pixels,
                                   to_uint8)
 from scnn_jax.models import baselines
@@ -356,6 +356,10 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--workdir",
                  help="training workdir (config.json + checkpoints/); "
                       "default: the pretrained model shipped in the package")
+  p.add_argument("--pretrained", choices=pretrained.SHIPPED,
+                 default=pretrained.DEFAULT,
+                 help="which shipped model, without --workdir (default "
+                      "%(default)s; relu_resunet is its non-spiking twin)")
   p.add_argument("--point", type=int,
                  help="ablation checkpoints: which model (index k)")
   p.add_argument("--memory-mb", "--memory_mb", type=float,
@@ -382,7 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(argv: Sequence[str] | None, load: Callable) -> int:
-  """``scnn-inpaint --serve``; ``load(workdir, point)`` -> ``(loaded,
+  """``scnn-inpaint --serve``; ``load(workdir, point, name)`` -> ``(loaded,
   model)`` is the file command's loader (its errors are its own). Serves
   until Ctrl+C."""
   args = build_parser().parse_args(argv)
@@ -406,7 +410,7 @@ def run(argv: Sequence[str] | None, load: Callable) -> int:
   try:
     from scnn_jax.cli import common
     common.setup_compilation_cache(args.compilation_cache)
-    loaded, model = load(args.workdir, args.point)
+    loaded, model = load(args.workdir, args.point, args.pretrained)
     inpainter = Inpainter(model, loaded.config, memory_mb=args.memory_mb,
                           overlap=args.overlap)
     server.app = create_app(inpainter, model_name=loaded.config.model.name,

@@ -215,8 +215,14 @@ def export_params(loaded: Loaded, folder) -> dict:
       "model": str(loaded.config.model.name)}))
   if (folder / NPZ_PARAMS_FILE).exists():   # one params file per folder
     (folder / NPZ_PARAMS_FILE).unlink()
+  config = loaded.config.copy_and_resolve_references()
+  if config.get("train", {}).get("init_from"):
+    # The weights it started from are in this file now; the path named a
+    # workdir on the machine that trained it.
+    with config.unlocked():
+      config.train.init_from = None
   (folder / "config.json").write_text(
-      loaded.config.to_json_best_effort(indent=2) + "\n")
+      config.to_json_best_effort(indent=2) + "\n")
   return {k: a.shape for k, a in arrays.items()}
 
 
