@@ -880,6 +880,9 @@ def _curve(workdir: Path):
          for rec in map(json.loads,
                         (workdir / "metrics.jsonl").read_text().splitlines())
          if rec.get("kind") == "eval"]
+  if source:   # its first point: where the run it started from ended
+    end = json.loads((Path(source) / "results.json").read_text())["eval"]
+    pts.append((start, end["hole_psnr"], end["ssim"]))
   return np.asarray(sorted(pts))
 
 
@@ -929,8 +932,10 @@ def cmd_plot(args, parser):
         key = json.dumps(cfg, sort_keys=True)
         if key not in prior:   # seeds share the eval set: once per config
           prior[key] = _prior_on_trainer_eval(Path(d))
-        # Step 0: the untrained net is exactly its prior.
-        pts = np.concatenate([[[0.0, *prior[key]]], pts])
+        # Step 0: the untrained net is exactly its prior (a run started
+        # from another's weights starts where that run ended instead).
+        if not cfg.get("train", {}).get("init_from"):
+          pts = np.concatenate([[[0.0, *prior[key]]], pts])
       for row in rows:
         for ax, k, key in zip(row, (1, 2), ("hole_psnr", "ssim")):
           ax.plot(pts[:, 0] / 60, pts[:, k] - base["biharmonic"][key], "o-",
