@@ -388,10 +388,10 @@ small batches and a loaded machine: directions to measure, not figures):
   while loops and a set of copy thunks without an op name (they vanish
   with the loops, so most likely the loops' carried buffers) are a large
   share; with `unroll=True` both disappear and concatenations of the
-  per-step outputs take their place. Whether that is a net gain is what the
-  headline's `unroll=True` row decides on a quiet machine
-  (`scnn_jax.nn.neurons.resolve_unroll`; the default stays rolled on CPU
-  until then).
+  per-step outputs take their place, at a larger cost: on the quiet Xeon
+  the unrolled step was 0.97x the rolled one at T = 8 and 0.84x at T = 16
+  (the headline's `unroll=True` row), so the CPU default stays rolled
+  (`scnn_jax.nn.neurons.resolve_unroll`).
 - **Input copies.** The literal network broadcasts the input to T copies;
   that broadcast and the adds after it are among the largest single thunks
   of the rolled step. The default network feeds the input once.
@@ -422,9 +422,8 @@ gradient as a plain reduction, JAX's own conv transpose rules.
 - **Time chunks of 4 on CPU** (`chunk="auto"`; the whole sequence on
   GPU/TPU): folded over all of T the convs' working set outgrows the caches.
 - **Unroll "auto"** = rolled on CPU, full unroll of short scans on GPU/TPU:
-  rolled compiles 2x faster and was 4 % faster at T = 8 in an earlier quiet
-  A/B; single loaded runs have put full unroll ahead at T = 8 since. The
-  `unroll=True` row re-decides it.
+  rolled compiles 2-3x faster and, on the quiet Xeon of the headline, ran
+  1.03x the unrolled step at T = 8 and 1.19x at T = 16.
 - **Bias gradient as a matmul** (`conv.add_bias`): XLA CPU fused the bias
   reduction with the neuron backward pass and recomputed the scan inside a
   slow reduce loop.
