@@ -70,7 +70,9 @@ def timed(argv: list[str], cwd: Path, env: dict) -> dict:
   wall = time.perf_counter() - start
   return {"wall_s": round(wall, 2), "rc": p.returncode,
           "load_before": before, "load_after": load_average(),
-          "stderr_tail": p.stderr.strip().splitlines()[-2:]}
+          # The package's folder is this machine's: shown from the clone.
+          "stderr_tail": [line.replace(str(REPO) + os.sep, "")
+                          for line in p.stderr.strip().splitlines()[-2:]]}
 
 
 def main(argv=None):
