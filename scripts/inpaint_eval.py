@@ -874,15 +874,15 @@ def _curve(workdir: Path):
   # run's training time too: the time to this quality from nothing.
   cfg = json.loads((workdir / "config.json").read_text())
   source = cfg.get("train", {}).get("init_from")
-  start = (json.loads((Path(source) / "results.json").read_text())
-           ["train_time_s"] if source else 0.0)
+  before = (json.loads((Path(source) / "results.json").read_text())
+            if source else None)
+  start = before["train_time_s"] if before else 0.0
   pts = [(start + rec["step"] * per_step, rec["hole_psnr"], rec["ssim"])
          for rec in map(json.loads,
                         (workdir / "metrics.jsonl").read_text().splitlines())
          if rec.get("kind") == "eval"]
-  if source:   # its first point: where the run it started from ended
-    end = json.loads((Path(source) / "results.json").read_text())["eval"]
-    pts.append((start, end["hole_psnr"], end["ssim"]))
+  if before:   # its first point: where the run it started from ended
+    pts.append((start, before["eval"]["hole_psnr"], before["eval"]["ssim"]))
   return np.asarray(sorted(pts))
 
 

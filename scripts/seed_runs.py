@@ -30,6 +30,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from concurrent import futures
 from pathlib import Path
@@ -55,7 +56,6 @@ def run_measured(cmd: list[str], **popen) -> tuple[int, dict]:
   """Runs ``cmd`` to completion: its exit status and a dict with its peak
   resident memory (``peak_rss_mb``, its own, not its parent's) and CPU
   seconds (``user_s``, ``sys_s``). ``popen`` goes to ``subprocess.Popen``."""
-  import tempfile
   with tempfile.TemporaryDirectory() as tmp:
     report = Path(tmp) / "maxrss"
     proc = subprocess.Popen(

@@ -82,7 +82,7 @@ def _spiking_decoder(config, image_shape, num_classes, rngs):
 
 
 def _spiking_unet(config, image_shape, num_classes, rngs):
-  """Issue 18's spiking U-Net on a JAX biharmonic prior."""
+  """The spiking U-Net on a JAX biharmonic prior (the earlier shipped model)."""
   m = config.model
   cin, cout, _ = _inpaint_common(m, image_shape, rngs)
   return spiking_unet.PriorSpikingUNet(
